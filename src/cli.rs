@@ -1,0 +1,89 @@
+//! The command line: flags, one variant per command, and what each command prints.
+//!
+//! stdout carries the command's output (a table, or JSON with `--json`); logs and warnings go
+//! to stderr through `tracing`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Settings;
+use crate::graph::Graph;
+use crate::report;
+
+/// Exit code for a usage or input error (a missing graph, a bad config file).
+pub const EXIT_INPUT_ERROR: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(name = "inncopilot", version, about, long_about = None)]
+pub struct Cli {
+    /// The Logseq graph folder [config: graph.path, env: INNCOPILOT_GRAPH_PATH].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub graph: Option<PathBuf>,
+    /// A config file layered over the built-in defaults.
+    #[arg(long, global = true, value_name = "FILE", env = "INNCOPILOT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// More logging on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The metamodel blocks of the graph: id, title, item class, questions, keys, ventures.
+    Blocks(OutputArgs),
+    /// The ventures of the graph and, per block, how many items each has.
+    Ventures(OutputArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Print JSON (the shapes of PRODUCT.md section 9) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Cli {
+    /// The tracing filter the verbosity flags ask for (`RUST_LOG` wins when set).
+    pub fn log_filter(&self) -> &'static str {
+        match (self.quiet, self.verbose) {
+            (true, _) => "error",
+            (false, 0) => "warn",
+            (false, 1) => "info",
+            (false, 2) => "debug",
+            (false, _) => "trace",
+        }
+    }
+}
+
+/// Run one command; errors are input errors (exit code 2) unless a command says otherwise.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load(cli.config.as_deref())?;
+    let graph_path = cli.graph.clone().unwrap_or(settings.graph.path.clone());
+    let graph = Graph::load(&graph_path)
+        .with_context(|| format!("reading the graph at {}", graph_path.display()))?;
+    for warning in &graph.warnings {
+        tracing::warn!("{warning}");
+    }
+    tracing::info!(
+        pages = graph.pages.len(),
+        blocks = graph.blocks.len(),
+        "read graph {}",
+        graph_path.display()
+    );
+    let output = match &cli.command {
+        Command::Blocks(args) if args.json => report::blocks_json(&graph)? + "\n",
+        Command::Blocks(_) => report::blocks_table(&graph),
+        Command::Ventures(args) if args.json => report::ventures_json(&graph.ventures())? + "\n",
+        Command::Ventures(_) => report::ventures_table(&graph.ventures()),
+    };
+    print!("{output}");
+    Ok(ExitCode::SUCCESS)
+}

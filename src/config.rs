@@ -1,0 +1,243 @@
+//! Settings: the compiled-in `config/default.toml`, a config file over it, `INNCOPILOT_*`
+//! environment variables over that, and flags over everything (applied by `cli`).
+//!
+//! Every key a file or variable may set exists in the defaults, so a misspelt key is an error
+//! naming the file (or variable) and the key, not a silently ignored setting.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::{Table, Value};
+
+/// The defaults shipped with the binary.
+pub const DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// Keys holding paths: relative values in a config file resolve against the file's folder.
+const PATH_KEYS: &[&str] = &["graph.path"];
+
+/// The prefix of every environment variable that sets a key.
+pub const ENV_PREFIX: &str = "INNCOPILOT_";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub graph: GraphSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphSettings {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the compiled-in defaults are invalid: {0}")]
+    Defaults(String),
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{origin}: unknown setting `{key}` (known settings are listed in config/default.toml)")]
+    UnknownKey { origin: String, key: String },
+    #[error("{origin}: `{key}` should be {expected}, found {found}")]
+    WrongType {
+        origin: String,
+        key: String,
+        expected: &'static str,
+        found: String,
+    },
+}
+
+impl Settings {
+    /// Defaults, then `file`, then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, Error> {
+        Settings::load_with_env(file, |name| std::env::var(name).ok())
+    }
+
+    /// As [`Settings::load`], with the environment given as a lookup (tests pass their own).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Settings, Error> {
+        let mut merged: Table =
+            DEFAULTS.parse().map_err(|error: toml::de::Error| Error::Defaults(error.to_string()))?;
+        let defaults = merged.clone();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let mut overlay: Table = text.parse().map_err(|error: toml::de::Error| Error::Parse {
+                path: path.to_path_buf(),
+                message: error.to_string(),
+            })?;
+            let folder = path.parent().unwrap_or(Path::new("."));
+            resolve_paths(&mut overlay, folder);
+            let origin = format!("config file {}", path.display());
+            merge(&mut merged, overlay, "", &origin)?;
+        }
+        apply_env(&mut merged, &defaults, "", &env)?;
+        Settings::deserialize(Value::Table(merged))
+            .map_err(|error| Error::Defaults(error.to_string()))
+    }
+}
+
+/// The environment variable that sets a dotted key: `graph.path` -> `INNCOPILOT_GRAPH_PATH`.
+pub fn env_name(dotted_key: &str) -> String {
+    let mut name = String::from(ENV_PREFIX);
+    name.push_str(&dotted_key.replace(['.', '-'], "_").to_uppercase());
+    name
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+fn resolve_paths(table: &mut Table, folder: &Path) {
+    for dotted in PATH_KEYS {
+        let mut parts = dotted.split('.').peekable();
+        let mut cursor = &mut *table;
+        while let Some(part) = parts.next() {
+            if parts.peek().is_none() {
+                if let Some(Value::String(value)) = cursor.get_mut(part)
+                    && Path::new(value.as_str()).is_relative()
+                {
+                    *value = folder.join(value.as_str()).to_string_lossy().into_owned();
+                }
+                break;
+            }
+            match cursor.get_mut(part) {
+                Some(Value::Table(inner)) => cursor = inner,
+                _ => break,
+            }
+        }
+    }
+}
+
+/// Lay `overlay` over `base`; every key must exist in `base` with a value of the same type.
+fn merge(base: &mut Table, overlay: Table, prefix: &str, origin: &str) -> Result<(), Error> {
+    for (key, value) in overlay {
+        let dotted = join(prefix, &key);
+        let Some(existing) = base.get_mut(&key) else {
+            return Err(Error::UnknownKey {
+                origin: origin.to_string(),
+                key: dotted,
+            });
+        };
+        match (existing, value) {
+            (Value::Table(inner), Value::Table(overlay_inner)) => {
+                merge(inner, overlay_inner, &dotted, origin)?;
+            }
+            (existing, value) if existing.same_type(&value) => *existing = value,
+            (existing, value) => {
+                return Err(Error::WrongType {
+                    origin: origin.to_string(),
+                    key: dotted,
+                    expected: existing.type_str(),
+                    found: value.type_str().to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Set every key whose `INNCOPILOT_*` variable is present, parsed as the default's type.
+fn apply_env(
+    merged: &mut Table,
+    defaults: &Table,
+    prefix: &str,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<(), Error> {
+    for (key, default) in defaults {
+        let dotted = join(prefix, key);
+        if let Value::Table(inner_defaults) = default {
+            if let Some(Value::Table(inner)) = merged.get_mut(key) {
+                apply_env(inner, inner_defaults, &dotted, env)?;
+            }
+            continue;
+        }
+        let name = env_name(&dotted);
+        let Some(raw) = env(&name) else { continue };
+        let wrong_type = || Error::WrongType {
+            origin: format!("environment variable {name}"),
+            key: dotted.clone(),
+            expected: default.type_str(),
+            found: format!("{raw:?}"),
+        };
+        let value = match default {
+            Value::String(_) => Value::String(raw.clone()),
+            Value::Integer(_) => Value::Integer(raw.trim().parse().map_err(|_| wrong_type())?),
+            Value::Float(_) => Value::Float(raw.trim().parse().map_err(|_| wrong_type())?),
+            Value::Boolean(_) => Value::Boolean(raw.trim().parse().map_err(|_| wrong_type())?),
+            _ => {
+                let parsed: Table = format!("value = {raw}").parse().map_err(|_| wrong_type())?;
+                let value = parsed.get("value").cloned().ok_or_else(wrong_type)?;
+                if !value.same_type(default) {
+                    return Err(wrong_type());
+                }
+                value
+            }
+        };
+        merged.insert(key.clone(), value);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn defaults_load() -> Result<(), Error> {
+        let settings = Settings::load_with_env(None, no_env)?;
+        assert_eq!(settings.graph.path, PathBuf::from("."));
+        Ok(())
+    }
+
+    #[test]
+    fn file_then_env_layer_over_defaults() -> Result<(), Box<dyn std::error::Error>> {
+        let folder = tempfile::tempdir()?;
+        let file = folder.path().join("inncopilot.toml");
+        std::fs::write(&file, "[graph]\npath = \"kb\"\n")?;
+        let from_file = Settings::load_with_env(Some(&file), no_env)?;
+        assert_eq!(from_file.graph.path, folder.path().join("kb"));
+        let from_env = Settings::load_with_env(Some(&file), |name| {
+            (name == "INNCOPILOT_GRAPH_PATH").then(|| "/elsewhere".to_string())
+        })?;
+        assert_eq!(from_env.graph.path, PathBuf::from("/elsewhere"));
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_name_the_origin() -> Result<(), Box<dyn std::error::Error>> {
+        let folder = tempfile::tempdir()?;
+        let file = folder.path().join("bad.toml");
+        std::fs::write(&file, "[graph]\npth = \"kb\"\n")?;
+        let message = Settings::load_with_env(Some(&file), no_env)
+            .err()
+            .map(|error| error.to_string())
+            .unwrap_or_default();
+        assert!(message.contains("bad.toml") && message.contains("graph.pth"), "{message}");
+        std::fs::write(&file, "[graph]\npath = 3\n")?;
+        let message = Settings::load_with_env(Some(&file), no_env)
+            .err()
+            .map(|error| error.to_string())
+            .unwrap_or_default();
+        assert!(message.contains("graph.path") && message.contains("string"), "{message}");
+        Ok(())
+    }
+}

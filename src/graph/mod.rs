@@ -1,0 +1,351 @@
+//! The Logseq graph: which files are pages, the metamodel blocks they hold, their examples and
+//! the ventures those examples belong to.
+//!
+//! This module reads; writing pages back is `writeback`'s job. A page that cannot be read is
+//! reported in [`Graph::warnings`] and skipped, never stopping the rest of the graph.
+
+pub mod examples;
+pub mod metamodel;
+pub mod name;
+pub mod outline;
+pub mod page;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+pub use examples::Example;
+pub use metamodel::{Block, Key, Tool};
+pub use page::Page;
+
+use examples::{ExampleReader, page_entries};
+use name::{page_key, page_refs};
+use page::SectionKind;
+
+/// What can stop a graph from loading at all.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("graph folder {path} does not exist (set --graph, INNCOPILOT_GRAPH_PATH or graph.path in the config file)")]
+    NotFound { path: PathBuf },
+    #[error("graph path {path} is not a folder")]
+    NotAFolder { path: PathBuf },
+    #[error("cannot list the graph folder {path}: {source}")]
+    List {
+        path: PathBuf,
+        #[source]
+        source: walkdir::Error,
+    },
+}
+
+/// Something in the graph that was skipped or could not be understood.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Warning {
+    /// Path relative to the graph folder.
+    pub path: String,
+    /// 1-based line, when the problem is at one.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(formatter, "{}:{}: {}", self.path, line, self.message),
+            None => write!(formatter, "{}: {}", self.path, self.message),
+        }
+    }
+}
+
+/// A venture: a name with examples in some block, or a page of its own (`type:: venture`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Venture {
+    pub name: String,
+    /// Item count per block id, in block order; blocks without items are left out.
+    pub blocks: serde_json::Map<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub brief: Option<String>,
+    /// The venture's own page, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<String>,
+}
+
+/// A whole graph, read.
+#[derive(Debug)]
+pub struct Graph {
+    pub root: PathBuf,
+    pub pages: Vec<Page>,
+    /// Metamodel blocks, sorted by id.
+    pub blocks: Vec<Block>,
+    pub warnings: Vec<Warning>,
+    pages_by_key: HashMap<String, usize>,
+}
+
+impl Graph {
+    /// Read every page under `root`.
+    pub fn load(root: &Path) -> Result<Graph, Error> {
+        if !root.exists() {
+            return Err(Error::NotFound {
+                path: root.to_path_buf(),
+            });
+        }
+        if !root.is_dir() {
+            return Err(Error::NotAFolder {
+                path: root.to_path_buf(),
+            });
+        }
+        let mut warnings = Vec::new();
+        let mut pages = Vec::new();
+        let (files, listing_warnings) = page_files(root)?;
+        warnings.extend(listing_warnings);
+        for file in files {
+            let relative = relative_path(root, &file);
+            match std::fs::read(&file) {
+                Ok(bytes) => match String::from_utf8(bytes) {
+                    Ok(text) => pages.push(Page::parse(relative, file, text)),
+                    Err(error) => warnings.push(Warning {
+                        path: relative,
+                        line: None,
+                        message: format!(
+                            "skipped: not UTF-8 text (invalid byte at offset {})",
+                            error.utf8_error().valid_up_to()
+                        ),
+                    }),
+                },
+                Err(error) => warnings.push(Warning {
+                    path: relative,
+                    line: None,
+                    message: format!("skipped: cannot read: {error}"),
+                }),
+            }
+        }
+        Ok(Graph::from_pages(root.to_path_buf(), pages, warnings))
+    }
+
+    /// Build a graph from pages already read (used by `load` and by tests).
+    pub fn from_pages(root: PathBuf, pages: Vec<Page>, mut warnings: Vec<Warning>) -> Graph {
+        let mut pages_by_key = HashMap::with_capacity(pages.len());
+        for (index, page) in pages.iter().enumerate() {
+            if let Some(previous) = pages_by_key.insert(page_key(&page.name), index) {
+                warnings.push(Warning {
+                    path: page.path.clone(),
+                    line: None,
+                    message: format!(
+                        "page name \"{}\" is also used by {}; references go to this one",
+                        page.name, pages[previous].path
+                    ),
+                });
+            }
+        }
+        let find_page = |name: &str| pages_by_key.get(&page_key(name)).map(|&index| &pages[index]);
+        let mut blocks = Vec::new();
+        for page in &pages {
+            let sections = page.sections();
+            if !metamodel::is_block_page(&sections) {
+                continue;
+            }
+            let mut block = metamodel::read_block(page, &sections);
+            let mut reader = ExampleReader::new(&find_page);
+            for section in sections
+                .iter()
+                .filter(|section| section.kind == SectionKind::Examples)
+            {
+                reader.read_entries(page, &section.entries, section.qualifier.clone());
+            }
+            let (examples, example_warnings) = reader.finish();
+            block.examples = examples;
+            warnings.extend(example_warnings.into_iter().map(|warning| Warning {
+                path: warning.page,
+                line: Some(warning.line),
+                message: warning.message,
+            }));
+            if block.item_class.is_none() {
+                block.item_class = most_common_class(&block.examples);
+            }
+            blocks.push(block);
+        }
+        blocks.sort_by(|left, right| left.id.cmp(&right.id));
+        resolve_relations(&mut blocks, &mut warnings);
+        Graph {
+            root,
+            pages,
+            blocks,
+            warnings,
+            pages_by_key,
+        }
+    }
+
+    /// A page by name, case-insensitively.
+    pub fn page(&self, name: &str) -> Option<&Page> {
+        self.pages_by_key
+            .get(&page_key(name))
+            .map(|&index| &self.pages[index])
+    }
+
+    /// The ventures: every name with examples in some block (first spelling wins, compared
+    /// case-insensitively) and every venture page; sorted by name.
+    pub fn ventures(&self) -> Vec<Venture> {
+        let mut ventures: Vec<Venture> = Vec::new();
+        let mut index_by_key: HashMap<String, usize> = HashMap::new();
+        let mut entry = |name: &str, ventures: &mut Vec<Venture>| -> usize {
+            *index_by_key.entry(page_key(name)).or_insert_with(|| {
+                ventures.push(Venture {
+                    name: name.to_string(),
+                    blocks: serde_json::Map::new(),
+                    brief: None,
+                    page: None,
+                });
+                ventures.len() - 1
+            })
+        };
+        for page in &self.pages {
+            let is_venture = page
+                .property("type")
+                .is_some_and(|value| page_refs(value).iter().any(|kind| kind.eq_ignore_ascii_case("venture")));
+            if !is_venture {
+                continue;
+            }
+            let index = entry(&page.name, &mut ventures);
+            ventures[index].page = Some(page.path.clone());
+            ventures[index].brief = page
+                .property("brief")
+                .map(str::to_string)
+                .or_else(|| page_body(page));
+        }
+        for block in &self.blocks {
+            for example in &block.examples {
+                let index = entry(&example.venture, &mut ventures);
+                let count = ventures[index]
+                    .blocks
+                    .entry(block.id.clone())
+                    .or_insert(serde_json::Value::from(0u64));
+                *count = serde_json::Value::from(count.as_u64().unwrap_or(0) + 1);
+            }
+        }
+        ventures.sort_by_key(|venture| venture.name.to_lowercase());
+        ventures
+    }
+
+    /// The examples of one venture for one block.
+    pub fn examples_of<'g>(&'g self, block: &'g Block, venture: &str) -> impl Iterator<Item = &'g Example> {
+        let key = page_key(venture);
+        block
+            .examples
+            .iter()
+            .filter(move |example| page_key(&example.venture) == key)
+    }
+}
+
+/// The text of a page without its properties, or `None` when it has none.
+fn page_body(page: &Page) -> Option<String> {
+    let lines: Vec<&str> = page_entries(page)
+        .into_iter()
+        .map(|entry| entry.text)
+        .filter(|text| !text.is_empty())
+        .collect();
+    (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
+fn most_common_class(examples: &[Example]) -> Option<String> {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for class in examples.iter().filter_map(|example| example.class.as_deref()) {
+        match counts.iter_mut().find(|(seen, _)| seen.eq_ignore_ascii_case(class)) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((class, 1)),
+        }
+    }
+    // The first of the most common, so ties go to the class written first.
+    let best = counts.iter().map(|(_, count)| *count).max()?;
+    counts
+        .into_iter()
+        .find(|(_, count)| *count == best)
+        .map(|(class, _)| class.to_string())
+}
+
+/// Turn `relations::` page names into block ids; unknown names are warned about and dropped.
+fn resolve_relations(blocks: &mut [Block], warnings: &mut Vec<Warning>) {
+    let mut id_by_key: HashMap<String, String> = HashMap::new();
+    for block in blocks.iter() {
+        id_by_key.insert(page_key(&block.page_name), block.id.clone());
+        id_by_key.insert(page_key(&block.id), block.id.clone());
+    }
+    for block in blocks.iter_mut() {
+        let mut relations = Vec::new();
+        for name in &block.relation_pages {
+            match id_by_key.get(&page_key(name)) {
+                Some(id) if *id != block.id => {
+                    if !relations.contains(id) {
+                        relations.push(id.clone());
+                    }
+                }
+                Some(_) => {}
+                None => warnings.push(Warning {
+                    path: block.page.clone(),
+                    line: None,
+                    message: format!("relations:: names [[{name}]], which is not a block page"),
+                }),
+            }
+        }
+        block.relations = relations;
+    }
+}
+
+/// Every page file under the graph folder, sorted: `*.md`, except under `logseq/`,
+/// `journals/` and hidden folders. An entry that cannot be listed is a warning, not an error,
+/// unless it is the graph folder itself.
+fn page_files(root: &Path) -> Result<(Vec<PathBuf>, Vec<Warning>), Error> {
+    let mut files = Vec::new();
+    let mut warnings = Vec::new();
+    let walker = walkdir::WalkDir::new(root)
+        .follow_links(true)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|entry| {
+            if entry.depth() == 0 {
+                return true;
+            }
+            let name = entry.file_name().to_string_lossy();
+            let hidden = name.starts_with('.');
+            let reserved = entry.depth() == 1
+                && entry.file_type().is_dir()
+                && (name == "logseq" || name == "journals");
+            !hidden && !reserved
+        });
+    for entry in walker {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(source) if source.depth() == 0 => {
+                return Err(Error::List {
+                    path: root.to_path_buf(),
+                    source,
+                });
+            }
+            Err(source) => {
+                let path = source.path().map_or_else(String::new, |path| relative_path(root, path));
+                warnings.push(Warning {
+                    path,
+                    line: None,
+                    message: format!("skipped: {source}"),
+                });
+                continue;
+            }
+        };
+        let is_markdown = entry
+            .path()
+            .extension()
+            .is_some_and(|extension| extension.eq_ignore_ascii_case("md"));
+        if entry.file_type().is_file() && is_markdown {
+            files.push(entry.into_path());
+        }
+    }
+    Ok((files, warnings))
+}
+
+fn relative_path(root: &Path, file: &Path) -> String {
+    let relative = file.strip_prefix(root).unwrap_or(file);
+    relative
+        .components()
+        .map(|component| component.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}

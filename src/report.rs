@@ -1,0 +1,163 @@
+//! What commands print: the JSON shapes of the output contract (PRODUCT.md section 9) and the
+//! readable tables shown without `--json`. Pure functions from graph types to text.
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::graph::{Block, Graph, Key, Tool, Venture};
+
+/// One block in `blocks --json`.
+#[derive(Debug, Serialize)]
+pub struct BlockReport<'g> {
+    pub id: &'g str,
+    pub title: &'g str,
+    pub page: &'g str,
+    pub item_class: Option<&'g str>,
+    pub definition: &'g str,
+    pub preamble: Option<&'g str>,
+    pub questions: &'g [String],
+    pub keys: &'g [Key],
+    pub relations: &'g [String],
+    pub weight: Option<f64>,
+    pub description: &'g str,
+    pub topics: &'g [String],
+    pub tools: &'g [Tool],
+    pub properties: Map<String, Value>,
+    /// Venture name -> its items for this block, in page order.
+    pub examples: Map<String, Value>,
+}
+
+impl<'g> BlockReport<'g> {
+    pub fn new(block: &'g Block) -> Self {
+        let mut examples = Map::new();
+        for example in &block.examples {
+            let items = examples
+                .entry(example.venture.clone())
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(items) = items {
+                let mut item = json!({ "name": example.name, "description": example.description });
+                if example.draft
+                    && let Value::Object(fields) = &mut item
+                {
+                    fields.insert("draft".into(), Value::Bool(true));
+                }
+                items.push(item);
+            }
+        }
+        BlockReport {
+            id: &block.id,
+            title: &block.title,
+            page: &block.page,
+            item_class: block.item_class.as_deref(),
+            definition: &block.definition,
+            preamble: block.preamble.as_deref(),
+            questions: &block.questions,
+            keys: &block.keys,
+            relations: &block.relations,
+            weight: block.weight,
+            description: &block.description,
+            topics: &block.topics,
+            tools: &block.tools,
+            properties: block
+                .properties
+                .iter()
+                .map(|(key, value)| (key.clone(), Value::String(value.clone())))
+                .collect(),
+            examples,
+        }
+    }
+}
+
+pub fn blocks_json(graph: &Graph) -> serde_json::Result<String> {
+    let reports: Vec<BlockReport<'_>> = graph.blocks.iter().map(BlockReport::new).collect();
+    serde_json::to_string_pretty(&reports)
+}
+
+pub fn ventures_json(ventures: &[Venture]) -> serde_json::Result<String> {
+    serde_json::to_string_pretty(ventures)
+}
+
+pub fn blocks_table(graph: &Graph) -> String {
+    let rows = graph
+        .blocks
+        .iter()
+        .map(|block| {
+            let mut per_venture: Vec<(String, usize)> = Vec::new();
+            for example in &block.examples {
+                match per_venture
+                    .iter_mut()
+                    .find(|(venture, _)| venture.eq_ignore_ascii_case(&example.venture))
+                {
+                    Some((_, count)) => *count += 1,
+                    None => per_venture.push((example.venture.clone(), 1)),
+                }
+            }
+            let ventures = per_venture
+                .iter()
+                .map(|(venture, count)| format!("{venture} ({count})"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            vec![
+                block.id.clone(),
+                block.title.clone(),
+                block.item_class.clone().unwrap_or_else(|| "-".into()),
+                block.questions.len().to_string(),
+                block.keys.len().to_string(),
+                if ventures.is_empty() { "-".into() } else { ventures },
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "TITLE", "ITEM CLASS", "QUESTIONS", "KEYS", "VENTURES WITH EXAMPLES (ITEMS)"],
+        rows,
+    )
+}
+
+pub fn ventures_table(ventures: &[Venture]) -> String {
+    let rows = ventures
+        .iter()
+        .map(|venture| {
+            let total: u64 = venture.blocks.values().filter_map(Value::as_u64).sum();
+            let per_block = venture
+                .blocks
+                .iter()
+                .map(|(block, count)| format!("{block} {count}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            vec![
+                venture.name.clone(),
+                total.to_string(),
+                if per_block.is_empty() { "-".into() } else { per_block },
+            ]
+        })
+        .collect();
+    table(&["VENTURE", "ITEMS", "ITEMS PER BLOCK"], rows)
+}
+
+/// Columns padded to their widest cell (the last one is not padded).
+pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|header| header.chars().count()).collect();
+    for row in &rows {
+        for (column, cell) in row.iter().enumerate() {
+            if let Some(width) = widths.get_mut(column) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+    }
+    let header_row: Vec<String> = headers.iter().map(|header| header.to_string()).collect();
+    let mut out = String::new();
+    for row in std::iter::once(&header_row).chain(rows.iter()) {
+        let last = row.len().saturating_sub(1);
+        let mut line = String::new();
+        for (column, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            if column < last {
+                let padding = widths[column] - cell.chars().count() + 2;
+                line.extend(std::iter::repeat_n(' ', padding));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
