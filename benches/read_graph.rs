@@ -1,1 +1,127 @@
-fn main() {}
+//! Reading a 1,500-page graph: `cargo bench --bench read_graph`.
+//!
+//! Builds a graph from the seeds (300 block pages in both formats, 1,200 example pages reached
+//! by embeds), then times `Graph::load` (walk, read, parse, extract blocks, examples and
+//! ventures) against a reference measured in the same run: reading the same files' bytes with
+//! nothing else. Prints the median of several runs and the ratio; no assertion on time.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use inncopilot::graph::Graph;
+
+const BLOCK_PAGES: usize = 300;
+const EXAMPLE_PAGES_PER_EMBED_BLOCK: usize = 12;
+const RUNS: usize = 15;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seeds");
+    let inline = std::fs::read_to_string(seeds.join("000-relationship.md"))?;
+    let export = std::fs::read_to_string(seeds.join("001-relationship-export.md"))?;
+    let embedding = std::fs::read_to_string(seeds.join("002-profile.md"))?;
+    let example_page = "- #profile [[Government Space Agencies]]\n\t- National agencies that contract launches.\n- #profile [[Commercial Satellite Operators]]\n\t- Telecom companies that need reliable launches.\n";
+
+    let folder = tempfile::tempdir()?;
+    let pages = folder.path().join("pages");
+    std::fs::create_dir_all(&pages)?;
+    let mut page_count = 0;
+    let ventures: Vec<String> = (0..EXAMPLE_PAGES_PER_EMBED_BLOCK)
+        .map(|index| format!("Venture {index}"))
+        .collect();
+    for index in 0..BLOCK_PAGES {
+        let id = format!("block-{index}");
+        match index % 3 {
+            0 => std::fs::write(
+                pages.join(format!("{id}.md")),
+                format!("metamodel-id:: [[{id}]]\n{inline}"),
+            )?,
+            1 => std::fs::write(pages.join(format!("{id}.md")), &export)?,
+            _ => {
+                let embeds: String = ventures
+                    .iter()
+                    .take(EXAMPLE_PAGES_PER_EMBED_BLOCK)
+                    .map(|venture| format!("  - ### {id}/examples/{venture}\n    {{{{embed [[{id}/examples/{venture}]]}}}}\n"))
+                    .collect();
+                let text = embedding
+                    .replace(
+                        "metamodel-id:: [[profile-(id)]]",
+                        &format!("metamodel-id:: [[{id}]]"),
+                    )
+                    .split("  - ### profile-(id)/examples/Space X")
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+                    + &embeds;
+                std::fs::write(pages.join(format!("{id}.md")), text)?;
+                for venture in ventures.iter().take(EXAMPLE_PAGES_PER_EMBED_BLOCK) {
+                    std::fs::write(
+                        pages.join(format!("{id}___examples___{venture}.md")),
+                        example_page,
+                    )?;
+                    page_count += 1;
+                }
+            }
+        }
+        page_count += 1;
+    }
+
+    let files: Vec<_> = std::fs::read_dir(&pages)?
+        .flatten()
+        .map(|entry| entry.path())
+        .collect();
+    let bytes: u64 = files
+        .iter()
+        .filter_map(|file| file.metadata().ok())
+        .map(|meta| meta.len())
+        .sum();
+
+    let mut load_times = Vec::new();
+    let mut read_times = Vec::new();
+    let mut examples = 0;
+    let mut blocks = 0;
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        let mut total = 0usize;
+        for file in &files {
+            total += std::fs::read(file)?.len();
+        }
+        std::hint::black_box(total);
+        read_times.push(start.elapsed());
+
+        let start = Instant::now();
+        let graph = Graph::load(folder.path())?;
+        let ventures = graph.ventures();
+        load_times.push(start.elapsed());
+        blocks = graph.blocks.len();
+        examples = graph.blocks.iter().map(|block| block.examples.len()).sum();
+        std::hint::black_box(ventures);
+    }
+    let load = median(&mut load_times);
+    let read = median(&mut read_times);
+    println!(
+        "graph: {page_count} pages, {:.1} MB, {blocks} blocks, {examples} examples",
+        bytes as f64 / 1e6
+    );
+    println!(
+        "reference, read the files' bytes: {:>8.2} ms (median of {RUNS})",
+        ms(read)
+    );
+    println!(
+        "Graph::load + ventures:            {:>8.2} ms (median of {RUNS})",
+        ms(load)
+    );
+    println!(
+        "ratio load / read:                 {:>8.2}x",
+        load.as_secs_f64() / read.as_secs_f64()
+    );
+    Ok(())
+}
+
+fn median(times: &mut [Duration]) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
+}

@@ -22,8 +22,8 @@ pub struct Cli {
     /// The Logseq graph folder [config: graph.path, env: INNCOPILOT_GRAPH_PATH].
     #[arg(long, global = true, value_name = "DIR")]
     pub graph: Option<PathBuf>,
-    /// A config file layered over the built-in defaults.
-    #[arg(long, global = true, value_name = "FILE", env = "INNCOPILOT_CONFIG")]
+    /// A config file layered over the built-in defaults [env: INNCOPILOT_CONFIG].
+    #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// More logging on stderr (-v info, -vv debug, -vvv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -65,7 +65,12 @@ impl Cli {
 
 /// Run one command; errors are input errors (exit code 2) unless a command says otherwise.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let settings = Settings::load(cli.config.as_deref())?;
+    let config_file = cli.config.clone().or_else(|| {
+        std::env::var_os("INNCOPILOT_CONFIG")
+            .filter(|value| !value.is_empty())
+            .map(PathBuf::from)
+    });
+    let settings = Settings::load(config_file.as_deref())?;
     let graph_path = cli.graph.clone().unwrap_or(settings.graph.path.clone());
     let graph = Graph::load(&graph_path)
         .with_context(|| format!("reading the graph at {}", graph_path.display()))?;

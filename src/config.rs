@@ -56,7 +56,9 @@ pub enum Error {
 impl Settings {
     /// Defaults, then `file`, then the process environment.
     pub fn load(file: Option<&Path>) -> Result<Settings, Error> {
-        Settings::load_with_env(file, |name| std::env::var(name).ok())
+        Settings::load_with_env(file, |name| {
+            std::env::var(name).ok().filter(|value| !value.is_empty())
+        })
     }
 
     /// As [`Settings::load`], with the environment given as a lookup (tests pass their own).
@@ -64,18 +66,21 @@ impl Settings {
         file: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Settings, Error> {
-        let mut merged: Table =
-            DEFAULTS.parse().map_err(|error: toml::de::Error| Error::Defaults(error.to_string()))?;
+        let mut merged: Table = DEFAULTS
+            .parse()
+            .map_err(|error: toml::de::Error| Error::Defaults(error.to_string()))?;
         let defaults = merged.clone();
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
                 path: path.to_path_buf(),
                 source,
             })?;
-            let mut overlay: Table = text.parse().map_err(|error: toml::de::Error| Error::Parse {
-                path: path.to_path_buf(),
-                message: error.to_string(),
-            })?;
+            let mut overlay: Table =
+                text.parse()
+                    .map_err(|error: toml::de::Error| Error::Parse {
+                        path: path.to_path_buf(),
+                        message: error.to_string(),
+                    })?;
             let folder = path.parent().unwrap_or(Path::new("."));
             resolve_paths(&mut overlay, folder);
             let origin = format!("config file {}", path.display());
@@ -231,13 +236,19 @@ mod tests {
             .err()
             .map(|error| error.to_string())
             .unwrap_or_default();
-        assert!(message.contains("bad.toml") && message.contains("graph.pth"), "{message}");
+        assert!(
+            message.contains("bad.toml") && message.contains("graph.pth"),
+            "{message}"
+        );
         std::fs::write(&file, "[graph]\npath = 3\n")?;
         let message = Settings::load_with_env(Some(&file), no_env)
             .err()
             .map(|error| error.to_string())
             .unwrap_or_default();
-        assert!(message.contains("graph.path") && message.contains("string"), "{message}");
+        assert!(
+            message.contains("graph.path") && message.contains("string"),
+            "{message}"
+        );
         Ok(())
     }
 }

@@ -103,12 +103,23 @@ pub fn blocks_table(graph: &Graph) -> String {
                 block.item_class.clone().unwrap_or_else(|| "-".into()),
                 block.questions.len().to_string(),
                 block.keys.len().to_string(),
-                if ventures.is_empty() { "-".into() } else { ventures },
+                if ventures.is_empty() {
+                    "-".into()
+                } else {
+                    ventures
+                },
             ]
         })
         .collect();
     table(
-        &["ID", "TITLE", "ITEM CLASS", "QUESTIONS", "KEYS", "VENTURES WITH EXAMPLES (ITEMS)"],
+        &[
+            "ID",
+            "TITLE",
+            "ITEM CLASS",
+            "QUESTIONS",
+            "KEYS",
+            "VENTURES WITH EXAMPLES (ITEMS)",
+        ],
         rows,
     )
 }
@@ -127,7 +138,11 @@ pub fn ventures_table(ventures: &[Venture]) -> String {
             vec![
                 venture.name.clone(),
                 total.to_string(),
-                if per_block.is_empty() { "-".into() } else { per_block },
+                if per_block.is_empty() {
+                    "-".into()
+                } else {
+                    per_block
+                },
             ]
         })
         .collect();
@@ -136,7 +151,10 @@ pub fn ventures_table(ventures: &[Venture]) -> String {
 
 /// Columns padded to their widest cell (the last one is not padded).
 pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|header| header.chars().count()).collect();
+    let mut widths: Vec<usize> = headers
+        .iter()
+        .map(|header| header.chars().count())
+        .collect();
     for row in &rows {
         for (column, cell) in row.iter().enumerate() {
             if let Some(width) = widths.get_mut(column) {

@@ -100,17 +100,21 @@ impl<'g> ExampleReader<'g> {
             let Some(venture_now) = venture.as_deref() else {
                 continue;
             };
-            let owner = entry
-                .block
-                .or_else(|| page.outline.lines.get(entry.line).and_then(|line| line.block));
+            let owner = entry.block.or_else(|| {
+                page.outline
+                    .lines
+                    .get(entry.line)
+                    .and_then(|line| line.block)
+            });
             match (entry.block, tagged_item(text)) {
                 (_, Some((class, name))) => {
-                    current = Some(self.push(page, entry.line, venture_now, name, Some(class), owner));
+                    current =
+                        Some(self.push(page, entry.line, venture_now, name, Some(class), owner));
                 }
                 (Some(block), None) => {
-                    let inside_item = current.and_then(|item| item.block).is_some_and(|item_block| {
-                        is_ancestor(page, item_block, block)
-                    });
+                    let inside_item = current
+                        .and_then(|item| item.block)
+                        .is_some_and(|item_block| is_ancestor(page, item_block, block));
                     if let (true, Some(item)) = (inside_item, current) {
                         self.append_description(item.example, text);
                     } else if has_tagged_children(page, block) {

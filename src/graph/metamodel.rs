@@ -110,7 +110,10 @@ pub fn read_block(page: &Page, sections: &[Section<'_>]) -> Block {
                 .collect()
         })
         .unwrap_or_default();
-    let relation_pages = page.property("relations").map(page_refs).unwrap_or_default();
+    let relation_pages = page
+        .property("relations")
+        .map(page_refs)
+        .unwrap_or_default();
     let weight = page.property("weight").and_then(parse_number);
     let properties = page
         .properties()
@@ -166,7 +169,9 @@ fn section_text(page: &Page, entries: &[Entry<'_>]) -> String {
         pending_break = false;
         // A block directly under the section is one paragraph of it; deeper blocks are list
         // items (seed 002's Description).
-        let nested = entry.block.is_some_and(|block| page.outline.blocks[block].depth > 1);
+        let nested = entry
+            .block
+            .is_some_and(|block| page.outline.blocks[block].depth > 1);
         if nested {
             out.push_str("- ");
         }
@@ -253,7 +258,10 @@ fn read_keys(page: &Page, section: &Section<'_>) -> Vec<Key> {
         keys.push(Key {
             name,
             weight: weight.and_then(parse_number),
-            value: page.outline.block_property(block, "value").and_then(parse_number),
+            value: page
+                .outline
+                .block_property(block, "value")
+                .and_then(parse_number),
         });
     }
     keys
@@ -262,7 +270,9 @@ fn read_keys(page: &Page, section: &Section<'_>) -> Vec<Key> {
 /// The key's name: the text of its markdown link, else of its last page reference, else the
 /// words after `#key`.
 fn key_name(text: &str) -> Option<String> {
-    let after_key = text.find("#key").map_or(text, |position| &text[position + 4..]);
+    let after_key = text
+        .find("#key")
+        .map_or(text, |position| &text[position + 4..]);
     if let Some(open) = after_key.find('[')
         && !after_key[open..].starts_with("[[")
         && let Some(close) = after_key[open..].find("](")
@@ -342,7 +352,10 @@ mod tests {
         let seed = "#block [[profile-(id)]] > #key \u{f8ff}\u{fc}75 [Customer Understanding](https://x/#/page/a) {{renderer :slider_rjxyar}}";
         assert_eq!(key_name(seed).as_deref(), Some("Customer Understanding"));
         assert_eq!(key_name("#key [[Trust]]").as_deref(), Some("Trust"));
-        assert_eq!(key_name("#key 80 Speed {{renderer x}}").as_deref(), Some("Speed"));
+        assert_eq!(
+            key_name("#key 80 Speed {{renderer x}}").as_deref(),
+            Some("Speed")
+        );
     }
 
     #[test]
@@ -361,7 +374,10 @@ mod tests {
             },
         ];
         let (preamble, questions) = read_questions(&entries);
-        assert_eq!(preamble.as_deref(), Some("If x is defined as :D, What could it be?"));
+        assert_eq!(
+            preamble.as_deref(),
+            Some("If x is defined as :D, What could it be?")
+        );
         assert_eq!(questions, vec!["What is it?", "How?"]);
     }
 }

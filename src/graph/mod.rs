@@ -26,7 +26,9 @@ use page::SectionKind;
 /// What can stop a graph from loading at all.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("graph folder {path} does not exist (set --graph, INNCOPILOT_GRAPH_PATH or graph.path in the config file)")]
+    #[error(
+        "graph folder {path} does not exist (set --graph, INNCOPILOT_GRAPH_PATH or graph.path in the config file)"
+    )]
     NotFound { path: PathBuf },
     #[error("graph path {path} is not a folder")]
     NotAFolder { path: PathBuf },
@@ -137,7 +139,11 @@ impl Graph {
                 });
             }
         }
-        let find_page = |name: &str| pages_by_key.get(&page_key(name)).map(|&index| &pages[index]);
+        let find_page = |name: &str| {
+            pages_by_key
+                .get(&page_key(name))
+                .map(|&index| &pages[index])
+        };
         let mut blocks = Vec::new();
         for page in &pages {
             let sections = page.sections();
@@ -199,9 +205,11 @@ impl Graph {
             })
         };
         for page in &self.pages {
-            let is_venture = page
-                .property("type")
-                .is_some_and(|value| page_refs(value).iter().any(|kind| kind.eq_ignore_ascii_case("venture")));
+            let is_venture = page.property("type").is_some_and(|value| {
+                page_refs(value)
+                    .iter()
+                    .any(|kind| kind.eq_ignore_ascii_case("venture"))
+            });
             if !is_venture {
                 continue;
             }
@@ -227,7 +235,11 @@ impl Graph {
     }
 
     /// The examples of one venture for one block.
-    pub fn examples_of<'g>(&'g self, block: &'g Block, venture: &str) -> impl Iterator<Item = &'g Example> {
+    pub fn examples_of<'g>(
+        &'g self,
+        block: &'g Block,
+        venture: &str,
+    ) -> impl Iterator<Item = &'g Example> {
         let key = page_key(venture);
         block
             .examples
@@ -248,8 +260,14 @@ fn page_body(page: &Page) -> Option<String> {
 
 fn most_common_class(examples: &[Example]) -> Option<String> {
     let mut counts: Vec<(&str, usize)> = Vec::new();
-    for class in examples.iter().filter_map(|example| example.class.as_deref()) {
-        match counts.iter_mut().find(|(seen, _)| seen.eq_ignore_ascii_case(class)) {
+    for class in examples
+        .iter()
+        .filter_map(|example| example.class.as_deref())
+    {
+        match counts
+            .iter_mut()
+            .find(|(seen, _)| seen.eq_ignore_ascii_case(class))
+        {
             Some((_, count)) => *count += 1,
             None => counts.push((class, 1)),
         }
@@ -321,7 +339,9 @@ fn page_files(root: &Path) -> Result<(Vec<PathBuf>, Vec<Warning>), Error> {
                 });
             }
             Err(source) => {
-                let path = source.path().map_or_else(String::new, |path| relative_path(root, path));
+                let path = source
+                    .path()
+                    .map_or_else(String::new, |path| relative_path(root, path));
                 warnings.push(Warning {
                     path,
                     line: None,

@@ -109,7 +109,12 @@ mod tests {
 
     #[test]
     fn encoding_round_trips() {
-        for name in ["profile-(id)/examples/Space X", "What? *now*", "100% a/b:c", "café"] {
+        for name in [
+            "profile-(id)/examples/Space X",
+            "What? *now*",
+            "100% a/b:c",
+            "café",
+        ] {
             let file = file_name_from_page_name(name);
             assert!(!file.contains('/'), "{file}");
             assert_eq!(page_name_from_file_name(&file), name);

@@ -260,9 +260,10 @@ impl Outline {
 
     /// Byte offset where line `index` starts (the page length past the last line).
     pub fn line_start(&self, index: usize) -> usize {
-        self.lines
-            .get(index)
-            .map_or_else(|| self.lines.last().map_or(0, |line| line.next), |line| line.content.start)
+        self.lines.get(index).map_or_else(
+            || self.lines.last().map_or(0, |line| line.next),
+            |line| line.content.start,
+        )
     }
 }
 

@@ -114,10 +114,12 @@ impl Page {
         }
         (0..self.outline.lines.len())
             .filter(|&index| self.outline.lines[index].kind == LineKind::Text)
-            .find_map(|index| match heading(self.outline.line(&self.text, index).trim()) {
-                Some((1, title)) => Some(title),
-                _ => None,
-            })
+            .find_map(
+                |index| match heading(self.outline.line(&self.text, index).trim()) {
+                    Some((1, title)) => Some(title),
+                    _ => None,
+                },
+            )
     }
 
     /// The page text rebuilt from the outline: pre-block lines, then every block's own lines in
@@ -184,13 +186,16 @@ impl Page {
                     text: outline.first_text(&self.text, block),
                     block: Some(block),
                 });
-                entries.extend(outline.body(&self.text, block).into_iter().map(
-                    |(line, text)| Entry {
-                        line,
-                        text,
-                        block: None,
-                    },
-                ));
+                entries.extend(
+                    outline
+                        .body(&self.text, block)
+                        .into_iter()
+                        .map(|(line, text)| Entry {
+                            line,
+                            text,
+                            block: None,
+                        }),
+                );
             }
             sections.push(Section {
                 kind,
@@ -352,7 +357,11 @@ mod tests {
 
     #[test]
     fn page_name_comes_from_title_or_file_name() {
-        let titled = Page::parse("pages/x.md".into(), "x".into(), "title:: My Page\n- a\n".into());
+        let titled = Page::parse(
+            "pages/x.md".into(),
+            "x".into(),
+            "title:: My Page\n- a\n".into(),
+        );
         assert_eq!(titled.name, "My Page");
         let untitled = Page::parse("pages/a___b.md".into(), "x".into(), "- a\n".into());
         assert_eq!(untitled.name, "a/b");

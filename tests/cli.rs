@@ -1,0 +1,172 @@
+//! The `inncopilot` binary on the sample graph: the JSON contract of `blocks` and `ventures`,
+//! the tables, and how the graph is chosen (flag, config file, environment).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn sample_graph() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-graph")
+}
+
+/// Run the binary from a neutral folder, with no inherited INNCOPILOT_* settings.
+fn inncopilot(args: &[&str], env: &[(&str, &str)], folder: &Path) -> std::io::Result<Output> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_inncopilot"));
+    command.args(args).current_dir(folder);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("INNCOPILOT_") {
+            command.env_remove(name);
+        }
+    }
+    command.envs(env.iter().copied());
+    command.output()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn blocks_json_on_the_sample_graph() -> TestResult {
+    let folder = tempfile::tempdir()?;
+    let graph = sample_graph();
+    let output = inncopilot(
+        &["--graph", &graph.to_string_lossy(), "blocks", "--json"],
+        &[],
+        folder.path(),
+    )?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let blocks: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    // The keys of the output contract (PRODUCT.md section 9).
+    for block in blocks.as_array().ok_or("not an array")? {
+        for key in [
+            "id",
+            "title",
+            "page",
+            "item_class",
+            "definition",
+            "questions",
+            "keys",
+            "relations",
+            "weight",
+            "examples",
+        ] {
+            assert!(block.get(key).is_some(), "missing {key} in {block}");
+        }
+    }
+    insta::assert_snapshot!("blocks_json", stdout(&output));
+    Ok(())
+}
+
+#[test]
+fn ventures_json_on_the_sample_graph() -> TestResult {
+    let folder = tempfile::tempdir()?;
+    let graph = sample_graph();
+    let output = inncopilot(
+        &["ventures", "--json", "--graph", &graph.to_string_lossy()],
+        &[],
+        folder.path(),
+    )?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    insta::assert_snapshot!("ventures_json", stdout(&output));
+    Ok(())
+}
+
+#[test]
+fn tables_without_json() -> TestResult {
+    let folder = tempfile::tempdir()?;
+    let graph = sample_graph();
+    let graph = graph.to_string_lossy();
+    let blocks = inncopilot(&["--graph", &graph, "blocks"], &[], folder.path())?;
+    let ventures = inncopilot(&["--graph", &graph, "ventures"], &[], folder.path())?;
+    assert!(blocks.status.success() && ventures.status.success());
+    insta::assert_snapshot!("blocks_table", stdout(&blocks));
+    insta::assert_snapshot!("ventures_table", stdout(&ventures));
+    Ok(())
+}
+
+#[test]
+fn the_graph_comes_from_a_config_file_relative_to_it_or_the_environment() -> TestResult {
+    let folder = tempfile::tempdir()?;
+    let config = folder.path().join("settings").join("inncopilot.toml");
+    std::fs::create_dir_all(folder.path().join("settings"))?;
+    // A relative path in a config file resolves against the file's folder.
+    let relative = pathdiff(&sample_graph(), folder.path().join("settings").as_path());
+    std::fs::write(&config, format!("[graph]\npath = {:?}\n", relative))?;
+    let by_flag = inncopilot(
+        &["--config", &config.to_string_lossy(), "ventures", "--json"],
+        &[],
+        folder.path(),
+    )?;
+    assert!(by_flag.status.success(), "{}", stderr(&by_flag));
+    let by_env = inncopilot(
+        &["ventures", "--json"],
+        &[("INNCOPILOT_CONFIG", &config.to_string_lossy())],
+        folder.path(),
+    )?;
+    let by_graph_env = inncopilot(
+        &["ventures", "--json"],
+        &[("INNCOPILOT_GRAPH_PATH", &sample_graph().to_string_lossy())],
+        folder.path(),
+    )?;
+    assert_eq!(stdout(&by_flag), stdout(&by_env));
+    assert_eq!(stdout(&by_flag), stdout(&by_graph_env));
+    assert!(stdout(&by_flag).contains("Underwater restaurant"));
+    Ok(())
+}
+
+#[test]
+fn a_missing_graph_is_an_input_error_naming_the_path() -> TestResult {
+    let folder = tempfile::tempdir()?;
+    let output = inncopilot(&["--graph", "no-such-graph", "blocks"], &[], folder.path())?;
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    assert!(
+        message.contains("no-such-graph") && message.contains("does not exist"),
+        "{message}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_bad_config_file_names_the_file_and_key() -> TestResult {
+    let folder = tempfile::tempdir()?;
+    let config = folder.path().join("bad.toml");
+    std::fs::write(&config, "[graph]\nfolder = \"x\"\n")?;
+    let output = inncopilot(
+        &["--config", &config.to_string_lossy(), "blocks"],
+        &[],
+        folder.path(),
+    )?;
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    assert!(
+        message.contains("bad.toml") && message.contains("graph.folder"),
+        "{message}"
+    );
+    Ok(())
+}
+
+/// `target` relative to `base` (both absolute), with `..` steps.
+fn pathdiff(target: &Path, base: &Path) -> PathBuf {
+    let target: Vec<_> = target.components().collect();
+    let base: Vec<_> = base.components().collect();
+    let common = target
+        .iter()
+        .zip(&base)
+        .take_while(|(left, right)| left == right)
+        .count();
+    let mut relative = PathBuf::new();
+    for _ in common..base.len() {
+        relative.push("..");
+    }
+    for component in &target[common..] {
+        relative.push(component.as_os_str());
+    }
+    relative
+}
