@@ -218,24 +218,9 @@ pub fn page_entries(page: &Page) -> Vec<Entry<'_>> {
         }
     }
     for block in 0..outline.blocks.len() {
-        let first_line = outline.blocks[block].first_line;
-        if !property_lines.contains(&first_line) {
-            entries.push(Entry {
-                line: first_line,
-                text: outline.first_text(&page.text, block),
-                block: Some(block),
-            });
-        }
         entries.extend(
-            outline
-                .body(&page.text, block)
-                .into_iter()
-                .filter(|(line, _)| !property_lines.contains(line))
-                .map(|(line, text)| Entry {
-                    line,
-                    text,
-                    block: None,
-                }),
+            page.block_entries(block)
+                .filter(|entry| !property_lines.contains(&entry.line)),
         );
     }
     entries

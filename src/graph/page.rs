@@ -181,21 +181,7 @@ impl Page {
                 })
                 .collect();
             for block in outline.subtree(root).into_iter().skip(1) {
-                entries.push(Entry {
-                    line: outline.blocks[block].first_line,
-                    text: outline.first_text(&self.text, block),
-                    block: Some(block),
-                });
-                entries.extend(
-                    outline
-                        .body(&self.text, block)
-                        .into_iter()
-                        .map(|(line, text)| Entry {
-                            line,
-                            text,
-                            block: None,
-                        }),
-                );
+                entries.extend(self.block_entries(block));
             }
             sections.push(Section {
                 kind,
@@ -207,6 +193,25 @@ impl Page {
             });
         }
         sections
+    }
+
+    /// A block's first line and its body lines (properties excluded), as entries.
+    pub fn block_entries(&self, block: usize) -> impl Iterator<Item = Entry<'_>> {
+        let outline = &self.outline;
+        let first = Entry {
+            line: outline.blocks[block].first_line,
+            text: outline.first_text(&self.text, block),
+            block: Some(block),
+        };
+        let body = outline
+            .body(&self.text, block)
+            .into_iter()
+            .map(|(line, text)| Entry {
+                line,
+                text,
+                block: None,
+            });
+        std::iter::once(first).chain(body)
     }
 
     fn export_sections(&self) -> Vec<Section<'_>> {
