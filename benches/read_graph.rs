@@ -5,66 +5,18 @@
 //! ventures) against a reference measured in the same run: reading the same files' bytes with
 //! nothing else. Prints the median of several runs and the ratio; no assertion on time.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use inncopilot::graph::Graph;
 
-const BLOCK_PAGES: usize = 300;
-const EXAMPLE_PAGES_PER_EMBED_BLOCK: usize = 12;
+mod common;
+
 const RUNS: usize = 15;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seeds");
-    let inline = std::fs::read_to_string(seeds.join("000-relationship.md"))?;
-    let export = std::fs::read_to_string(seeds.join("001-relationship-export.md"))?;
-    let embedding = std::fs::read_to_string(seeds.join("002-profile.md"))?;
-    let example_page = "- #profile [[Government Space Agencies]]\n\t- National agencies that contract launches.\n- #profile [[Commercial Satellite Operators]]\n\t- Telecom companies that need reliable launches.\n";
-
     let folder = tempfile::tempdir()?;
+    let page_count = common::write_graph(folder.path())?;
     let pages = folder.path().join("pages");
-    std::fs::create_dir_all(&pages)?;
-    let mut page_count = 0;
-    let ventures: Vec<String> = (0..EXAMPLE_PAGES_PER_EMBED_BLOCK)
-        .map(|index| format!("Venture {index}"))
-        .collect();
-    for index in 0..BLOCK_PAGES {
-        let id = format!("block-{index}");
-        match index % 3 {
-            0 => std::fs::write(
-                pages.join(format!("{id}.md")),
-                format!("metamodel-id:: [[{id}]]\n{inline}"),
-            )?,
-            1 => std::fs::write(pages.join(format!("{id}.md")), &export)?,
-            _ => {
-                let embeds: String = ventures
-                    .iter()
-                    .take(EXAMPLE_PAGES_PER_EMBED_BLOCK)
-                    .map(|venture| format!("  - ### {id}/examples/{venture}\n    {{{{embed [[{id}/examples/{venture}]]}}}}\n"))
-                    .collect();
-                let text = embedding
-                    .replace(
-                        "metamodel-id:: [[profile-(id)]]",
-                        &format!("metamodel-id:: [[{id}]]"),
-                    )
-                    .split("  - ### profile-(id)/examples/Space X")
-                    .next()
-                    .unwrap_or_default()
-                    .to_string()
-                    + &embeds;
-                std::fs::write(pages.join(format!("{id}.md")), text)?;
-                for venture in ventures.iter().take(EXAMPLE_PAGES_PER_EMBED_BLOCK) {
-                    std::fs::write(
-                        pages.join(format!("{id}___examples___{venture}.md")),
-                        example_page,
-                    )?;
-                    page_count += 1;
-                }
-            }
-        }
-        page_count += 1;
-    }
-
     let files: Vec<_> = std::fs::read_dir(&pages)?
         .flatten()
         .map(|entry| entry.path())

@@ -11,6 +11,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::Settings;
 use crate::graph::Graph;
+use crate::pipeline::{self, Request};
+use crate::prompt::Library;
 use crate::report;
 
 /// Exit code for a usage or input error (a missing graph, a bad config file).
@@ -25,6 +27,9 @@ pub struct Cli {
     /// A config file layered over the built-in defaults [env: INNCOPILOT_CONFIG].
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// A folder of prompt files overriding the built-in ones file by file [config: prompts.dir].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub prompts: Option<PathBuf>,
     /// More logging on stderr (-v info, -vv debug, -vvv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -41,6 +46,37 @@ pub enum Command {
     Blocks(OutputArgs),
     /// The ventures of the graph and, per block, how many items each has.
     Ventures(OutputArgs),
+    /// The exact request a generation would send: messages, schema, model, parameters, tokens
+    /// and cost. No network, no key, no model load.
+    Preview(PreviewArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    /// The venture (case-insensitive); a new one needs --brief or --brief-file.
+    #[arg(long)]
+    pub venture: String,
+    /// The block: its id, its title, or the last part of its id when unique.
+    #[arg(long)]
+    pub block: String,
+    /// What the venture is about (creates the venture when it is new).
+    #[arg(long, conflicts_with = "brief_file")]
+    pub brief: Option<String>,
+    /// Read the brief from a file.
+    #[arg(long, value_name = "FILE")]
+    pub brief_file: Option<PathBuf>,
+    /// How many items to ask for [config: generate.count].
+    #[arg(long)]
+    pub count: Option<usize>,
+    /// `local` or a provider preset of the config [default: openai with a key, else local].
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// The model (for `local`, a GGUF file).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -84,6 +120,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         graph_path.display()
     );
     let output = match &cli.command {
+        Command::Preview(args) => preview(&cli, args, &settings, &graph)?,
         Command::Blocks(args) if args.json => report::blocks_json(&graph)? + "\n",
         Command::Blocks(_) => report::blocks_table(&graph),
         Command::Ventures(args) if args.json => report::ventures_json(&graph.ventures())? + "\n",
@@ -91,4 +128,39 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     print!("{output}");
     Ok(ExitCode::SUCCESS)
+}
+
+fn preview(
+    cli: &Cli,
+    args: &PreviewArgs,
+    settings: &Settings,
+    graph: &Graph,
+) -> anyhow::Result<String> {
+    let brief = match &args.brief_file {
+        Some(file) => Some(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("reading the brief file {}", file.display()))?,
+        ),
+        None => args.brief.clone(),
+    };
+    let prompts_dir = cli.prompts.clone().or_else(|| {
+        (!settings.prompts.dir.as_os_str().is_empty()).then(|| settings.prompts.dir.clone())
+    });
+    let library = Library::new(prompts_dir.as_deref())?;
+    let request = Request {
+        venture: args.venture.clone(),
+        brief,
+        block: args.block.clone(),
+        count: args.count,
+        provider: args.provider.clone(),
+        model: args.model.clone(),
+    };
+    let preview = pipeline::preview(graph, settings, &library, &request, |name| {
+        std::env::var(name).ok().filter(|value| !value.is_empty())
+    })?;
+    if args.json {
+        Ok(serde_json::to_string_pretty(&preview.report())? + "\n")
+    } else {
+        Ok(report::preview_text(&preview))
+    }
 }

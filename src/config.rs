@@ -4,6 +4,7 @@
 //! Every key a file or variable may set exists in the defaults, so a misspelt key is an error
 //! naming the file (or variable) and the key, not a silently ignored setting.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -13,7 +14,10 @@ use toml::{Table, Value};
 pub const DEFAULTS: &str = include_str!("../config/default.toml");
 
 /// Keys holding paths: relative values in a config file resolve against the file's folder.
-const PATH_KEYS: &[&str] = &["graph.path"];
+const PATH_KEYS: &[&str] = &["graph.path", "prompts.dir", "local.model"];
+
+/// Tables whose keys are names chosen by the user (presets, models): a file may add new ones.
+const OPEN_TABLES: &[&str] = &["providers", "prices"];
 
 /// The prefix of every environment variable that sets a key.
 pub const ENV_PREFIX: &str = "INNCOPILOT_";
@@ -22,6 +26,11 @@ pub const ENV_PREFIX: &str = "INNCOPILOT_";
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub graph: GraphSettings,
+    pub prompts: PromptSettings,
+    pub generate: GenerateSettings,
+    pub local: LocalSettings,
+    pub providers: BTreeMap<String, ProviderSettings>,
+    pub prices: BTreeMap<String, Price>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -30,10 +39,86 @@ pub struct GraphSettings {
     pub path: PathBuf,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptSettings {
+    /// Overrides of the built-in prompts; empty for none.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateSettings {
+    pub count: usize,
+    pub provider: String,
+    pub example_token_budget: usize,
+    pub max_example_ventures: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalSettings {
+    /// A GGUF file; empty for the default model in the data folder.
+    pub model: PathBuf,
+    pub model_name: String,
+    pub temperature: f64,
+    pub max_tokens: u32,
+    pub seed: i64,
+    pub threads: u32,
+}
+
+/// An OpenAI-compatible endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSettings {
+    pub base_url: String,
+    /// The environment variable holding the key (the key itself never appears in settings).
+    pub api_key_env: String,
+    pub model: String,
+    pub temperature: f64,
+    pub max_tokens: u32,
+    pub seed: i64,
+}
+
+/// USD per million tokens.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+}
+
+/// The file name of the default local model, in [`data_dir`]`/models`.
+pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Where inncopilot keeps data of its own (the fetched model): `$XDG_DATA_HOME/inncopilot`,
+/// else `~/.local/share/inncopilot`.
+pub fn data_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|value| !value.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("inncopilot")
+}
+
+impl LocalSettings {
+    /// The GGUF file to use: the configured one, else the default model in the data folder.
+    pub fn model_path(&self) -> PathBuf {
+        if self.model.as_os_str().is_empty() {
+            data_dir().join("models").join(DEFAULT_MODEL_FILE)
+        } else {
+            self.model.clone()
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("the compiled-in defaults are invalid: {0}")]
     Defaults(String),
+    #[error("invalid settings: {0}")]
+    Invalid(String),
     #[error("cannot read config file {path}: {source}")]
     Read {
         path: PathBuf,
@@ -88,7 +173,7 @@ impl Settings {
         }
         apply_env(&mut merged, &defaults, "", &env)?;
         Settings::deserialize(Value::Table(merged))
-            .map_err(|error| Error::Defaults(error.to_string()))
+            .map_err(|error| Error::Invalid(error.to_string()))
     }
 }
 
@@ -114,6 +199,7 @@ fn resolve_paths(table: &mut Table, folder: &Path) {
         while let Some(part) = parts.next() {
             if parts.peek().is_none() {
                 if let Some(Value::String(value)) = cursor.get_mut(part)
+                    && !value.is_empty()
                     && Path::new(value.as_str()).is_relative()
                 {
                     *value = folder.join(value.as_str()).to_string_lossy().into_owned();
@@ -132,6 +218,10 @@ fn resolve_paths(table: &mut Table, folder: &Path) {
 fn merge(base: &mut Table, overlay: Table, prefix: &str, origin: &str) -> Result<(), Error> {
     for (key, value) in overlay {
         let dotted = join(prefix, &key);
+        if !base.contains_key(&key) && OPEN_TABLES.contains(&prefix) {
+            base.insert(key, value);
+            continue;
+        }
         let Some(existing) = base.get_mut(&key) else {
             return Err(Error::UnknownKey {
                 origin: origin.to_string(),
@@ -143,6 +233,7 @@ fn merge(base: &mut Table, overlay: Table, prefix: &str, origin: &str) -> Result
                 merge(inner, overlay_inner, &dotted, origin)?;
             }
             (existing, value) if existing.same_type(&value) => *existing = value,
+            (Value::Float(existing), Value::Integer(integer)) => *existing = integer as f64,
             (existing, value) => {
                 return Err(Error::WrongType {
                     origin: origin.to_string(),

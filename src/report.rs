@@ -5,6 +5,8 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::graph::{Block, Graph, Key, Tool, Venture};
+use crate::pipeline::Preview;
+use crate::prompt::Role;
 
 /// One block in `blocks --json`.
 #[derive(Debug, Serialize)]
@@ -177,5 +179,64 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
         out.push_str(line.trim_end());
         out.push('\n');
     }
+    out
+}
+
+/// `preview` without `--json`: a header, then each message and the schema.
+pub fn preview_text(preview: &Preview) -> String {
+    let report = preview.report();
+    let mut out = String::new();
+    let venture = if report.new_venture {
+        format!("{} (new)", report.venture)
+    } else {
+        report.venture.to_string()
+    };
+    let provider = match report.base_url {
+        Some(url) => format!("{} ({}, {url})", report.provider, report.model),
+        None => format!("{} ({})", report.provider, report.model),
+    };
+    let rows = [
+        ("block", report.block.to_string()),
+        ("venture", venture),
+        ("provider", provider),
+        (
+            "params",
+            format!(
+                "temperature {}, max_tokens {}, seed {}",
+                report.params.temperature, report.params.max_tokens, report.params.seed
+            ),
+        ),
+        (
+            "prompt tokens",
+            format!(
+                "{} ({})",
+                report.estimated_prompt_tokens, report.token_estimate
+            ),
+        ),
+        (
+            "cost",
+            format!(
+                "${:.6} (prompt + about {} output tokens)",
+                report.estimated_cost_usd, preview.expected_output_tokens
+            ),
+        ),
+        ("templates", report.templates.join(", ")),
+        ("schema", report.schema_file.to_string()),
+    ];
+    for (label, value) in rows {
+        out.push_str(&format!("{label:<14} {value}\n"));
+    }
+    for message in report.messages {
+        let role = match message.role {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        };
+        out.push_str(&format!("\n--- {role} ---\n{}\n", message.content));
+    }
+    out.push_str(&format!(
+        "\n--- schema ---\n{}\n",
+        serde_json::to_string_pretty(report.schema).unwrap_or_default()
+    ));
     out
 }

@@ -15,7 +15,7 @@ fn inncopilot(args: &[&str], env: &[(&str, &str)], folder: &Path) -> std::io::Re
     let mut command = Command::new(env!("CARGO_BIN_EXE_inncopilot"));
     command.args(args).current_dir(folder);
     for (name, _) in std::env::vars() {
-        if name.starts_with("INNCOPILOT_") {
+        if name.starts_with("INNCOPILOT_") || name.starts_with("OPENAI_") {
             command.env_remove(name);
         }
     }
@@ -148,6 +148,131 @@ fn a_bad_config_file_names_the_file_and_key() -> TestResult {
     assert!(
         message.contains("bad.toml") && message.contains("graph.folder"),
         "{message}"
+    );
+    Ok(())
+}
+
+#[test]
+fn preview_json_for_an_existing_venture() -> TestResult {
+    let folder = tempfile::tempdir()?;
+    let graph = sample_graph();
+    let args = [
+        "--graph",
+        &graph.to_string_lossy(),
+        "preview",
+        "--venture",
+        "space x",
+        "--block",
+        "relationship",
+        "--count",
+        "3",
+        "--json",
+    ];
+    let output = inncopilot(&args, &[], folder.path())?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let preview: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    for key in [
+        "block",
+        "venture",
+        "provider",
+        "model",
+        "messages",
+        "schema",
+        "params",
+        "estimated_prompt_tokens",
+        "estimated_cost_usd",
+    ] {
+        assert!(preview.get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(preview["block"], "profile-(id)/relationship");
+    assert_eq!(preview["venture"], "Space X");
+    assert_eq!(preview["provider"], "local");
+    assert_eq!(preview["schema"]["properties"]["items"]["maxItems"], 3);
+    assert_eq!(preview["messages"][0]["role"], "system");
+    assert!(
+        preview["estimated_prompt_tokens"]
+            .as_u64()
+            .is_some_and(|tokens| tokens > 200)
+    );
+    Ok(())
+}
+
+#[test]
+fn preview_with_a_key_goes_to_openai_and_never_shows_the_key() -> TestResult {
+    let folder = tempfile::tempdir()?;
+    let graph = sample_graph();
+    let brief = folder.path().join("brief.txt");
+    std::fs::write(
+        &brief,
+        "Bikes rented by the hour, charged by solar roofs.\n",
+    )?;
+    let args = [
+        "--graph",
+        &graph.to_string_lossy(),
+        "preview",
+        "--venture",
+        "Solar Bikes",
+        "--brief-file",
+        &brief.to_string_lossy(),
+        "--block",
+        "profile-(id)",
+    ];
+    let secret = "sk-test-0123456789abcdef";
+    let output = inncopilot(&args, &[("OPENAI_API_KEY", secret)], folder.path())?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("provider       openai (gpt-4o-mini, https://api.openai.com/v1)"),
+        "{text}"
+    );
+    assert!(text.contains("venture        Solar Bikes (new)"), "{text}");
+    assert!(
+        text.contains("About the venture: Bikes rented by the hour, charged by solar roofs."),
+        "{text}"
+    );
+    assert!(!text.contains(secret) && !stderr(&output).contains(secret));
+    Ok(())
+}
+
+#[test]
+fn preview_of_an_unknown_venture_without_brief_names_the_known_ones() -> TestResult {
+    let folder = tempfile::tempdir()?;
+    let graph = sample_graph();
+    let args = [
+        "--graph",
+        &graph.to_string_lossy(),
+        "preview",
+        "--venture",
+        "Moon Base",
+        "--block",
+        "relationship",
+    ];
+    let output = inncopilot(&args, &[], folder.path())?;
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    assert!(
+        message.contains("unknown venture `Moon Base`")
+            && message.contains("--brief")
+            && message.contains("Exotic Pet Rental"),
+        "{message}"
+    );
+    let args = [
+        "--graph",
+        &graph.to_string_lossy(),
+        "preview",
+        "--venture",
+        "Space X",
+        "--block",
+        "channels",
+    ];
+    let output = inncopilot(&args, &[], folder.path())?;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains(
+            "no block matches `channels`; the blocks are: profile-(id), profile-(id)/relationship"
+        ),
+        "{}",
+        stderr(&output)
     );
     Ok(())
 }

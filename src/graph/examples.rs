@@ -282,8 +282,9 @@ pub fn clean_name(text: &str) -> String {
     let without_marks = text.replace("[[", "").replace("]]", "").replace("**", "");
     without_marks
         .trim()
+        // Emoji and other symbols before a name are decoration; ASCII punctuation is the name's.
         .trim_start_matches(|character: char| {
-            !character.is_alphanumeric() && !matches!(character, '"' | '\'' | '(' | '$' | '€')
+            (!character.is_ascii() && !character.is_alphanumeric()) || character == '*'
         })
         .trim()
         .to_string()

@@ -32,6 +32,12 @@ pub enum Error {
     NotFound { path: PathBuf },
     #[error("graph path {path} is not a folder")]
     NotAFolder { path: PathBuf },
+    #[error("no block matches `{query}`; the blocks are: {known}")]
+    UnknownBlock { query: String, known: String },
+    #[error("`{query}` matches several blocks ({matches}); give the full id")]
+    AmbiguousBlock { query: String, matches: String },
+    #[error("unknown venture `{name}`: give --brief to create it, or use one of: {known}")]
+    UnknownVenture { name: String, known: String },
     #[error("cannot list the graph folder {path}: {source}")]
     List {
         path: PathBuf,
@@ -232,6 +238,65 @@ impl Graph {
         }
         ventures.sort_by_key(|venture| venture.name.to_lowercase());
         ventures
+    }
+
+    /// The block a user means: an id, a title, or the last segment of an id when only one block
+    /// has it, compared case-insensitively.
+    pub fn find_block(&self, query: &str) -> Result<&Block, Error> {
+        let wanted = query.trim().to_lowercase();
+        let exact = |block: &&Block| block.id.to_lowercase() == wanted;
+        if let Some(block) = self.blocks.iter().find(exact) {
+            return Ok(block);
+        }
+        let matches: Vec<&Block> = self
+            .blocks
+            .iter()
+            .filter(|block| {
+                block.title.to_lowercase() == wanted
+                    || block
+                        .id
+                        .rsplit('/')
+                        .next()
+                        .is_some_and(|last| last.to_lowercase() == wanted)
+            })
+            .collect();
+        match matches.as_slice() {
+            [block] => Ok(block),
+            [] => Err(Error::UnknownBlock {
+                query: query.to_string(),
+                known: self
+                    .blocks
+                    .iter()
+                    .map(|block| block.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+            several => Err(Error::AmbiguousBlock {
+                query: query.to_string(),
+                matches: several
+                    .iter()
+                    .map(|block| block.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    /// A venture of the graph by name, case-insensitively.
+    pub fn find_venture(&self, name: &str) -> Option<Venture> {
+        let key = page_key(name);
+        self.ventures()
+            .into_iter()
+            .find(|venture| page_key(&venture.name) == key)
+    }
+
+    /// The names of all ventures, for messages.
+    pub fn venture_names(&self) -> String {
+        self.ventures()
+            .iter()
+            .map(|venture| venture.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// The examples of one venture for one block.

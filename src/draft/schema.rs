@@ -1,0 +1,146 @@
+//! Answer schemas: found per block in the prompt library, bound to the wanted item count, and
+//! used to validate answers.
+//!
+//! A block's schema is `schemas/<block id>.json` (a `/` in the id written `___`), else
+//! `schemas/<item class>.json`, else `schemas/generic.json` (`{items: [{name, description}]}`).
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::Issue;
+use crate::graph::Block;
+use crate::graph::name::file_name_from_page_name;
+use crate::prompt::{Error, Library};
+
+/// A block's answer schema.
+#[derive(Debug, Clone)]
+pub struct AnswerSchema {
+    /// The schema's file in the prompt library (`schemas/generic.json`).
+    pub file: String,
+    pub value: Value,
+}
+
+/// An item field beyond `name` and `description`, described for the prompt.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Field {
+    pub name: String,
+    pub description: String,
+    /// The allowed values of an enumerated field.
+    pub choices: Vec<String>,
+}
+
+impl AnswerSchema {
+    /// The schema for a block (see the module docs for the lookup order).
+    pub fn for_block(library: &Library, block: &Block) -> Result<AnswerSchema, Error> {
+        let by_id = schema_file(&block.id);
+        let by_class = block.item_class.as_deref().map(schema_file);
+        let candidates = std::iter::once(by_id)
+            .chain(by_class)
+            .chain(std::iter::once("schemas/generic.json".to_string()));
+        for file in candidates {
+            if let Some((text, origin)) = library.file(&file) {
+                let value: Value = serde_json::from_str(&text).map_err(|error| Error::Schema {
+                    file: origin.clone(),
+                    message: format!("not valid JSON at line {}: {error}", error.line()),
+                })?;
+                jsonschema::validator_for(&value).map_err(|error| Error::Schema {
+                    file: origin.clone(),
+                    message: format!("not a valid JSON Schema: {error}"),
+                })?;
+                if value.pointer("/properties/items/items").is_none() {
+                    return Err(Error::Schema {
+                        file: origin,
+                        message: "an answer schema must describe an object with an `items` array"
+                            .into(),
+                    });
+                }
+                return Ok(AnswerSchema { file, value });
+            }
+        }
+        Err(Error::Schema {
+            file: "schemas/generic.json".into(),
+            message: "missing from the prompt library".into(),
+        })
+    }
+
+    /// The schema asking for exactly `count` items; an error when the schema allows fewer.
+    pub fn bound_to(&self, count: usize) -> Result<Value, Error> {
+        let mut bound = self.value.clone();
+        let maximum = self
+            .value
+            .pointer("/properties/items/maxItems")
+            .and_then(Value::as_u64)
+            .unwrap_or(u64::MAX);
+        if count == 0 || count as u64 > maximum {
+            return Err(Error::Count {
+                count,
+                maximum,
+                file: self.file.clone(),
+            });
+        }
+        if let Some(Value::Object(items)) = bound.pointer_mut("/properties/items") {
+            items.insert("minItems".into(), Value::from(count));
+            items.insert("maxItems".into(), Value::from(count));
+        }
+        Ok(bound)
+    }
+
+    /// The item fields besides `name` and `description`, in schema order.
+    pub fn fields(&self) -> Vec<Field> {
+        let Some(Value::Object(properties)) =
+            self.value.pointer("/properties/items/items/properties")
+        else {
+            return Vec::new();
+        };
+        properties
+            .iter()
+            .filter(|(name, _)| name.as_str() != "name" && name.as_str() != "description")
+            .map(|(name, property)| Field {
+                name: name.clone(),
+                description: property
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                choices: property
+                    .get("enum")
+                    .and_then(Value::as_array)
+                    .map(|values| {
+                        values
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+}
+
+/// `schemas/<name as a Logseq file name>.json`.
+fn schema_file(name: &str) -> String {
+    let file_name = file_name_from_page_name(name);
+    let stem = file_name.strip_suffix(".md").unwrap_or(&file_name);
+    format!("schemas/{stem}.json")
+}
+
+/// Every way `answer` breaks `schema`, each with the JSON pointer of the offending value.
+pub fn validate(schema: &Value, answer: &Value) -> Vec<Issue> {
+    let validator = match jsonschema::validator_for(schema) {
+        Ok(validator) => validator,
+        Err(error) => {
+            return vec![Issue {
+                path: String::new(),
+                message: format!("the schema itself is invalid: {error}"),
+            }];
+        }
+    };
+    validator
+        .iter_errors(answer)
+        .map(|error| Issue {
+            path: error.instance_path().to_string(),
+            message: error.to_string(),
+        })
+        .collect()
+}

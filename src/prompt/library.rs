@@ -1,0 +1,158 @@
+//! The prompt library: templates and answer schemas, built in and overridable file by file.
+//!
+//! The files of `prompts/` are compiled into the binary, so the tool works from any folder and
+//! after `cargo install`. A prompts folder (config `prompts.dir` or `--prompts DIR`) overrides
+//! them one file at a time: a file present there wins, every other file stays built in.
+
+use std::path::{Path, PathBuf};
+
+use minijinja::{Environment, UndefinedBehavior, syntax::SyntaxConfig};
+use sha2::{Digest, Sha256};
+
+use super::Error;
+
+/// The shipped files of `prompts/`, by their path under it.
+const BUILT_IN: &[(&str, &str)] = &[
+    ("system.j2", include_str!("../../prompts/system.j2")),
+    ("user.j2", include_str!("../../prompts/user.j2")),
+    (
+        "partials/block.j2",
+        include_str!("../../prompts/partials/block.j2"),
+    ),
+    (
+        "partials/venture.j2",
+        include_str!("../../prompts/partials/venture.j2"),
+    ),
+    (
+        "partials/examples.j2",
+        include_str!("../../prompts/partials/examples.j2"),
+    ),
+    (
+        "partials/answer.j2",
+        include_str!("../../prompts/partials/answer.j2"),
+    ),
+    (
+        "schemas/generic.json",
+        include_str!("../../prompts/schemas/generic.json"),
+    ),
+    (
+        "schemas/profile-(id).json",
+        include_str!("../../prompts/schemas/profile-(id).json"),
+    ),
+    (
+        "schemas/profile-(id)___relationship.json",
+        include_str!("../../prompts/schemas/profile-(id)___relationship.json"),
+    ),
+];
+
+/// The names of the built-in files (a test checks this matches the `prompts/` folder).
+pub fn built_in_names() -> impl Iterator<Item = &'static str> {
+    BUILT_IN.iter().map(|(name, _)| *name)
+}
+
+/// Templates and schemas, with the overrides folder if any.
+pub struct Library {
+    overrides: Option<PathBuf>,
+    environment: Environment<'static>,
+}
+
+impl Library {
+    pub fn new(overrides: Option<&Path>) -> Result<Library, Error> {
+        if let Some(folder) = overrides
+            && !folder.is_dir()
+        {
+            return Err(Error::PromptsFolder {
+                path: folder.to_path_buf(),
+            });
+        }
+        let overrides = overrides.map(Path::to_path_buf);
+        let mut environment = Environment::new();
+        environment.set_undefined_behavior(UndefinedBehavior::Strict);
+        let syntax = SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .build()
+            .map_err(|error| Error::Template {
+                template: "(syntax)".into(),
+                line: None,
+                message: error.to_string(),
+            })?;
+        environment.set_syntax(syntax);
+        let loader_overrides = overrides.clone();
+        environment.set_loader(move |name| {
+            Ok(read_file(loader_overrides.as_deref(), name).map(|(source, _)| source))
+        });
+        Ok(Library {
+            overrides,
+            environment,
+        })
+    }
+
+    /// A file's text and where it came from, override first.
+    pub fn file(&self, name: &str) -> Option<(String, String)> {
+        read_file(self.overrides.as_deref(), name)
+    }
+
+    /// The sha256 of a file's text, for provenance (`None` when there is no such file).
+    pub fn hash(&self, name: &str) -> Option<String> {
+        self.file(name).map(|(source, _)| {
+            let digest = Sha256::digest(source.as_bytes());
+            digest.iter().map(|byte| format!("{byte:02x}")).collect()
+        })
+    }
+
+    /// Where a file comes from, for messages: its path in the overrides folder, or
+    /// `prompts/<name> (built in)`.
+    pub fn origin(&self, name: &str) -> String {
+        self.file(name)
+            .map(|(_, origin)| origin)
+            .unwrap_or_else(|| format!("prompts/{name}"))
+    }
+
+    /// Render a template with a serialisable context; errors name the template file and line.
+    pub fn render<C: serde::Serialize>(&self, name: &str, context: &C) -> Result<String, Error> {
+        let template_error = |error: minijinja::Error| {
+            // An error inside an included template is the source of the include's error: report
+            // the innermost one, which names the file and line at fault.
+            let mut innermost = &error;
+            while let Some(inner) = std::error::Error::source(innermost)
+                .and_then(|source| source.downcast_ref::<minijinja::Error>())
+            {
+                innermost = inner;
+            }
+            let template = innermost.name().unwrap_or(name).to_string();
+            Error::Template {
+                template: self.origin(&template),
+                line: innermost.line(),
+                message: match innermost.detail() {
+                    Some(detail) => format!("{}: {detail}", innermost.kind()),
+                    None => innermost.kind().to_string(),
+                },
+            }
+        };
+        let template = self
+            .environment
+            .get_template(name)
+            .map_err(template_error)?;
+        template
+            .render(minijinja::value::Serde(context))
+            .map_err(template_error)
+    }
+}
+
+fn read_file(overrides: Option<&Path>, name: &str) -> Option<(String, String)> {
+    // Template names come from our own code and templates; never let one leave the folder.
+    if name.split('/').any(|part| part == ".." || part.is_empty()) {
+        return None;
+    }
+    if let Some(folder) = overrides {
+        let path = folder.join(name);
+        if let Ok(source) = std::fs::read_to_string(&path) {
+            return Some((source, path.display().to_string()));
+        }
+    }
+    BUILT_IN
+        .iter()
+        .find(|(built_in, _)| *built_in == name)
+        .map(|(_, source)| (source.to_string(), format!("prompts/{name} (built in)")))
+}
