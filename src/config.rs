@@ -297,6 +297,32 @@ mod tests {
         None
     }
 
+    /// Every setting's variable is documented in `.env.example`.
+    #[test]
+    fn env_example_lists_every_setting() -> Result<(), Box<dyn std::error::Error>> {
+        fn leaves(table: &Table, prefix: &str, out: &mut Vec<String>) {
+            for (key, value) in table {
+                let dotted = join(prefix, key);
+                match value {
+                    Value::Table(inner) => leaves(inner, &dotted, out),
+                    _ => out.push(dotted),
+                }
+            }
+        }
+        let defaults: Table = DEFAULTS.parse()?;
+        let mut keys = Vec::new();
+        leaves(&defaults, "", &mut keys);
+        let example = include_str!("../.env.example");
+        for key in keys {
+            let name = env_name(&key);
+            assert!(example.contains(&format!("{name}=")), "{name} ({key}) is not in .env.example");
+        }
+        for name in ["OPENAI_API_KEY=", "OPENAI_BASE_URL=", "INNCOPILOT_CONFIG="] {
+            assert!(example.contains(name), "{name}");
+        }
+        Ok(())
+    }
+
     #[test]
     fn defaults_load() -> Result<(), Error> {
         let settings = Settings::load_with_env(None, no_env)?;

@@ -6,6 +6,8 @@ use clap::Parser;
 use inncopilot::cli::{self, Cli};
 
 fn main() -> ExitCode {
+    // A .env file in the working folder, read once; variables already set win.
+    let dotenv = dotenvy::dotenv();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cli.log_filter()));
@@ -15,6 +17,11 @@ fn main() -> ExitCode {
         .with_target(false)
         .without_time()
         .init();
+    if let Err(error) = dotenv
+        && !error.not_found()
+    {
+        tracing::warn!("ignoring .env: {error}");
+    }
     match cli::run(cli) {
         Ok(code) => code,
         Err(error) => {
