@@ -5,7 +5,7 @@
 //! ventures) against a reference measured in the same run: reading the same files' bytes with
 //! nothing else. Prints the median of several runs and the ratio; no assertion on time.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use inncopilot::graph::Graph;
 
@@ -48,32 +48,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         examples = graph.blocks.iter().map(|block| block.examples.len()).sum();
         std::hint::black_box(ventures);
     }
-    let load = median(&mut load_times);
-    let read = median(&mut read_times);
+    let load = common::median(&mut load_times);
+    let read = common::median(&mut read_times);
     println!(
         "graph: {page_count} pages, {:.1} MB, {blocks} blocks, {examples} examples",
         bytes as f64 / 1e6
     );
     println!(
         "reference, read the files' bytes: {:>8.2} ms (median of {RUNS})",
-        ms(read)
+        common::ms(read)
     );
     println!(
         "Graph::load + ventures:            {:>8.2} ms (median of {RUNS})",
-        ms(load)
+        common::ms(load)
     );
     println!(
         "ratio load / read:                 {:>8.2}x",
         load.as_secs_f64() / read.as_secs_f64()
     );
     Ok(())
-}
-
-fn median(times: &mut [Duration]) -> Duration {
-    times.sort();
-    times[times.len() / 2]
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1e3
 }

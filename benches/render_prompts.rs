@@ -6,7 +6,7 @@
 //! serialising each prompt's context to JSON with serde_json: the cost of touching the same data
 //! once without templates. Prints medians and ratios; no assertion on time.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use inncopilot::graph::Graph;
 use inncopilot::prompt::{self, ExampleBudget, Library, VentureInput};
@@ -64,39 +64,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|message| message.content.len())
             .sum::<usize>();
     }
-    let load = median(&mut load_times);
-    let render = median(&mut render_times);
-    let reference = median(&mut reference_times);
+    let load = common::median(&mut load_times);
+    let render = common::median(&mut render_times);
+    let reference = common::median(&mut reference_times);
     println!(
         "graph: {page_count} pages; {prompts} (venture, block) prompts, {:.1} MB of messages",
         characters as f64 / 1e6
     );
-    println!("load graph:                        {:>9.2} ms", ms(load));
+    println!(
+        "load graph:                        {:>9.2} ms",
+        common::ms(load)
+    );
     println!(
         "render every prompt:               {:>9.2} ms ({:.1} us per prompt)",
-        ms(render),
+        common::ms(render),
         render.as_secs_f64() * 1e6 / prompts as f64
     );
     println!(
         "load + render:                     {:>9.2} ms",
-        ms(load + render)
+        common::ms(load + render)
     );
     println!(
         "reference, contexts to JSON:       {:>9.2} ms",
-        ms(reference)
+        common::ms(reference)
     );
     println!(
         "ratio render / reference:          {:>9.2}x",
         render.as_secs_f64() / reference.as_secs_f64()
     );
     Ok(())
-}
-
-fn median(times: &mut [Duration]) -> Duration {
-    times.sort();
-    times[times.len() / 2]
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1e3
 }

@@ -315,7 +315,10 @@ mod tests {
         let example = include_str!("../.env.example");
         for key in keys {
             let name = env_name(&key);
-            assert!(example.contains(&format!("{name}=")), "{name} ({key}) is not in .env.example");
+            assert!(
+                example.contains(&format!("{name}=")),
+                "{name} ({key}) is not in .env.example"
+            );
         }
         for name in ["OPENAI_API_KEY=", "OPENAI_BASE_URL=", "INNCOPILOT_CONFIG="] {
             assert!(example.contains(name), "{name}");

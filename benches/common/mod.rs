@@ -2,6 +2,7 @@
 //! export format, embedded example pages in turn) and 1,200 example pages reached by embeds.
 
 use std::path::Path;
+use std::time::Duration;
 
 pub const BLOCK_PAGES: usize = 300;
 pub const EXAMPLE_PAGES_PER_EMBED_BLOCK: usize = 12;
@@ -58,4 +59,13 @@ pub fn write_graph(folder: &Path) -> Result<usize, Box<dyn std::error::Error>> {
     }
 
     Ok(page_count)
+}
+
+pub fn median(times: &mut [Duration]) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+pub fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
 }
