@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::Settings;
+use crate::config::{self, Settings};
 use crate::graph::Graph;
 use crate::pipeline::{self, Request};
 use crate::prompt::Library;
@@ -101,11 +101,10 @@ impl Cli {
 
 /// Run one command; errors are input errors (exit code 2) unless a command says otherwise.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let config_file = cli.config.clone().or_else(|| {
-        std::env::var_os("INNCOPILOT_CONFIG")
-            .filter(|value| !value.is_empty())
-            .map(PathBuf::from)
-    });
+    let config_file = cli
+        .config
+        .clone()
+        .or_else(|| config::env_var("INNCOPILOT_CONFIG").map(PathBuf::from));
     let settings = Settings::load(config_file.as_deref())?;
     let graph_path = cli.graph.clone().unwrap_or(settings.graph.path.clone());
     let graph = Graph::load(&graph_path)
@@ -155,9 +154,7 @@ fn preview(
         provider: args.provider.clone(),
         model: args.model.clone(),
     };
-    let preview = pipeline::preview(graph, settings, &library, &request, |name| {
-        std::env::var(name).ok().filter(|value| !value.is_empty())
-    })?;
+    let preview = pipeline::preview(graph, settings, &library, &request, config::env_var)?;
     if args.json {
         Ok(serde_json::to_string_pretty(&preview.report())? + "\n")
     } else {

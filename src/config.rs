@@ -141,9 +141,7 @@ pub enum Error {
 impl Settings {
     /// Defaults, then `file`, then the process environment.
     pub fn load(file: Option<&Path>) -> Result<Settings, Error> {
-        Settings::load_with_env(file, |name| {
-            std::env::var(name).ok().filter(|value| !value.is_empty())
-        })
+        Settings::load_with_env(file, env_var)
     }
 
     /// As [`Settings::load`], with the environment given as a lookup (tests pass their own).
@@ -175,6 +173,11 @@ impl Settings {
         Settings::deserialize(Value::Table(merged))
             .map_err(|error| Error::Invalid(error.to_string()))
     }
+}
+
+/// A variable of the process environment; set but empty counts as unset, as in most tools.
+pub fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
 }
 
 /// The environment variable that sets a dotted key: `graph.path` -> `INNCOPILOT_GRAPH_PATH`.

@@ -6,7 +6,6 @@ use serde_json::{Map, Value, json};
 
 use crate::graph::{Block, Graph, Key, Tool, Venture};
 use crate::pipeline::Preview;
-use crate::prompt::Role;
 
 /// One block in `blocks --json`.
 #[derive(Debug, Serialize)]
@@ -130,7 +129,7 @@ pub fn ventures_table(ventures: &[Venture]) -> String {
     let rows = ventures
         .iter()
         .map(|venture| {
-            let total: u64 = venture.blocks.values().filter_map(Value::as_u64).sum();
+            let total: usize = venture.blocks.values().sum();
             let per_block = venture
                 .blocks
                 .iter()
@@ -227,12 +226,11 @@ pub fn preview_text(preview: &Preview) -> String {
         out.push_str(&format!("{label:<14} {value}\n"));
     }
     for message in report.messages {
-        let role = match message.role {
-            Role::System => "system",
-            Role::User => "user",
-            Role::Assistant => "assistant",
-        };
-        out.push_str(&format!("\n--- {role} ---\n{}\n", message.content));
+        out.push_str(&format!(
+            "\n--- {} ---\n{}\n",
+            message.role.as_str(),
+            message.content
+        ));
     }
     out.push_str(&format!(
         "\n--- schema ---\n{}\n",

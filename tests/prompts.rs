@@ -632,3 +632,36 @@ fn local_token_counts_are_exact_and_the_fallback_is_within_five_percent() -> Tes
     assert!(exact_total > 1000);
     Ok(())
 }
+
+#[test]
+fn a_broken_schema_override_names_the_file() -> TestResult {
+    let graph = sample_graph()?;
+    let folder = tempfile::tempdir()?;
+    std::fs::create_dir_all(folder.path().join("schemas"))?;
+    let file = folder.path().join("schemas/profile-(id).json");
+    std::fs::write(&file, "{\n  \"type\": \"object\",\n  \"properties\": {\n")?;
+    let library = Library::new(Some(folder.path()))?;
+    let block = graph.find_block("profile-(id)")?;
+    let message = AnswerSchema::for_block(&library, block)
+        .err()
+        .map(|error| error.to_string())
+        .unwrap_or_default();
+    assert!(
+        message.contains(&file.display().to_string())
+            && message.contains("not valid JSON at line 4"),
+        "{message}"
+    );
+    std::fs::write(
+        &file,
+        "{ \"type\": \"object\", \"properties\": { \"items\": { \"type\": \"array\" } } }",
+    )?;
+    let message = AnswerSchema::for_block(&Library::new(Some(folder.path()))?, block)
+        .err()
+        .map(|error| error.to_string())
+        .unwrap_or_default();
+    assert!(
+        message.contains("must describe an object with an `items` array"),
+        "{message}"
+    );
+    Ok(())
+}

@@ -38,23 +38,8 @@ impl AnswerSchema {
             .chain(by_class)
             .chain(std::iter::once("schemas/generic.json".to_string()));
         for file in candidates {
-            if let Some((text, origin)) = library.file(&file) {
-                let value: Value = serde_json::from_str(&text).map_err(|error| Error::Schema {
-                    file: origin.clone(),
-                    message: format!("not valid JSON at line {}: {error}", error.line()),
-                })?;
-                jsonschema::validator_for(&value).map_err(|error| Error::Schema {
-                    file: origin.clone(),
-                    message: format!("not a valid JSON Schema: {error}"),
-                })?;
-                if value.pointer("/properties/items/items").is_none() {
-                    return Err(Error::Schema {
-                        file: origin,
-                        message: "an answer schema must describe an object with an `items` array"
-                            .into(),
-                    });
-                }
-                return Ok(AnswerSchema { file, value });
+            if let Some(checked) = library.schema(&file) {
+                return checked.map(|value| AnswerSchema { file, value });
             }
         }
         Err(Error::Schema {

@@ -10,7 +10,7 @@ pub mod name;
 pub mod outline;
 pub mod page;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -69,8 +69,9 @@ impl std::fmt::Display for Warning {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Venture {
     pub name: String,
-    /// Item count per block id, in block order; blocks without items are left out.
-    pub blocks: serde_json::Map<String, serde_json::Value>,
+    /// Item count per block id (sorted by id, as the blocks are); blocks without items are
+    /// left out.
+    pub blocks: BTreeMap<String, usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub brief: Option<String>,
     /// The venture's own page, when it has one.
@@ -203,7 +204,7 @@ impl Graph {
             *index_by_key.entry(page_key(name)).or_insert_with(|| {
                 ventures.push(Venture {
                     name: name.to_string(),
-                    blocks: serde_json::Map::new(),
+                    blocks: BTreeMap::new(),
                     brief: None,
                     page: None,
                 });
@@ -229,11 +230,7 @@ impl Graph {
         for block in &self.blocks {
             for example in &block.examples {
                 let index = entry(&example.venture, &mut ventures);
-                let count = ventures[index]
-                    .blocks
-                    .entry(block.id.clone())
-                    .or_insert(serde_json::Value::from(0u64));
-                *count = serde_json::Value::from(count.as_u64().unwrap_or(0) + 1);
+                *ventures[index].blocks.entry(block.id.clone()).or_insert(0) += 1;
             }
         }
         ventures.sort_by_key(|venture| venture.name.to_lowercase());

@@ -171,15 +171,8 @@ impl Page {
             let Some((kind, qualifier)) = classify_heading(heading_text) else {
                 continue;
             };
-            let mut entries: Vec<Entry<'_>> = outline
-                .body(&self.text, root)
-                .into_iter()
-                .map(|(line, text)| Entry {
-                    line,
-                    text,
-                    block: None,
-                })
-                .collect();
+            // The heading line itself is not content: the section's own body, then its subtree.
+            let mut entries: Vec<Entry<'_>> = self.block_entries(root).skip(1).collect();
             for block in outline.subtree(root).into_iter().skip(1) {
                 entries.extend(self.block_entries(block));
             }

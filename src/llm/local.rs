@@ -9,7 +9,7 @@ use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
 
-use crate::prompt::{Message, Role};
+use crate::prompt::Message;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -45,15 +45,6 @@ pub fn backend() -> Result<&'static LlamaBackend, Error> {
     Ok(BACKEND.get_or_init(|| backend))
 }
 
-/// The role names chat templates expect.
-pub fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::System => "system",
-        Role::User => "user",
-        Role::Assistant => "assistant",
-    }
-}
-
 /// The prompt text the model reads: the messages through the model's chat template, ready for
 /// the assistant's turn.
 pub fn chat_prompt(model: &LlamaModel, path: &Path, messages: &[Message]) -> Result<String, Error> {
@@ -67,7 +58,7 @@ pub fn chat_prompt(model: &LlamaModel, path: &Path, messages: &[Message]) -> Res
     let chat = messages
         .iter()
         .map(|message| {
-            LlamaChatMessage::new(role_name(message.role).to_string(), message.content.clone())
+            LlamaChatMessage::new(message.role.as_str().to_string(), message.content.clone())
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| template_error(error.to_string()))?;

@@ -6,8 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use minijinja::{Environment, UndefinedBehavior, syntax::SyntaxConfig};
-use sha2::{Digest, Sha256};
+use serde_json::Value;
 
 use super::Error;
 
@@ -54,6 +57,9 @@ pub fn built_in_names() -> impl Iterator<Item = &'static str> {
 pub struct Library {
     overrides: Option<PathBuf>,
     environment: Environment<'static>,
+    /// Answer schemas already read and checked, by file name: rendering every prompt of a graph
+    /// must not re-read and re-compile a schema per prompt.
+    schemas: Mutex<HashMap<String, Value>>,
 }
 
 impl Library {
@@ -85,6 +91,7 @@ impl Library {
         Ok(Library {
             overrides,
             environment,
+            schemas: Mutex::new(HashMap::new()),
         })
     }
 
@@ -93,12 +100,34 @@ impl Library {
         read_file(self.overrides.as_deref(), name)
     }
 
-    /// The sha256 of a file's text, for provenance (`None` when there is no such file).
-    pub fn hash(&self, name: &str) -> Option<String> {
-        self.file(name).map(|(source, _)| {
-            let digest = Sha256::digest(source.as_bytes());
-            digest.iter().map(|byte| format!("{byte:02x}")).collect()
-        })
+    /// An answer schema file, parsed and checked to be a JSON Schema describing an `items`
+    /// array; `None` when the library has no such file. Read once, then served from memory.
+    pub fn schema(&self, name: &str) -> Option<Result<Value, Error>> {
+        if let Ok(cache) = self.schemas.lock()
+            && let Some(value) = cache.get(name)
+        {
+            return Some(Ok(value.clone()));
+        }
+        let (text, origin) = self.file(name)?;
+        let schema_error = |message: String| Error::Schema {
+            file: origin.clone(),
+            message,
+        };
+        let checked = serde_json::from_str::<Value>(&text)
+            .map_err(|error| {
+                schema_error(format!("not valid JSON at line {}: {error}", error.line()))
+            })
+            .and_then(|value| match jsonschema::validator_for(&value) {
+                Err(error) => Err(schema_error(format!("not a valid JSON Schema: {error}"))),
+                Ok(_) if value.pointer("/properties/items/items").is_none() => Err(schema_error(
+                    "an answer schema must describe an object with an `items` array".into(),
+                )),
+                Ok(_) => Ok(value),
+            });
+        if let (Ok(value), Ok(mut cache)) = (&checked, self.schemas.lock()) {
+            cache.insert(name.to_string(), value.clone());
+        }
+        Some(checked)
     }
 
     /// Where a file comes from, for messages: its path in the overrides folder, or
