@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use inncopilot::graph::Graph;
-use inncopilot::prompt::{self, ExampleBudget, Library, VentureInput};
+use inncopilot::prompt::{self, PromptOptions, Library, VentureInput};
 
 mod common;
 
@@ -19,9 +19,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let folder = tempfile::tempdir()?;
     let page_count = common::write_graph(folder.path())?;
     let library = Library::new(None)?;
-    let budget = ExampleBudget {
+    let budget = PromptOptions {
         tokens: 800,
         ventures: 4,
+        constrained: false,
     };
 
     let mut load_times = Vec::new();
@@ -43,6 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     name: venture.name.clone(),
                     brief: venture.brief.clone(),
                     is_new: false,
+                    ..Default::default()
                 };
                 rendered.push(prompt::render(&library, &graph, block, &input, 5, budget)?);
             }

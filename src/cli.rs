@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Settings};
+use crate::generate::{Event, GenerateRequest};
 use crate::graph::Graph;
 use crate::pipeline::{self, Request};
 use crate::prompt::Library;
@@ -17,6 +18,8 @@ use crate::report;
 
 /// Exit code for a usage or input error (a missing graph, a bad config file).
 pub const EXIT_INPUT_ERROR: u8 = 2;
+/// Exit code when some items could not be drafted (the rest were).
+pub const EXIT_SOME_FAILED: u8 = 1;
 
 #[derive(Debug, Parser)]
 #[command(name = "inncopilot", version, about, long_about = None)]
@@ -49,6 +52,43 @@ pub enum Command {
     /// The exact request a generation would send: messages, schema, model, parameters, tokens
     /// and cost. No network, no key, no model load.
     Preview(PreviewArgs),
+    /// Draft items for one venture: every block in dependency order, or the --block ones.
+    /// Exit code 1 when some items could not be drafted.
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// The venture (case-insensitive); a new one needs --brief or --brief-file.
+    #[arg(long)]
+    pub venture: String,
+    /// A block (id, title, or last part of its id); repeat for several; all blocks when absent.
+    #[arg(long = "block")]
+    pub blocks: Vec<String>,
+    /// What the venture is about (creates the venture when it is new).
+    #[arg(long, conflicts_with = "brief_file")]
+    pub brief: Option<String>,
+    /// Read the brief from a file.
+    #[arg(long, value_name = "FILE")]
+    pub brief_file: Option<PathBuf>,
+    /// How many items per block [config: generate.count].
+    #[arg(long)]
+    pub count: Option<usize>,
+    /// `local` or a provider preset of the config [default: openai with a key, else local].
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// The model (for `local`, a GGUF file).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Print the drafts without writing draft files.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Ask the model even when the cache has the answer (fresh answers are still cached).
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Print JSON (`{run_id, drafts, failed}`) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -119,6 +159,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         graph_path.display()
     );
     let output = match &cli.command {
+        Command::Generate(args) => return generate(&cli, args, &settings, &graph),
         Command::Preview(args) => preview(&cli, args, &settings, &graph)?,
         Command::Blocks(args) if args.json => report::blocks_json(&graph)? + "\n",
         Command::Blocks(_) => report::blocks_table(&graph),
@@ -129,23 +170,131 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The brief from `--brief-file` or `--brief`.
+fn read_brief(file: Option<&PathBuf>, text: Option<&String>) -> anyhow::Result<Option<String>> {
+    match file {
+        Some(file) => Ok(Some(std::fs::read_to_string(file).with_context(|| {
+            format!("reading the brief file {}", file.display())
+        })?)),
+        None => Ok(text.cloned()),
+    }
+}
+
+/// The prompt library, with the overrides folder of `--prompts` or `prompts.dir`.
+fn library(cli: &Cli, settings: &Settings) -> anyhow::Result<Library> {
+    let prompts_dir = cli.prompts.clone().or_else(|| {
+        (!settings.prompts.dir.as_os_str().is_empty()).then(|| settings.prompts.dir.clone())
+    });
+    Ok(Library::new(prompts_dir.as_deref())?)
+}
+
+fn generate(
+    cli: &Cli,
+    args: &GenerateArgs,
+    settings: &Settings,
+    graph: &Graph,
+) -> anyhow::Result<ExitCode> {
+    let request = GenerateRequest {
+        venture: args.venture.clone(),
+        brief: read_brief(args.brief_file.as_ref(), args.brief.as_ref())?,
+        blocks: args.blocks.clone(),
+        count: args.count,
+        provider: args.provider.clone(),
+        model: args.model.clone(),
+        use_cache: !args.no_cache,
+        dry_run: args.dry_run,
+    };
+    let library = library(cli, settings)?;
+    let (provider, _) = crate::llm::choose(
+        settings,
+        args.provider.as_deref(),
+        args.model.as_deref(),
+        config::env_var,
+    )?;
+    let chosen_by_default = args.provider.is_none() && settings.generate.provider.is_empty();
+    if !cli.quiet && chosen_by_default && provider.name() == "local" {
+        let variable = settings
+            .providers
+            .get("openai")
+            .map_or("OPENAI_API_KEY", |openai| openai.api_key_env.as_str());
+        eprintln!(
+            "{variable} is not set: using the embedded model {} (set it, or pass --provider, for a remote model)",
+            provider.model()
+        );
+    }
+    let progress = progress_bar(cli.quiet);
+    let pieces = std::sync::atomic::AtomicUsize::new(0);
+    let events = |event: Event<'_>| match event {
+        Event::Attempt {
+            block,
+            attempt,
+            cached,
+        } => {
+            pieces.store(0, std::sync::atomic::Ordering::Relaxed);
+            let source = if cached { "from cache" } else { "asking" };
+            progress.set_message(format!("{block}: attempt {attempt}, {source}"));
+        }
+        Event::Piece(_) => {
+            let count = pieces.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            progress.set_position(count as u64);
+        }
+        Event::Done {
+            block,
+            items,
+            wanted,
+        } => progress.println(format!("{block}: {items} of {wanted} item(s)")),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = runtime.block_on(crate::generate::run(
+        graph,
+        settings,
+        &library,
+        &request,
+        &config::env_var,
+        &events,
+    ));
+    progress.finish_and_clear();
+    let report = report?;
+    let output = if args.json {
+        serde_json::to_string_pretty(&report)? + "\n"
+    } else {
+        report::generate_text(&report)
+    };
+    print!("{output}");
+    Ok(if report.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_SOME_FAILED)
+    })
+}
+
+/// A spinner on stderr with the pieces received so far; hidden when stderr is not a terminal.
+fn progress_bar(quiet: bool) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{spinner} {msg} ({pos} pieces, {elapsed})")
+    {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
 fn preview(
     cli: &Cli,
     args: &PreviewArgs,
     settings: &Settings,
     graph: &Graph,
 ) -> anyhow::Result<String> {
-    let brief = match &args.brief_file {
-        Some(file) => Some(
-            std::fs::read_to_string(file)
-                .with_context(|| format!("reading the brief file {}", file.display()))?,
-        ),
-        None => args.brief.clone(),
-    };
-    let prompts_dir = cli.prompts.clone().or_else(|| {
-        (!settings.prompts.dir.as_os_str().is_empty()).then(|| settings.prompts.dir.clone())
-    });
-    let library = Library::new(prompts_dir.as_deref())?;
+    let brief = read_brief(args.brief_file.as_ref(), args.brief.as_ref())?;
+    let library = library(cli, settings)?;
     let request = Request {
         venture: args.venture.clone(),
         brief,

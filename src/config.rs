@@ -14,7 +14,13 @@ use toml::{Table, Value};
 pub const DEFAULTS: &str = include_str!("../config/default.toml");
 
 /// Keys holding paths: relative values in a config file resolve against the file's folder.
-const PATH_KEYS: &[&str] = &["graph.path", "prompts.dir", "local.model"];
+const PATH_KEYS: &[&str] = &[
+    "graph.path",
+    "prompts.dir",
+    "local.model",
+    "generate.cache_dir",
+    "generate.drafts_dir",
+];
 
 /// Tables whose keys are names chosen by the user (presets, models): a file may add new ones.
 const OPEN_TABLES: &[&str] = &["providers", "prices"];
@@ -53,6 +59,13 @@ pub struct GenerateSettings {
     pub provider: String,
     pub example_token_budget: usize,
     pub max_example_ventures: usize,
+    pub attempts: u32,
+    /// Empty for `.inncopilot/cache` in the graph.
+    pub cache_dir: PathBuf,
+    /// Empty for `.inncopilot/drafts` in the graph.
+    pub drafts_dir: PathBuf,
+    /// 0 for no budget.
+    pub budget_usd: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -65,6 +78,8 @@ pub struct LocalSettings {
     pub max_tokens: u32,
     pub seed: i64,
     pub threads: u32,
+    pub over_ask: usize,
+    pub example_token_budget: usize,
 }
 
 /// An OpenAI-compatible endpoint.
@@ -78,6 +93,38 @@ pub struct ProviderSettings {
     pub temperature: f64,
     pub max_tokens: u32,
     pub seed: i64,
+    pub response_format: ResponseFormat,
+    pub timeout_secs: u64,
+    pub max_retries: u32,
+    pub retry_budget_secs: u64,
+}
+
+/// How an endpoint is asked for JSON, strongest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseFormat {
+    JsonSchema,
+    JsonObject,
+    Text,
+}
+
+impl ResponseFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResponseFormat::JsonSchema => "json_schema",
+            ResponseFormat::JsonObject => "json_object",
+            ResponseFormat::Text => "text",
+        }
+    }
+
+    /// The next weaker format, if any.
+    pub fn weaker(self) -> Option<ResponseFormat> {
+        match self {
+            ResponseFormat::JsonSchema => Some(ResponseFormat::JsonObject),
+            ResponseFormat::JsonObject => Some(ResponseFormat::Text),
+            ResponseFormat::Text => None,
+        }
+    }
 }
 
 /// USD per million tokens.

@@ -1,18 +1,22 @@
 //! inncopilot reads a business-model knowledge base kept as a Logseq graph, turns each
-//! metamodel block's innCoPilot questions into prompts for a venture, and (in later parts)
-//! asks a model for drafts and writes them back.
+//! metamodel block's innCoPilot questions into prompts for a venture, asks a model (an
+//! OpenAI-compatible endpoint or an embedded GGUF model) for structured drafts, and checks them.
 //!
 //! - [`graph`]: the Logseq graph, its pages, metamodel blocks, examples and ventures.
 //! - [`prompt`]: templates, their context, and the rendered chat messages.
 //! - [`draft`]: answer schemas and validation.
 //! - [`llm`]: providers, models, token counts.
+//! - [`generate`]: drafts for a venture, checked, re-asked, cached, with provenance.
 //! - [`config`]: settings, layered defaults < file < environment < flags.
 //! - [`report`]: the JSON and table output of the commands.
 //! - [`cli`]: the command line.
 
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod draft;
+pub mod fsutil;
+pub mod generate;
 pub mod graph;
 pub mod llm;
 pub mod pipeline;

@@ -9,7 +9,7 @@ use crate::config::Settings;
 use crate::graph::{self, Graph};
 use crate::llm::tokens::{self, TokenEstimate};
 use crate::llm::{self, Params, Provider};
-use crate::prompt::{self, ExampleBudget, Library, Message, Prompt, VentureInput};
+use crate::prompt::{self, PromptOptions, Library, Message, Prompt, VentureInput};
 
 /// What a preview (or a generation) is asked for.
 #[derive(Debug, Clone, Default)]
@@ -104,16 +104,35 @@ pub fn resolve_venture(
             name: venture.name,
             brief: brief.or(venture.brief),
             is_new: false,
+            ..Default::default()
         }),
         None if brief.is_some() => Ok(VentureInput {
             name: name.trim().to_string(),
             brief,
             is_new: true,
+            ..Default::default()
         }),
         None => Err(graph::Error::UnknownVenture {
             name: name.to_string(),
             known: graph.venture_names(),
         }),
+    }
+}
+
+/// The prompt shape for a provider: the local model gets a smaller few-shot budget (it reads
+/// ~350 tokens/s on two cores) and no schema text (its decoding is constrained to it).
+pub fn prompt_options(settings: &Settings, provider: &Provider) -> PromptOptions {
+    match provider {
+        Provider::Local { .. } => PromptOptions {
+            tokens: settings.local.example_token_budget,
+            ventures: settings.generate.max_example_ventures,
+            constrained: true,
+        },
+        Provider::Openai { .. } => PromptOptions {
+            tokens: settings.generate.example_token_budget,
+            ventures: settings.generate.max_example_ventures,
+            constrained: false,
+        },
     }
 }
 
@@ -128,16 +147,19 @@ pub fn preview(
     let block = graph.find_block(&request.block)?;
     let venture = resolve_venture(graph, &request.venture, request.brief.clone())?;
     let count = request.count.unwrap_or(settings.generate.count);
-    let budget = ExampleBudget {
-        tokens: settings.generate.example_token_budget,
-        ventures: settings.generate.max_example_ventures,
-    };
-    let prompt = prompt::render(library, graph, block, &venture, count, budget)?;
     let (provider, params) = llm::choose(
         settings,
         request.provider.as_deref(),
         request.model.as_deref(),
         env,
+    )?;
+    let prompt = prompt::render(
+        library,
+        graph,
+        block,
+        &venture,
+        count,
+        prompt_options(settings, &provider),
     )?;
     let tokens = tokens::prompt_tokens(&provider, &prompt.messages);
     let expected_output_tokens = tokens::expected_output_tokens(count, &params);

@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::graph::{Block, Graph, Key, Tool, Venture};
+use crate::generate::{Draft, RunReport};
 use crate::pipeline::Preview;
 
 /// One block in `blocks --json`.
@@ -236,5 +237,64 @@ pub fn preview_text(preview: &Preview) -> String {
         "\n--- schema ---\n{}\n",
         serde_json::to_string_pretty(report.schema).unwrap_or_default()
     ));
+    out
+}
+
+/// `generate` as text: per block, the items and how they were made; then the failures.
+pub fn generate_text(report: &RunReport) -> String {
+    let mut out = format!(
+        "run {}: {} ({})\n",
+        report.run_id, report.provider, report.model
+    );
+    for draft in &report.drafts {
+        out.push('\n');
+        out.push_str(&draft_text(draft));
+    }
+    if !report.failed.is_empty() {
+        out.push_str("\nfailed:\n");
+        for failed in &report.failed {
+            out.push_str(&format!(
+                "  {} / {}: {}\n",
+                failed.venture, failed.block, failed.reason
+            ));
+        }
+    }
+    out
+}
+
+fn draft_text(draft: &Draft) -> String {
+    let provenance = &draft.provenance;
+    let cached = if provenance.cached_attempts > 0 {
+        format!(", {} from cache", provenance.cached_attempts)
+    } else {
+        String::new()
+    };
+    let mut out = format!(
+        "{} / {}: {} item(s), {} attempt(s){cached}, {} + {} tokens, ${:.6}, {:.1} s\n",
+        draft.venture,
+        draft.block,
+        draft.items.len(),
+        provenance.attempts,
+        provenance.tokens.prompt_tokens,
+        provenance.tokens.completion_tokens,
+        provenance.cost_usd,
+        provenance.seconds,
+    );
+    if let Some(path) = &draft.written_to {
+        out.push_str(&format!("  written to {path}\n"));
+    }
+    for item in &draft.items {
+        out.push_str(&format!("  - {}\n", item.name));
+        if !item.description.is_empty() {
+            out.push_str(&format!("      {}\n", item.description));
+        }
+        for (field, value) in &item.fields {
+            let shown = match value {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            out.push_str(&format!("      {field}: {shown}\n"));
+        }
+    }
     out
 }

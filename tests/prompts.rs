@@ -10,7 +10,7 @@ use inncopilot::draft::schema::validate;
 use inncopilot::graph::Graph;
 use inncopilot::llm::{self, Provider};
 use inncopilot::pipeline::{self, Request};
-use inncopilot::prompt::{self, ExampleBudget, Library, VentureInput};
+use inncopilot::prompt::{self, PromptOptions, Library, VentureInput};
 use serde_json::{Value, json};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -27,9 +27,10 @@ fn no_key(_: &str) -> Option<String> {
     None
 }
 
-const BUDGET: ExampleBudget = ExampleBudget {
+const BUDGET: PromptOptions = PromptOptions {
     tokens: 800,
     ventures: 4,
+    constrained: false,
 };
 
 fn existing(name: &str) -> VentureInput {
@@ -37,6 +38,7 @@ fn existing(name: &str) -> VentureInput {
         name: name.into(),
         brief: None,
         is_new: false,
+        ..Default::default()
     }
 }
 
@@ -145,15 +147,17 @@ fn the_example_budget_bounds_few_shot_examples() -> TestResult {
     let graph = sample_graph()?;
     let library = Library::new(None)?;
     let block = graph.find_block("relationship")?;
-    let tight = ExampleBudget {
+    let tight = PromptOptions {
         tokens: 250,
         ventures: 4,
+        constrained: false,
     };
     let prompt = prompt::render(&library, &graph, block, &existing("Space X"), 5, tight)?;
     assert_eq!(prompt.context.examples.len(), 1);
-    let none = ExampleBudget {
+    let none = PromptOptions {
         tokens: 10,
         ventures: 4,
+        constrained: false,
     };
     let prompt = prompt::render(&library, &graph, block, &existing("Space X"), 5, none)?;
     assert!(prompt.context.examples.is_empty());
@@ -176,6 +180,7 @@ fn injection_looking_content_renders_literally() -> TestResult {
             "We sell {% for x in range(3) %}loops{% endfor %} and {{ answer.schema }}.".into(),
         ),
         is_new: true,
+        ..Default::default()
     };
     let prompt = prompt::render(&library, &graph, block, &venture, 2, BUDGET)?;
     let user = user_message(&prompt);

@@ -4,7 +4,10 @@
 
 pub mod schema;
 
+use std::collections::HashSet;
+
 use serde::Serialize;
+use serde_json::Value;
 
 pub use schema::AnswerSchema;
 
@@ -24,4 +27,166 @@ impl std::fmt::Display for Issue {
         };
         write!(formatter, "{path}: {}", self.message)
     }
+}
+
+/// One drafted item: a name, a description and the block's other schema fields, in schema
+/// order.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Item {
+    pub name: String,
+    pub description: String,
+    #[serde(flatten)]
+    pub fields: serde_json::Map<String, Value>,
+}
+
+/// Checks answers for one (venture, block): the schema of one item, the item rules, and the
+/// names that exist already. Compiled once, used for every attempt.
+pub struct Checker {
+    item: jsonschema::Validator,
+    /// Normalised names of the venture's existing items.
+    existing: HashSet<String>,
+}
+
+impl Checker {
+    /// `schema` is the block's answer schema; `existing` the names already in the graph.
+    pub fn new<'n>(
+        schema: &Value,
+        existing: impl IntoIterator<Item = &'n str>,
+    ) -> Result<Checker, Issue> {
+        let item_schema = schema
+            .pointer("/properties/items/items")
+            .cloned()
+            .unwrap_or(Value::Bool(true));
+        let item = jsonschema::validator_for(&item_schema).map_err(|error| Issue {
+            path: "/items".into(),
+            message: format!("the schema of an item is invalid: {error}"),
+        })?;
+        Ok(Checker {
+            item,
+            existing: existing.into_iter().map(name_key).collect(),
+        })
+    }
+
+    /// Check one answer. Items passing every rule and new to `kept` are added to it (up to
+    /// `wanted`); everything wrong is returned, with JSON pointers into the answer.
+    pub fn review(&self, text: &str, kept: &mut Vec<Item>, wanted: usize) -> Vec<Issue> {
+        let answer = match parse_answer(text) {
+            Ok(answer) => answer,
+            Err(issue) => return vec![issue],
+        };
+        let Some(items) = answer.get("items").and_then(Value::as_array) else {
+            return vec![Issue {
+                path: String::new(),
+                message: "the answer must be an object with an `items` array".into(),
+            }];
+        };
+        let mut issues = Vec::new();
+        for (index, value) in items.iter().enumerate() {
+            let path = format!("/items/{index}");
+            let schema_issues: Vec<Issue> = self
+                .item
+                .iter_errors(value)
+                .map(|error| Issue {
+                    path: format!("{path}{}", error.instance_path()),
+                    message: error.to_string(),
+                })
+                .collect();
+            if !schema_issues.is_empty() {
+                issues.extend(schema_issues);
+                continue;
+            }
+            let item: Item = match serde_json::from_value(value.clone()) {
+                Ok(item) => item,
+                Err(error) => {
+                    issues.push(Issue {
+                        path,
+                        message: format!("not an item with a name and a description: {error}"),
+                    });
+                    continue;
+                }
+            };
+            if let Some(problem) = name_problem(&item.name) {
+                issues.push(Issue {
+                    path: format!("{path}/name"),
+                    message: problem,
+                });
+                continue;
+            }
+            let key = name_key(&item.name);
+            if self.existing.contains(&key) {
+                issues.push(Issue {
+                    path: format!("{path}/name"),
+                    message: format!("`{}` already exists for this venture", item.name.trim()),
+                });
+                continue;
+            }
+            if kept.iter().any(|other| name_key(&other.name) == key) {
+                issues.push(Issue {
+                    path: format!("{path}/name"),
+                    message: format!("`{}` is named twice", item.name.trim()),
+                });
+                continue;
+            }
+            if kept.len() < wanted {
+                kept.push(Item {
+                    name: item.name.trim().to_string(),
+                    description: item.description.trim().to_string(),
+                    fields: item.fields,
+                });
+            }
+        }
+        if kept.len() < wanted {
+            issues.push(Issue {
+                path: "/items".into(),
+                message: format!(
+                    "{} usable item(s) of the {wanted} asked for",
+                    kept.len()
+                ),
+            });
+        }
+        issues
+    }
+}
+
+/// Names are compared case-insensitively, with runs of whitespace as one space.
+fn name_key(name: &str) -> String {
+    name.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+/// What makes a name unusable as a Logseq page reference, if anything.
+fn name_problem(name: &str) -> Option<String> {
+    let trimmed = name.trim();
+    if trimmed.is_empty() {
+        Some("the name is empty".into())
+    } else if trimmed.contains(['\n', '\r']) {
+        Some("the name must be one line".into())
+    } else if trimmed.contains("[[") || trimmed.contains("]]") {
+        Some("the name must not contain `[[` or `]]`".into())
+    } else {
+        None
+    }
+}
+
+/// The JSON value of an answer: the text itself, or the JSON inside a Markdown code fence or
+/// around prose (remote models wrap their answers).
+pub fn parse_answer(text: &str) -> Result<Value, Issue> {
+    let trimmed = text.trim();
+    let unfenced = trimmed
+        .strip_prefix("```")
+        .map(|rest| {
+            let body = rest.split_once('\n').map_or("", |(_, body)| body);
+            body.trim_end().strip_suffix("```").unwrap_or(body).trim()
+        })
+        .unwrap_or(trimmed);
+    let candidate = match (unfenced.find('{'), unfenced.rfind('}')) {
+        (Some(start), Some(end)) if start < end => &unfenced[start..=end],
+        _ => unfenced,
+    };
+    serde_json::from_str(candidate).map_err(|error| Issue {
+        path: String::new(),
+        message: format!("the answer is not valid JSON ({error})"),
+    })
 }

@@ -48,14 +48,18 @@ impl AnswerSchema {
         })
     }
 
+    /// The most items the schema allows in one answer.
+    pub fn max_items(&self) -> usize {
+        self.value
+            .pointer("/properties/items/maxItems")
+            .and_then(Value::as_u64)
+            .map_or(usize::MAX, |maximum| usize::try_from(maximum).unwrap_or(usize::MAX))
+    }
+
     /// The schema asking for exactly `count` items; an error when the schema allows fewer.
     pub fn bound_to(&self, count: usize) -> Result<Value, Error> {
         let mut bound = self.value.clone();
-        let maximum = self
-            .value
-            .pointer("/properties/items/maxItems")
-            .and_then(Value::as_u64)
-            .unwrap_or(u64::MAX);
+        let maximum = self.max_items() as u64;
         if count == 0 || count as u64 > maximum {
             return Err(Error::Count {
                 count,

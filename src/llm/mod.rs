@@ -1,18 +1,123 @@
-//! Models: which provider and model a request goes to, and (later) the chat model trait with
-//! its OpenAI-compatible and embedded implementations.
-//!
-//! Today this module chooses the provider and counts prompt tokens for `preview`; sending lands
-//! with `generate`.
+//! Models: which provider and model a request goes to ([`choose`]), and the one small trait
+//! both providers implement ([`ChatModel`]): an OpenAI-compatible endpoint ([`openai`]) and the
+//! embedded llama.cpp engine ([`local`]).
 
 #[cfg(feature = "local")]
 pub mod local;
+pub mod openai;
 pub mod tokens;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::config::Settings;
+use crate::prompt::Message;
+
+/// One chat request: the messages, the answer schema and the sampling parameters.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChatRequest {
+    pub messages: Vec<Message>,
+    /// The JSON schema the answer must match (bound to the asked item count).
+    pub schema: Value,
+    pub params: Params,
+}
+
+/// Tokens read and written by one or more requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, other: Usage) {
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+    }
+}
+
+/// A model's answer: its text as it came, and what it cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Completion {
+    pub text: String,
+    pub usage: Usage,
+    /// How the answer was constrained: `grammar` (local), or the `response_format` sent.
+    pub constrained_by: String,
+}
+
+/// Called with each piece of text as the model produces it.
+pub type Progress<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
+/// A chat model: one request in, one answer out, streaming pieces to `progress`.
+#[async_trait::async_trait]
+pub trait ChatModel: Send + Sync {
+    /// Where requests go.
+    fn provider(&self) -> &Provider;
+    async fn complete(
+        &self,
+        request: &ChatRequest,
+        progress: Progress<'_>,
+    ) -> Result<Completion, ModelError>;
+}
+
+/// Why a model gave no answer. Every message names the cause and, where there is one, the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Remote(#[from] openai::RemoteError),
+    #[cfg(feature = "local")]
+    #[error(transparent)]
+    Local(#[from] local::Error),
+    #[error(
+        "the local provider needs the `local` feature: rebuild with default features, or use an openai-compatible provider"
+    )]
+    NoLocalEngine,
+}
+
+/// Connect to the provider `choose` picked: load the local model, or prepare the HTTP client.
+pub fn connect(
+    settings: &Settings,
+    provider: &Provider,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Arc<dyn ChatModel>, ModelError> {
+    match provider {
+        #[cfg(feature = "local")]
+        Provider::Local { .. } => Ok(Arc::new(local::LocalModel::load(
+            provider.clone(),
+            &settings.local,
+        )?)),
+        #[cfg(not(feature = "local"))]
+        Provider::Local { .. } => Err(ModelError::NoLocalEngine),
+        Provider::Openai {
+            preset,
+            api_key_env,
+            ..
+        } => {
+            let preset_settings = settings.providers.get(preset).cloned().ok_or_else(|| {
+                openai::RemoteError::Config(format!("no provider preset `{preset}`"))
+            })?;
+            let key = (!api_key_env.is_empty())
+                .then(|| env(api_key_env))
+                .flatten()
+                .filter(|key| !key.trim().is_empty());
+            if !api_key_env.is_empty() && key.is_none() {
+                return Err(openai::RemoteError::MissingKey {
+                    preset: preset.clone(),
+                    variable: api_key_env.clone(),
+                }
+                .into());
+            }
+            Ok(Arc::new(openai::OpenAiModel::new(
+                provider.clone(),
+                &preset_settings,
+                key,
+            )?))
+        }
+    }
+}
 
 /// Where a request would go.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -31,7 +136,7 @@ pub enum Provider {
 }
 
 /// The sampling parameters sent with a request.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Params {
     pub temperature: f64,
     pub max_tokens: u32,

@@ -4,7 +4,7 @@
 //! `local` feature and the model file). Otherwise it is an estimate, and says which:
 //! - remote models: 4 characters per token plus 4 tokens per message and 3 for the reply's
 //!   start, OpenAI's published rule of thumb for English text;
-//! - the local model without its file: 1.2 tokens per run of letters, 1 per run of digits and
+//! - the local model without its file: 1.15 tokens per run of letters, 1 per run of digits and
 //!   1 per punctuation mark, plus 5 per message. Fitted to SmolLM2's tokenizer on the sample
 //!   graph's prompts (within 4% on each; a test keeps it within 5%). Characters alone are not
 //!   enough: the indented JSON schema has many spaces, which the tokenizer merges.
@@ -39,7 +39,7 @@ pub fn prompt_tokens(provider: &Provider, messages: &[Message]) -> TokenEstimate
             let _ = path;
             TokenEstimate {
                 tokens: by_words(messages),
-                method: "estimate: 1.2 tokens per word, 1 per number or punctuation mark (the model file was not read)".into(),
+                method: "estimate: 1.15 tokens per word, 1 per number or punctuation mark (the model file was not read)".into(),
             }
         }
         Provider::Openai { .. } => TokenEstimate {
@@ -87,7 +87,7 @@ pub fn by_words(messages: &[Message]) -> usize {
             }
             previous = Some(character);
         }
-        total += 1.2 * letters as f64 + (digits + punctuation) as f64 + 5.0;
+        total += 1.15 * letters as f64 + (digits + punctuation) as f64 + 5.0;
     }
     total.round() as usize
 }

@@ -2,6 +2,8 @@
 //! minijinja. Every piece of knowledge-base or user text enters here as a value, never as
 //! template source, so `{{` in a page renders literally.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::draft::schema::{AnswerSchema, Field};
@@ -76,24 +78,32 @@ pub struct Item {
 pub struct AnswerContext {
     /// The JSON schema of the answer, pretty-printed.
     pub schema: String,
+    /// The model's decoding is constrained to the schema (see [`PromptOptions`]).
+    pub constrained: bool,
     /// Item fields besides name and description (the block's taxonomy).
     pub fields: Vec<Field>,
 }
 
 /// The venture a prompt is for, as resolved by the caller.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct VentureInput {
     pub name: String,
     pub brief: Option<String>,
     pub is_new: bool,
+    /// Items drafted earlier in this run, by block id: related blocks show them too.
+    pub drafted: BTreeMap<String, Vec<Item>>,
 }
 
-/// Limits on few-shot examples.
+/// How a prompt is shaped for its model.
 #[derive(Debug, Clone, Copy)]
-pub struct ExampleBudget {
-    /// Estimated tokens (4 characters each) the examples may take.
+pub struct PromptOptions {
+    /// Estimated tokens (4 characters each) the few-shot examples may take.
     pub tokens: usize,
+    /// At most this many other ventures' examples.
     pub ventures: usize,
+    /// Decoding is constrained to the schema (the local model): the templates may leave the
+    /// schema out, which a small model would otherwise copy into its answer.
+    pub constrained: bool,
 }
 
 /// Build the context of one (venture, block) prompt.
@@ -104,7 +114,7 @@ pub fn build(
     count: usize,
     schema: &AnswerSchema,
     bound_schema: &serde_json::Value,
-    budget: ExampleBudget,
+    budget: PromptOptions,
 ) -> PromptContext {
     let venture_key = page_key(&venture.name);
     let related = block
@@ -117,6 +127,14 @@ pub fn build(
             items: graph
                 .examples_of(related_block, &venture.name)
                 .map(item)
+                .chain(
+                    venture
+                        .drafted
+                        .get(&related_block.id)
+                        .into_iter()
+                        .flatten()
+                        .cloned(),
+                )
                 .collect(),
         })
         .filter(|related| !related.items.is_empty())
@@ -152,6 +170,7 @@ pub fn build(
         count,
         answer: AnswerContext {
             schema: serde_json::to_string_pretty(bound_schema).unwrap_or_default(),
+            constrained: budget.constrained,
             fields: schema.fields(),
         },
     }
@@ -166,7 +185,7 @@ fn item(example: &Example) -> Item {
 
 /// Other ventures' reviewed items of this block, whole ventures in graph order, while they fit
 /// the budget.
-fn few_shot(examples: &[Example], venture_key: &str, budget: ExampleBudget) -> Vec<VentureItems> {
+fn few_shot(examples: &[Example], venture_key: &str, budget: PromptOptions) -> Vec<VentureItems> {
     let mut groups: Vec<VentureItems> = Vec::new();
     for example in examples
         .iter()

@@ -11,13 +11,25 @@ use std::sync::Mutex;
 
 use minijinja::{Environment, UndefinedBehavior, syntax::SyntaxConfig};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use super::Error;
+
+/// Lower-case hex of a digest.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The sha256 of some bytes, in hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
 
 /// The shipped files of `prompts/`, by their path under it.
 const BUILT_IN: &[(&str, &str)] = &[
     ("system.j2", include_str!("../../prompts/system.j2")),
     ("user.j2", include_str!("../../prompts/user.j2")),
+    ("reask.j2", include_str!("../../prompts/reask.j2")),
     (
         "partials/block.j2",
         include_str!("../../prompts/partials/block.j2"),
@@ -128,6 +140,25 @@ impl Library {
             cache.insert(name.to_string(), value.clone());
         }
         Some(checked)
+    }
+
+    /// The sha256 of every template the library would use (built-in names, overrides
+    /// applied, plus a block's own user template): a template version for provenance.
+    pub fn templates_hash(&self, extra: &[String]) -> String {
+        let mut digest = Sha256::new();
+        let names = built_in_names()
+            .filter(|name| name.ends_with(".j2"))
+            .map(str::to_string)
+            .chain(extra.iter().cloned());
+        for name in names {
+            if let Some((text, _)) = self.file(&name) {
+                digest.update(name.as_bytes());
+                digest.update([0]);
+                digest.update(text.as_bytes());
+                digest.update([0]);
+            }
+        }
+        hex(&digest.finalize())
     }
 
     /// Where a file comes from, for messages: its path in the overrides folder, or

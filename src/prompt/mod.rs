@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 use serde_json::Value;
 
-pub use context::{ExampleBudget, PromptContext, VentureInput};
+pub use context::{PromptOptions, PromptContext, VentureInput};
 pub use library::Library;
 
 use crate::draft::AnswerSchema;
@@ -97,7 +97,7 @@ pub fn render(
     block: &Block,
     venture: &VentureInput,
     count: usize,
-    budget: ExampleBudget,
+    budget: PromptOptions,
 ) -> Result<Prompt, Error> {
     let schema = AnswerSchema::for_block(library, block)?;
     let bound = schema.bound_to(count)?;

@@ -1,0 +1,76 @@
+//! The response cache: a model's answer on disk, keyed by everything that shapes it (provider,
+//! endpoint or model file, model, messages, schema, parameters, asked format), so a re-run is
+//! free and repeatable. Only answers are stored; errors never are.
+//!
+//! One JSON file per key (`<sha256>.json`), written atomically; an unreadable entry is a miss.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::fsutil::write_atomic;
+use crate::llm::{ChatRequest, Completion};
+use crate::prompt::library::sha256_hex;
+
+pub struct Cache {
+    dir: PathBuf,
+    /// `--no-cache`: answers are not read from the cache (fresh ones are still stored).
+    read: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    key: String,
+    completion: Completion,
+    created: String,
+}
+
+impl Cache {
+    pub fn new(dir: PathBuf, read: bool) -> Cache {
+        Cache { dir, read }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The key of a request to a model identified by `identity`.
+    pub fn key(identity: &Value, request: &ChatRequest) -> String {
+        let keyed = json!({ "identity": identity, "request": request });
+        sha256_hex(keyed.to_string().as_bytes())
+    }
+
+    pub fn get(&self, key: &str) -> Option<Completion> {
+        if !self.read {
+            return None;
+        }
+        let text = std::fs::read_to_string(self.path(key)).ok()?;
+        match serde_json::from_str::<Entry>(&text) {
+            Ok(entry) if entry.key == key => Some(entry.completion),
+            Ok(_) | Err(_) => {
+                tracing::warn!("ignoring the unreadable cache entry {}", self.path(key).display());
+                None
+            }
+        }
+    }
+
+    /// Store an answer; a failure to write is a warning (the answer is still used).
+    pub fn put(&self, key: &str, completion: &Completion) {
+        let entry = Entry {
+            key: key.to_string(),
+            completion: completion.clone(),
+            created: chrono::Utc::now().to_rfc3339(),
+        };
+        let written = serde_json::to_vec_pretty(&entry)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| write_atomic(&self.path(key), &bytes));
+        if let Err(error) = written {
+            tracing::warn!("cannot write the cache entry {}: {error}", self.path(key).display());
+        }
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.json"))
+    }
+}

@@ -1,0 +1,578 @@
+//! `generate`: drafts for one venture, block by block in dependency order (`relations::`), each
+//! later block seeing the earlier blocks' fresh drafts.
+//!
+//! Per (venture, block): render the prompt, ask the model (or the cache), check the answer
+//! against the schema and the item rules, keep the usable items, and re-ask with the problems
+//! listed until the count is met or the attempts run out. The local model is over-asked
+//! (`local.over_ask`), because a 135M model repeats itself. What could not be filled is
+//! recorded as a failure with its reason, next to the draft of what could.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::cache::Cache;
+use crate::config::Settings;
+use crate::draft::{Checker, Item};
+use crate::fsutil::write_atomic;
+use crate::graph::name::file_name_from_page_name;
+use crate::graph::{self, Block, Graph};
+use crate::llm::{self, ChatModel, ChatRequest, ModelError, Params, Provider, Usage, tokens};
+use crate::pipeline;
+use crate::prompt::library::sha256_hex;
+use crate::prompt::{self, Library, Message, Role, VentureInput, context};
+
+/// What `generate` is asked for.
+#[derive(Debug, Clone, Default)]
+pub struct GenerateRequest {
+    pub venture: String,
+    pub brief: Option<String>,
+    /// Block ids, titles or last id segments; empty for every block.
+    pub blocks: Vec<String>,
+    pub count: Option<usize>,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    /// Read answers from the cache (`--no-cache` turns this off; answers are still stored).
+    pub use_cache: bool,
+    /// Write no draft files.
+    pub dry_run: bool,
+}
+
+/// What happens, as it happens (the command line draws progress from these).
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    Attempt {
+        block: &'a str,
+        attempt: u32,
+        cached: bool,
+    },
+    Piece(&'a str),
+    Done {
+        block: &'a str,
+        items: usize,
+        wanted: usize,
+    },
+}
+
+/// `generate --json`: PRODUCT.md section 9.
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub provider: String,
+    pub model: String,
+    pub drafts: Vec<Draft>,
+    pub failed: Vec<Failed>,
+}
+
+/// The items drafted for one (venture, block), with where they came from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Draft {
+    pub venture: String,
+    pub block: String,
+    pub items: Vec<Item>,
+    pub provenance: Provenance,
+    /// The JSON draft file, relative to the graph when inside it (`None` with `--dry-run`).
+    pub written_to: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Failed {
+    pub venture: String,
+    pub block: String,
+    pub reason: String,
+}
+
+/// Everything needed to tell how a draft was made. Never holds a key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Provenance {
+    pub run_id: String,
+    pub provider: String,
+    pub model: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// `grammar` (local), or the response_format the endpoint was asked for.
+    pub constrained_by: String,
+    pub templates_hash: String,
+    pub schema_file: String,
+    pub schema_hash: String,
+    /// sha256 of the first request's messages and schema.
+    pub prompt_hash: String,
+    pub params: Params,
+    pub asked: usize,
+    pub attempts: u32,
+    /// Attempts answered from the response cache.
+    pub cached_attempts: u32,
+    pub tokens: Usage,
+    /// What the requests sent in this run cost (cached answers are free).
+    pub cost_usd: f64,
+    pub seconds: f64,
+    pub started_at: String,
+    pub inncopilot_version: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Pipeline(#[from] pipeline::Error),
+    #[error(transparent)]
+    Graph(#[from] graph::Error),
+    #[error(transparent)]
+    Prompt(#[from] prompt::Error),
+    #[error(transparent)]
+    Provider(#[from] llm::Error),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("answer schema {file}: {message}")]
+    Schema { file: String, message: String },
+    #[error("cannot write the draft file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A new run id: UTC time and a random suffix, sortable and unique enough.
+pub fn new_run_id() -> String {
+    format!(
+        "{}-{:04x}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        fastrand::u16(..)
+    )
+}
+
+/// Where the cache and the drafts live: the configured folders, else `.inncopilot/` inside
+/// the graph.
+pub fn state_dirs(settings: &Settings, graph_root: &Path) -> (PathBuf, PathBuf) {
+    let state = graph_root.join(".inncopilot");
+    let pick = |configured: &Path, default: &str| {
+        if configured.as_os_str().is_empty() {
+            state.join(default)
+        } else {
+            configured.to_path_buf()
+        }
+    };
+    (
+        pick(&settings.generate.cache_dir, "cache"),
+        pick(&settings.generate.drafts_dir, "drafts"),
+    )
+}
+
+/// The selected blocks, each after the blocks it relates to (when both are selected); ties
+/// and cycles in id order.
+pub fn dependency_order<'g>(blocks: Vec<&'g Block>) -> Vec<&'g Block> {
+    let selected: BTreeSet<&str> = blocks.iter().map(|block| block.id.as_str()).collect();
+    let mut remaining: Vec<&Block> = blocks;
+    remaining.sort_by(|a, b| a.id.cmp(&b.id));
+    remaining.dedup_by(|a, b| a.id == b.id);
+    let mut done: BTreeSet<&str> = BTreeSet::new();
+    let mut ordered = Vec::new();
+    while !remaining.is_empty() {
+        let ready = remaining.iter().position(|block| {
+            block
+                .relations
+                .iter()
+                .all(|id| id == &block.id || !selected.contains(id.as_str()) || done.contains(id.as_str()))
+        });
+        // A cycle: take the first remaining block as it is.
+        let next = remaining.remove(ready.unwrap_or(0));
+        done.insert(next.id.as_str());
+        ordered.push(next);
+    }
+    ordered
+}
+
+/// The identity of a model for the cache key: what besides the request shapes its answer.
+fn model_identity(provider: &Provider, settings: &Settings) -> Value {
+    match provider {
+        Provider::Local { model, path } => json!({
+            "provider": "local",
+            "model": model,
+            "file": path.file_name().map(|name| name.to_string_lossy().into_owned()),
+            "bytes": std::fs::metadata(path).map(|meta| meta.len()).unwrap_or(0),
+        }),
+        Provider::Openai {
+            preset,
+            model,
+            base_url,
+            ..
+        } => json!({
+            "provider": preset,
+            "model": model,
+            "base_url": base_url,
+            "response_format": settings
+                .providers
+                .get(preset)
+                .map(|preset| preset.response_format.as_str()),
+        }),
+    }
+}
+
+/// The JSON draft file of a (venture, block).
+pub fn draft_path(drafts_dir: &Path, venture: &str, block_id: &str) -> PathBuf {
+    let stem = |name: &str| {
+        let file = file_name_from_page_name(name);
+        file.strip_suffix(".md").unwrap_or(&file).to_string()
+    };
+    drafts_dir
+        .join(stem(venture))
+        .join(format!("{}.json", stem(block_id)))
+}
+
+/// Run `generate`. The chosen provider is connected on the first request the cache cannot
+/// answer (a re-run of finished work loads no model and sends nothing).
+pub async fn run(
+    graph: &Graph,
+    settings: &Settings,
+    library: &Library,
+    request: &GenerateRequest,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+    events: &(dyn Fn(Event<'_>) + Send + Sync),
+) -> Result<RunReport, Error> {
+    let mut venture =
+        pipeline::resolve_venture(graph, &request.venture, request.brief.clone())?;
+    let blocks = if request.blocks.is_empty() {
+        graph.blocks.iter().collect()
+    } else {
+        request
+            .blocks
+            .iter()
+            .map(|query| graph.find_block(query))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let (provider, params) = llm::choose(
+        settings,
+        request.provider.as_deref(),
+        request.model.as_deref(),
+        |name| env(name),
+    )?;
+    let (cache_dir, drafts_dir) = state_dirs(settings, &graph.root);
+    let run = Run {
+        graph,
+        settings,
+        library,
+        run_id: new_run_id(),
+        identity: model_identity(&provider, settings),
+        cache: Cache::new(cache_dir, request.use_cache),
+        provider,
+        params,
+        model: tokio::sync::OnceCell::new(),
+        env,
+        events,
+        over_ask: 0,
+        spent_usd: std::sync::Mutex::new(0.0),
+    };
+    let run = Run {
+        over_ask: match run.provider {
+            Provider::Local { .. } => settings.local.over_ask,
+            Provider::Openai { .. } => 0,
+        },
+        ..run
+    };
+    let count = request.count.unwrap_or(settings.generate.count);
+    let mut report = RunReport {
+        run_id: run.run_id.clone(),
+        provider: run.provider.name().to_string(),
+        model: run.provider.model().to_string(),
+        drafts: Vec::new(),
+        failed: Vec::new(),
+    };
+    let mut stop: Option<String> = None;
+    for block in dependency_order(blocks) {
+        if let Some(reason) = &stop {
+            report.failed.push(Failed {
+                venture: venture.name.clone(),
+                block: block.id.clone(),
+                reason: format!("not attempted: {reason}"),
+            });
+            continue;
+        }
+        let outcome = run.block(&venture, block, count).await?;
+        match outcome.error {
+            Some(error) => {
+                if !matches!(error, BlockError::Items(_)) {
+                    stop = Some(error.to_string());
+                }
+                report.failed.push(Failed {
+                    venture: venture.name.clone(),
+                    block: block.id.clone(),
+                    reason: error.to_string(),
+                });
+            }
+            None => {}
+        }
+        if let Some(mut draft) = outcome.draft {
+            if !request.dry_run {
+                let path = draft_path(&drafts_dir, &venture.name, &block.id);
+                draft.written_to = Some(display_path(&path, &graph.root));
+                let bytes = serde_json::to_vec_pretty(&draft).map_err(std::io::Error::other);
+                bytes
+                    .and_then(|bytes| write_atomic(&path, &bytes))
+                    .map_err(|source| Error::Write {
+                        path: path.clone(),
+                        source,
+                    })?;
+            }
+            venture.drafted.insert(
+                block.id.clone(),
+                draft
+                    .items
+                    .iter()
+                    .map(|item| context::Item {
+                        name: item.name.clone(),
+                        description: item.description.clone(),
+                    })
+                    .collect(),
+            );
+            report.drafts.push(draft);
+        }
+    }
+    Ok(report)
+}
+
+/// `path` relative to the graph when inside it.
+fn display_path(path: &Path, root: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Why a block has fewer items than asked.
+#[derive(Debug, thiserror::Error)]
+enum BlockError {
+    /// The answers never held enough usable items.
+    #[error("{0}")]
+    Items(String),
+    #[error("{0}")]
+    Model(ModelError),
+    #[error(
+        "the run's budget of {budget:.4} USD would be exceeded (spent {spent:.4} USD, the next request is estimated at {next:.4} USD): raise generate.budget_usd"
+    )]
+    Budget { budget: f64, spent: f64, next: f64 },
+}
+
+struct BlockOutcome {
+    draft: Option<Draft>,
+    error: Option<BlockError>,
+}
+
+/// The state of one run.
+struct Run<'r> {
+    graph: &'r Graph,
+    settings: &'r Settings,
+    library: &'r Library,
+    run_id: String,
+    identity: Value,
+    cache: Cache,
+    provider: Provider,
+    params: Params,
+    model: tokio::sync::OnceCell<Arc<dyn ChatModel>>,
+    env: &'r (dyn Fn(&str) -> Option<String> + Sync),
+    events: &'r (dyn Fn(Event<'_>) + Send + Sync),
+    over_ask: usize,
+    spent_usd: std::sync::Mutex<f64>,
+}
+
+impl Run<'_> {
+    async fn model(&self) -> Result<Arc<dyn ChatModel>, ModelError> {
+        self.model
+            .get_or_try_init(|| async {
+                llm::connect(self.settings, &self.provider, |name| (self.env)(name))
+            })
+            .await
+            .cloned()
+    }
+
+    async fn block(
+        &self,
+        venture: &VentureInput,
+        block: &Block,
+        count: usize,
+    ) -> Result<BlockOutcome, Error> {
+        let started = Instant::now();
+        let started_at = chrono::Utc::now().to_rfc3339();
+        let budget = pipeline::prompt_options(self.settings, &self.provider);
+        let schema = crate::draft::AnswerSchema::for_block(self.library, block)?;
+        // Over-asking never goes past the schema's maximum (asking beyond it is a usage error).
+        let ask = |missing: usize| (missing + self.over_ask).min(schema.max_items()).max(missing);
+        let first = prompt::render(self.library, self.graph, block, venture, ask(count), budget)?;
+        let existing: Vec<&str> = first
+            .context
+            .existing
+            .iter()
+            .map(|item| item.name.as_str())
+            .collect();
+        let checker = Checker::new(&first.schema, existing).map_err(|issue| Error::Schema {
+            file: first.schema_file.clone(),
+            message: issue.to_string(),
+        })?;
+        let prompt_hash = sha256_hex(
+            json!({"messages": first.messages, "schema": first.schema})
+                .to_string()
+                .as_bytes(),
+        );
+        let mut kept: Vec<Item> = Vec::new();
+        let mut usage = Usage::default();
+        let mut paid = Usage::default();
+        let (mut attempts, mut cached_attempts) = (0_u32, 0_u32);
+        let mut constrained_by = String::new();
+        let mut messages = first.messages.clone();
+        let mut schema_sent = first.schema.clone();
+        let mut asked = ask(count);
+        let mut problems = Vec::new();
+        let mut error = None;
+        let price = self.settings.prices.get(self.provider.model());
+        for attempt in 1..=self.settings.generate.attempts.max(1) {
+            attempts = attempt;
+            let params = Params {
+                seed: self.params.seed + i64::from(attempt - 1),
+                ..self.params.clone()
+            };
+            let chat = ChatRequest {
+                messages: messages.clone(),
+                schema: schema_sent.clone(),
+                params,
+            };
+            let key = Cache::key(&self.identity, &chat);
+            let cached = self.cache.get(&key);
+            (self.events)(Event::Attempt {
+                block: &block.id,
+                attempt,
+                cached: cached.is_some(),
+            });
+            let completion = match cached {
+                Some(completion) => {
+                    cached_attempts += 1;
+                    completion
+                }
+                None => {
+                    if let Some(exceeded) = self.over_budget(&chat, asked) {
+                        error = Some(exceeded);
+                        break;
+                    }
+                    let model = match self.model().await {
+                        Ok(model) => model,
+                        Err(connect) => return Err(connect.into()),
+                    };
+                    let events = self.events;
+                    let piece = move |text: &str| events(Event::Piece(text));
+                    match model.complete(&chat, &piece).await {
+                        Ok(completion) => {
+                            self.cache.put(&key, &completion);
+                            paid += completion.usage;
+                            completion
+                        }
+                        Err(failure) => {
+                            error = Some(BlockError::Model(failure));
+                            break;
+                        }
+                    }
+                }
+            };
+            usage += completion.usage;
+            constrained_by = completion.constrained_by.clone();
+            problems = checker.review(&completion.text, &mut kept, count);
+            if kept.len() >= count {
+                break;
+            }
+            // Re-ask: the first request, the answer, and what was wrong with it.
+            let missing = count - kept.len();
+            asked = ask(missing);
+            schema_sent = schema.bound_to(asked)?;
+            let reask = self.library.render(
+                "reask.j2",
+                &json!({
+                    "issues": problems.iter().take(12).map(ToString::to_string).collect::<Vec<_>>(),
+                    "kept": kept.iter().map(|item| item.name.as_str()).collect::<Vec<_>>(),
+                    "count": asked,
+                }),
+            )?;
+            messages = first.messages.clone();
+            messages.push(Message {
+                role: Role::Assistant,
+                content: completion.text.clone(),
+            });
+            messages.push(Message {
+                role: Role::User,
+                content: reask.trim().to_string(),
+            });
+        }
+        if error.is_none() && kept.len() < count {
+            let listed: Vec<String> = problems.iter().take(5).map(ToString::to_string).collect();
+            error = Some(BlockError::Items(format!(
+                "{} of {count} items after {attempts} attempt(s); last problems: {}",
+                kept.len(),
+                listed.join("; ")
+            )));
+        }
+        (self.events)(Event::Done {
+            block: &block.id,
+            items: kept.len(),
+            wanted: count,
+        });
+        let cost_usd = tokens::cost_usd(
+            &self.provider,
+            price,
+            paid.prompt_tokens as usize,
+            paid.completion_tokens as usize,
+        );
+        if let Ok(mut spent) = self.spent_usd.lock() {
+            *spent += cost_usd;
+        }
+        let draft = (!kept.is_empty()).then(|| Draft {
+            venture: venture.name.clone(),
+            block: block.id.clone(),
+            items: kept,
+            provenance: Provenance {
+                run_id: self.run_id.clone(),
+                provider: self.provider.name().to_string(),
+                model: self.provider.model().to_string(),
+                base_url: match &self.provider {
+                    Provider::Openai { base_url, .. } => Some(base_url.clone()),
+                    Provider::Local { .. } => None,
+                },
+                constrained_by,
+                templates_hash: self.library.templates_hash(&first.templates),
+                schema_file: first.schema_file.clone(),
+                schema_hash: sha256_hex(schema.value.to_string().as_bytes()),
+                prompt_hash,
+                params: self.params.clone(),
+                asked: ask(count),
+                attempts,
+                cached_attempts,
+                tokens: usage,
+                cost_usd,
+                seconds: started.elapsed().as_secs_f64(),
+                started_at,
+                inncopilot_version: env!("CARGO_PKG_VERSION").to_string(),
+            },
+            written_to: None,
+        });
+        Ok(BlockOutcome { draft, error })
+    }
+
+    /// The budget error when the next request would take the run past `generate.budget_usd`.
+    fn over_budget(&self, chat: &ChatRequest, asked: usize) -> Option<BlockError> {
+        let budget = self.settings.generate.budget_usd;
+        if budget <= 0.0 {
+            return None;
+        }
+        let next = tokens::cost_usd(
+            &self.provider,
+            self.settings.prices.get(self.provider.model()),
+            tokens::prompt_tokens(&self.provider, &chat.messages).tokens,
+            tokens::expected_output_tokens(asked, &chat.params),
+        );
+        let spent = self.spent_usd.lock().map(|spent| *spent).unwrap_or(0.0);
+        (spent + next > budget).then_some(BlockError::Budget {
+            budget,
+            spent,
+            next,
+        })
+    }
+}

@@ -1,0 +1,556 @@
+//! The `openai` provider: any OpenAI-compatible Chat Completions endpoint, through
+//! `async-openai`, streaming.
+//!
+//! Retries live here and only here. async-openai's default client wraps every request in its
+//! own retry layer (429 except `insufficient_quota`, 5xx and connect errors, three times, with
+//! `Retry-After`), but it cannot see what goes wrong after the headers: a timeout while the
+//! answer streams, a connection dropped or a body cut short. So the client is built over the
+//! bare transport ([`ReqwestService`]) and [`OpenAiModel::complete`] retries the whole request
+//! (429, 5xx, timeouts, dropped connections, truncated or unreadable bodies) with exponential
+//! backoff and jitter, honouring `Retry-After`, within `max_retries` and `retry_budget_secs`.
+//!
+//! Structured output: the preset says which `response_format` to ask for. An endpoint that
+//! refuses `json_schema` (llama-cpp-python answers HTTP 500 "Input should be 'text' or
+//! 'json_object'") is asked for `json_object`, then plain text, for the rest of the run, and
+//! the user is told once. Answers are validated on our side whatever the endpoint promised.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_openai::config::OpenAIConfig;
+use async_openai::error::OpenAIError;
+use async_openai::middleware::{HttpRequestFactory, ReqwestService};
+use async_openai::types::chat::{
+    ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage,
+    ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage,
+    ChatCompletionStreamOptions, CreateChatCompletionRequest, FinishReason,
+    ResponseFormat as WireFormat, ResponseFormatJsonSchema,
+};
+use futures::StreamExt;
+
+use super::{ChatModel, ChatRequest, Completion, ModelError, Progress, Provider, Usage};
+use crate::config::{ProviderSettings, ResponseFormat};
+use crate::prompt::Role;
+
+/// Why an endpoint gave no answer. Each message names the cause and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error("the `{preset}` provider needs an API key: set {variable} in the environment or in .env")]
+    MissingKey { preset: String, variable: String },
+    #[error("provider settings: {0}")]
+    Config(String),
+    #[error(
+        "{url} refused the API key (HTTP {status}: {message}): check that {variable} holds a valid key for this endpoint"
+    )]
+    Auth {
+        status: u16,
+        url: String,
+        variable: String,
+        message: String,
+    },
+    #[error(
+        "the account behind {variable} has no quota left ({message}): add credit or billing to it, or use another key (not retried)"
+    )]
+    Quota { variable: String, message: String },
+    #[error(
+        "model `{model}` is not available at {url} ({message}): choose another with --model or the preset's `model`"
+    )]
+    ModelNotFound {
+        model: String,
+        url: String,
+        message: String,
+    },
+    #[error(
+        "{url} has no chat completions endpoint (HTTP {status}): check the preset's base_url (an OpenAI-compatible URL usually ends in /v1)"
+    )]
+    BaseUrl { url: String, status: u16 },
+    #[error("the endpoint rejected the request (HTTP {status}): {message}")]
+    Rejected { status: u16, message: String },
+    #[error(
+        "the answer was cut off at the token limit ({max_tokens} tokens): raise the preset's max_tokens"
+    )]
+    TokenLimit { max_tokens: u32 },
+    #[error("gave up after {attempts} attempt(s) in {seconds:.1} s: {last}{hint}")]
+    GaveUp {
+        attempts: u32,
+        seconds: f64,
+        last: String,
+        hint: &'static str,
+    },
+}
+
+/// A failure worth trying again, and how long the server asked us to wait.
+#[derive(Debug)]
+struct Transient {
+    reason: String,
+    retry_after: Option<Duration>,
+    /// The server could not be reached at all (wrong host or port, server down).
+    unreachable: bool,
+}
+
+enum Failure {
+    Transient(Transient),
+    Permanent(RemoteError),
+    /// The endpoint refused the response format: ask again with a weaker one.
+    FormatRefused(String),
+}
+
+/// An OpenAI-compatible endpoint with its preset's settings.
+pub struct OpenAiModel {
+    provider: Provider,
+    base_url: String,
+    model: String,
+    key_variable: String,
+    config: OpenAIConfig,
+    http: reqwest::Client,
+    /// The format asked for now; weakened when the endpoint refuses one.
+    format: Mutex<ResponseFormat>,
+    max_retries: u32,
+    retry_budget: Duration,
+    /// Backoff before the first retry when the server names no delay.
+    base_delay: Duration,
+}
+
+impl OpenAiModel {
+    pub fn new(
+        provider: Provider,
+        settings: &ProviderSettings,
+        key: Option<String>,
+    ) -> Result<OpenAiModel, RemoteError> {
+        let Provider::Openai {
+            model,
+            base_url,
+            api_key_env,
+            ..
+        } = &provider
+        else {
+            return Err(RemoteError::Config(
+                "the openai provider was given a local model".into(),
+            ));
+        };
+        install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(settings.timeout_secs.max(1)))
+            .connect_timeout(Duration::from_secs(settings.timeout_secs.clamp(1, 30)))
+            .build()
+            .map_err(|error| RemoteError::Config(format!("HTTP client: {error}")))?;
+        // An explicit key (possibly empty): OpenAIConfig would otherwise read OPENAI_API_KEY
+        // and send it to whatever server the preset names.
+        let config = OpenAIConfig::new()
+            .with_api_base(base_url.trim_end_matches('/'))
+            .with_api_key(key.unwrap_or_default());
+        Ok(OpenAiModel {
+            base_url: base_url.clone(),
+            model: model.clone(),
+            key_variable: api_key_env.clone(),
+            config,
+            http,
+            format: Mutex::new(settings.response_format),
+            max_retries: settings.max_retries,
+            retry_budget: Duration::from_secs(settings.retry_budget_secs),
+            base_delay: Duration::from_millis(500),
+            provider,
+        })
+    }
+
+    /// Shorter backoff (tests).
+    pub fn with_base_delay(mut self, delay: Duration) -> OpenAiModel {
+        self.base_delay = delay;
+        self
+    }
+
+    fn current_format(&self) -> ResponseFormat {
+        self.format
+            .lock()
+            .map(|format| *format)
+            .unwrap_or(ResponseFormat::Text)
+    }
+
+    /// Weaken the format after a refusal; false when there is nothing weaker.
+    fn weaken_format(&self, refused: ResponseFormat, message: &str) -> bool {
+        let Ok(mut format) = self.format.lock() else {
+            return false;
+        };
+        if *format != refused {
+            // Another request already weakened it.
+            return true;
+        }
+        match refused.weaker() {
+            Some(weaker) => {
+                tracing::warn!(
+                    "{} refused response_format {} ({message}); asking for {} from now on",
+                    self.base_url,
+                    refused.as_str(),
+                    weaker.as_str()
+                );
+                *format = weaker;
+                true
+            }
+            None => false,
+        }
+    }
+
+    // `seed` is deprecated by OpenAI but honoured by vLLM, llama.cpp, Ollama and others.
+    #[allow(deprecated)]
+    fn wire_request(&self, request: &ChatRequest, format: ResponseFormat) -> CreateChatCompletionRequest {
+        let messages = request
+            .messages
+            .iter()
+            .map(|message| match message.role {
+                Role::System => ChatCompletionRequestMessage::System(
+                    ChatCompletionRequestSystemMessage::from(message.content.as_str()),
+                ),
+                Role::User => ChatCompletionRequestMessage::User(
+                    ChatCompletionRequestUserMessage::from(message.content.as_str()),
+                ),
+                Role::Assistant => ChatCompletionRequestMessage::Assistant(
+                    ChatCompletionRequestAssistantMessage::from(message.content.as_str()),
+                ),
+            })
+            .collect();
+        let response_format = match format {
+            ResponseFormat::JsonSchema => Some(WireFormat::JsonSchema {
+                json_schema: ResponseFormatJsonSchema {
+                    description: None,
+                    name: "draft".into(),
+                    schema: request.schema.clone(),
+                    strict: None,
+                },
+            }),
+            ResponseFormat::JsonObject => Some(WireFormat::JsonObject),
+            ResponseFormat::Text => None,
+        };
+        CreateChatCompletionRequest {
+            messages,
+            model: self.model.clone(),
+            temperature: Some(request.params.temperature as f32),
+            max_completion_tokens: Some(request.params.max_tokens),
+            seed: Some(request.params.seed),
+            response_format,
+            stream: Some(true),
+            stream_options: Some(ChatCompletionStreamOptions {
+                include_usage: Some(true),
+                include_obfuscation: None,
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// One attempt: send, stream the answer, classify what went wrong.
+    async fn attempt(
+        &self,
+        request: &ChatRequest,
+        format: ResponseFormat,
+        progress: Progress<'_>,
+    ) -> Result<Completion, Failure> {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let service = ResponseProbe {
+            inner: ReqwestService::new(self.http.clone()),
+            seen: seen.clone(),
+        };
+        let client = async_openai::Client::with_config(self.config.clone())
+            .with_http_client(self.http.clone())
+            .with_http_service(service);
+        let wire = self.wire_request(request, format);
+        let mut stream = match client.chat().create_stream(wire).await {
+            Ok(stream) => stream,
+            Err(error) => {
+                let seen = seen.lock().map(|seen| *seen).unwrap_or_default();
+                return Err(self.classify(error, seen, format));
+            }
+        };
+        let mut text = String::new();
+        let mut usage = Usage::default();
+        let mut finish = None;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|error| self.classify(error, Seen::default(), format))?;
+            if let Some(reported) = chunk.usage {
+                usage = Usage {
+                    prompt_tokens: u64::from(reported.prompt_tokens),
+                    completion_tokens: u64::from(reported.completion_tokens),
+                };
+            }
+            for choice in chunk.choices {
+                if let Some(piece) = choice.delta.content {
+                    progress(&piece);
+                    text.push_str(&piece);
+                }
+                if let Some(reason) = choice.finish_reason {
+                    finish = Some(reason);
+                }
+            }
+        }
+        match finish {
+            None => Err(Failure::Transient(Transient {
+                reason: "the connection closed before the answer was complete".into(),
+                retry_after: None,
+                unreachable: false,
+            })),
+            Some(FinishReason::Length) => Err(Failure::Permanent(RemoteError::TokenLimit {
+                max_tokens: request.params.max_tokens,
+            })),
+            Some(_) => Ok(Completion {
+                text,
+                usage,
+                constrained_by: format.as_str().to_string(),
+            }),
+        }
+    }
+
+    fn classify(&self, error: OpenAIError, seen: Seen, format: ResponseFormat) -> Failure {
+        let transient = |reason: String, unreachable: bool| {
+            Failure::Transient(Transient {
+                reason,
+                retry_after: seen.retry_after,
+                unreachable,
+            })
+        };
+        // An error status whose body is not OpenAI's error JSON (an empty 404, an HTML page):
+        // async-openai reports the body; the status tells what happened.
+        if let (OpenAIError::JSONDeserialize(_, body), Some(status)) = (&error, seen.status)
+            && !(200..300).contains(&status)
+        {
+            let message = body.chars().take(200).collect::<String>();
+            let api = async_openai::error::ApiErrorResponse {
+                status_code: reqwest::StatusCode::from_u16(status)
+                    .unwrap_or(reqwest::StatusCode::BAD_GATEWAY),
+                api_error: async_openai::error::ApiError {
+                    message: if message.trim().is_empty() {
+                        "(no body)".into()
+                    } else {
+                        message
+                    },
+                    r#type: None,
+                    param: None,
+                    code: None,
+                    misalignment: None,
+                },
+            };
+            return self.classify(OpenAIError::ApiError(api), seen, format);
+        }
+        match error {
+            OpenAIError::ApiError(response) => {
+                let status = response.status_code.as_u16();
+                let api = response.api_error;
+                let code = api.code.clone().unwrap_or_default();
+                let kind = api.r#type.clone().unwrap_or_default();
+                let message = api.message.trim().to_string();
+                let lower = message.to_lowercase();
+                if code == "insufficient_quota" || kind == "insufficient_quota" {
+                    return Failure::Permanent(RemoteError::Quota {
+                        variable: self.key_variable.clone(),
+                        message,
+                    });
+                }
+                if status == 401 || status == 403 {
+                    return Failure::Permanent(RemoteError::Auth {
+                        status,
+                        url: self.base_url.clone(),
+                        variable: if self.key_variable.is_empty() {
+                            "the preset's api_key_env variable".into()
+                        } else {
+                            self.key_variable.clone()
+                        },
+                        message,
+                    });
+                }
+                if status == 429 {
+                    return transient(format!("rate limited (HTTP 429): {message}"), false);
+                }
+                let mentions_model = code == "model_not_found"
+                    || (lower.contains("model")
+                        && (lower.contains("not found")
+                            || lower.contains("does not exist")
+                            || lower.contains("not exist")));
+                if mentions_model && (status == 404 || status == 400) {
+                    return Failure::Permanent(RemoteError::ModelNotFound {
+                        model: self.model.clone(),
+                        url: self.base_url.clone(),
+                        message,
+                    });
+                }
+                let refuses_format = format != ResponseFormat::Text
+                    && (lower.contains("response_format")
+                        || lower.contains("json_schema")
+                        || lower.contains("json_object"));
+                if refuses_format && (status == 400 || status == 422 || status >= 500) {
+                    return Failure::FormatRefused(message);
+                }
+                if status == 404 || status == 405 {
+                    return Failure::Permanent(RemoteError::BaseUrl {
+                        url: self.base_url.clone(),
+                        status,
+                    });
+                }
+                if status >= 500 {
+                    return transient(format!("server error (HTTP {status}): {message}"), false);
+                }
+                Failure::Permanent(RemoteError::Rejected { status, message })
+            }
+            OpenAIError::Reqwest(error) if error.is_timeout() => {
+                transient(format!("no complete answer within the timeout ({error})"), false)
+            }
+            OpenAIError::Reqwest(error) if error.is_connect() => {
+                transient(format!("cannot connect to {} ({error})", self.base_url), true)
+            }
+            OpenAIError::Reqwest(error) => {
+                transient(format!("the connection failed ({})", error_chain(&error)), false)
+            }
+            OpenAIError::JSONDeserialize(error, _) => transient(
+                format!("the endpoint sent a malformed response ({error})"),
+                false,
+            ),
+            OpenAIError::StreamError(error) => {
+                transient(format!("the answer stream broke off ({error})"), false)
+            }
+            other => transient(other.to_string(), false),
+        }
+    }
+
+    /// The wait before retry number `retry` (1-based): the server's Retry-After, else
+    /// exponential backoff with full jitter on top.
+    fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(wait) = retry_after {
+            return wait;
+        }
+        let exponential = self
+            .base_delay
+            .saturating_mul(2_u32.saturating_pow(retry.saturating_sub(1)))
+            .min(Duration::from_secs(30));
+        let jitter = exponential.mul_f64(fastrand::f64() * 0.5);
+        exponential + jitter
+    }
+}
+
+#[async_trait::async_trait]
+impl ChatModel for OpenAiModel {
+    fn provider(&self) -> &Provider {
+        &self.provider
+    }
+
+
+    async fn complete(
+        &self,
+        request: &ChatRequest,
+        progress: Progress<'_>,
+    ) -> Result<Completion, ModelError> {
+        let started = Instant::now();
+        let mut retries = 0;
+        loop {
+            let format = self.current_format();
+            let failure = match self.attempt(request, format, progress).await {
+                Ok(completion) => return Ok(completion),
+                Err(failure) => failure,
+            };
+            let transient = match failure {
+                Failure::Permanent(error) => return Err(error.into()),
+                Failure::FormatRefused(message) => {
+                    if self.weaken_format(format, &message) {
+                        continue;
+                    }
+                    return Err(RemoteError::Rejected {
+                        status: 400,
+                        message,
+                    }
+                    .into());
+                }
+                Failure::Transient(transient) => transient,
+            };
+            retries += 1;
+            let wait = self.delay(retries, transient.retry_after);
+            let out_of_budget = started.elapsed() + wait > self.retry_budget;
+            if retries > self.max_retries || out_of_budget {
+                return Err(RemoteError::GaveUp {
+                    attempts: retries,
+                    seconds: started.elapsed().as_secs_f64(),
+                    last: transient.reason,
+                    hint: if transient.unreachable {
+                        ": is the server running, and is the preset's base_url right?"
+                    } else {
+                        ""
+                    },
+                }
+                .into());
+            }
+            tracing::warn!(
+                "{}; retrying in {:.1} s (retry {retries} of {})",
+                transient.reason,
+                wait.as_secs_f64(),
+                self.max_retries
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// The full cause of a transport error ("error sending request: connection reset by peer").
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Use ring for TLS (reqwest is built without a default provider, which would bring
+/// aws-lc's C build). Installing twice is harmless.
+fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// What the transport saw of the last response before async-openai turned it into an error.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    status: Option<u16>,
+    /// The `Retry-After` header, in seconds.
+    retry_after: Option<Duration>,
+}
+
+/// The bare transport, noting the status and `Retry-After` of each response.
+#[derive(Clone)]
+struct ResponseProbe {
+    inner: ReqwestService,
+    seen: Arc<Mutex<Seen>>,
+}
+
+type ResponseFuture =
+    Pin<Box<dyn Future<Output = Result<reqwest::Response, OpenAIError>> + Send + 'static>>;
+
+impl tower::Service<HttpRequestFactory> for ResponseProbe {
+    type Response = reqwest::Response;
+    type Error = OpenAIError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(
+        &mut self,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(context)
+    }
+
+    fn call(&mut self, request: HttpRequestFactory) -> Self::Future {
+        let response = self.inner.call(request);
+        let slot = self.seen.clone();
+        Box::pin(async move {
+            let response = response.await?;
+            let seconds = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.trim().parse::<f64>().ok())
+                .filter(|seconds| seconds.is_finite() && *seconds >= 0.0);
+            if let Ok(mut seen) = slot.lock() {
+                *seen = Seen {
+                    status: Some(response.status().as_u16()),
+                    retry_after: seconds.map(|seconds| Duration::from_secs_f64(seconds.min(3600.0))),
+                };
+            }
+            Ok(response)
+        })
+    }
+}

@@ -1,0 +1,160 @@
+//! The embedded model end to end: the real llama.cpp engine with the real SmolLM2 GGUF (fetched
+//! by scripts/setup), constrained by llguidance to the block's answer schema. No mock anywhere.
+#![cfg(feature = "local")]
+
+use std::path::Path;
+
+use inncopilot::config::Settings;
+use inncopilot::draft::schema::validate;
+use inncopilot::generate::{self, GenerateRequest};
+use inncopilot::graph::Graph;
+use inncopilot::llm::local::LocalModel;
+use inncopilot::llm::{self, ChatRequest, Provider};
+use inncopilot::prompt::Library;
+use serde_json::{Value, json};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn settings() -> Result<Settings, Box<dyn std::error::Error>> {
+    let settings = Settings::load(None)?;
+    let model = settings.local.model_path();
+    if !model.is_file() {
+        return Err(format!(
+            "the model {} is missing: run scripts/setup (it fetches it with pip)",
+            model.display()
+        )
+        .into());
+    }
+    Ok(settings)
+}
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn sample_copy() -> Result<tempfile::TempDir, Box<dyn std::error::Error>> {
+    let folder = tempfile::tempdir()?;
+    let pages = folder.path().join("pages");
+    std::fs::create_dir_all(&pages)?;
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-graph/pages");
+    for entry in std::fs::read_dir(source)? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), pages.join(entry.file_name()))?;
+    }
+    Ok(folder)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn generates_a_schema_valid_relationship_draft() -> TestResult {
+    let settings = settings()?;
+    let folder = sample_copy()?;
+    let graph = Graph::load(folder.path())?;
+    let library = Library::new(None)?;
+    let request = GenerateRequest {
+        venture: "Exotic Pet Rental".into(),
+        blocks: vec!["relationship".into()],
+        count: Some(2),
+        use_cache: true,
+        ..GenerateRequest::default()
+    };
+    let report = generate::run(&graph, &settings, &library, &request, &no_env, &|_| {}).await?;
+    assert_eq!(report.provider, "local");
+    let draft = report.drafts.first().ok_or("no draft")?;
+    assert!(!draft.items.is_empty());
+    assert_eq!(draft.provenance.constrained_by, "grammar");
+    assert!(draft.provenance.tokens.completion_tokens > 0);
+
+    // Every item matches the block's schema, and the names are the venture's new ones.
+    let block = graph.find_block("relationship")?;
+    let schema = inncopilot::draft::AnswerSchema::for_block(&library, block)?
+        .bound_to(draft.items.len())?;
+    let answer = json!({"items": draft.items});
+    assert_eq!(validate(&schema, &answer), []);
+    let existing: Vec<String> = graph
+        .examples_of(block, "Exotic Pet Rental")
+        .map(|example| example.name.to_lowercase())
+        .collect();
+    for item in &draft.items {
+        assert!(!existing.contains(&item.name.to_lowercase()), "{} repeated", item.name);
+    }
+
+    // The JSON draft file is in the graph's hidden state folder.
+    let written = draft.written_to.as_deref().ok_or("not written")?;
+    assert!(written.starts_with(".inncopilot/drafts/"), "{written}");
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(folder.path().join(written))?)?;
+    assert_eq!(file["items"], serde_json::to_value(&draft.items)?);
+    Ok(())
+}
+
+/// The raw answer of the engine, before any of our checks, is already schema-valid JSON.
+#[tokio::test(flavor = "multi_thread")]
+async fn constrained_decoding_gives_schema_valid_json() -> TestResult {
+    let settings = settings()?;
+    let folder = sample_copy()?;
+    let graph = Graph::load(folder.path())?;
+    let library = Library::new(None)?;
+    let (provider, params) = llm::choose(&settings, Some("local"), None, no_env)?;
+    let block = graph.find_block("profile-(id)")?;
+    let venture = inncopilot::pipeline::resolve_venture(&graph, "Space X", None)?;
+    let options = inncopilot::pipeline::prompt_options(&settings, &provider);
+    let prompt = inncopilot::prompt::render(&library, &graph, block, &venture, 3, options)?;
+    let model = LocalModel::load(provider, &settings.local)?;
+    let pieces = std::sync::Mutex::new(0_usize);
+    let completion = model.generate(
+        &ChatRequest {
+            messages: prompt.messages.clone(),
+            schema: prompt.schema.clone(),
+            params,
+        },
+        &|_| {
+            if let Ok(mut count) = pieces.lock() {
+                *count += 1;
+            }
+        },
+    )?;
+    let answer: Value = serde_json::from_str(&completion.text)?;
+    assert_eq!(validate(&prompt.schema, &answer), []);
+    assert_eq!(answer["items"].as_array().map(Vec::len), Some(3));
+    // Progress saw the answer as it was generated, piece by piece.
+    assert!(*pieces.lock().map_err(|_| "poisoned")? > 10);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn running_out_of_tokens_is_an_error_not_a_draft() -> TestResult {
+    let mut settings = settings()?;
+    settings.local.max_tokens = 24;
+    let folder = sample_copy()?;
+    let graph = Graph::load(folder.path())?;
+    let library = Library::new(None)?;
+    let request = GenerateRequest {
+        venture: "Exotic Pet Rental".into(),
+        blocks: vec!["relationship".into()],
+        count: Some(2),
+        use_cache: true,
+        ..GenerateRequest::default()
+    };
+    let report = generate::run(&graph, &settings, &library, &request, &no_env, &|_| {}).await?;
+    assert!(report.drafts.is_empty());
+    let reason = &report.failed.first().ok_or("no failure")?.reason;
+    assert!(reason.contains("token limit (24 tokens)"), "{reason}");
+    assert!(reason.contains("local.max_tokens"), "{reason}");
+    Ok(())
+}
+
+#[test]
+fn a_missing_model_file_says_how_to_get_it() -> TestResult {
+    let mut settings = Settings::load(None)?;
+    settings.local.model = "/nonexistent/model.gguf".into();
+    let provider = Provider::Local {
+        model: "model".into(),
+        path: settings.local.model_path(),
+    };
+    let error = LocalModel::load(provider, &settings.local)
+        .err()
+        .map(|error| error.to_string())
+        .unwrap_or_default();
+    assert!(error.contains("/nonexistent/model.gguf"), "{error}");
+    assert!(error.contains("scripts/setup"), "{error}");
+    Ok(())
+}

@@ -1,0 +1,558 @@
+//! The `openai` provider against an HTTP server that misbehaves on demand: wiremock for status
+//! codes, delays and bodies, and a raw TCP server for connections that drop or bodies cut
+//! short. Each test runs `generate` for real (graph, prompts, checks, cache, draft files); only
+//! the model's server is scripted.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use inncopilot::config::{ResponseFormat, Settings};
+use inncopilot::generate::{self, GenerateRequest, RunReport};
+use inncopilot::graph::Graph;
+use inncopilot::prompt::Library;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+const KEY: &str = "sk-test-4f1d2c9e8b7a6";
+const VENTURE: &str = "Exotic Pet Rental";
+const BLOCK: &str = "relationship";
+
+/// A copy of the sample graph (draft files and the cache are written inside it).
+fn graph_copy() -> Result<(tempfile::TempDir, Graph), Box<dyn std::error::Error>> {
+    let folder = tempfile::tempdir()?;
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-graph");
+    copy_dir(&source, folder.path())?;
+    let graph = Graph::load(folder.path())?;
+    Ok((folder, graph))
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Settings whose `openai` preset points at `base_url`, with quick retries.
+fn settings(base_url: &str) -> Result<Settings, Box<dyn std::error::Error>> {
+    let mut settings = Settings::load(None)?;
+    let openai = settings
+        .providers
+        .get_mut("openai")
+        .ok_or("no openai preset")?;
+    openai.base_url = format!("{base_url}/v1");
+    openai.timeout_secs = 2;
+    openai.max_retries = 3;
+    openai.retry_budget_secs = 20;
+    settings.generate.count = 2;
+    Ok(settings)
+}
+
+fn env(name: &str) -> Option<String> {
+    (name == "OPENAI_API_KEY").then(|| KEY.to_string())
+}
+
+fn request() -> GenerateRequest {
+    GenerateRequest {
+        venture: VENTURE.into(),
+        blocks: vec![BLOCK.into()],
+        provider: Some("openai".into()),
+        use_cache: true,
+        ..GenerateRequest::default()
+    }
+}
+
+async fn generate_with(
+    graph: &Graph,
+    settings: &Settings,
+    request: &GenerateRequest,
+) -> Result<RunReport, generate::Error> {
+    let library = Library::new(None)?;
+    generate::run(graph, settings, &library, request, &env, &|_| {}).await
+}
+
+fn item(name: &str, kind: &str) -> Value {
+    json!({
+        "name": name,
+        "description": format!("{name}: how the rental company stays close to its customers."),
+        "type": kind,
+        "nature": "long-term",
+        "intimacy": "personal",
+        "lifecycle_stage": "retention",
+        "rationale": "Renters want reassurance from people who know the animals."
+    })
+}
+
+fn good_answer() -> String {
+    json!({"items": [item("Keeper Hotline", "personal assistance"), item("Renter Circle", "communities")]})
+        .to_string()
+}
+
+/// A streamed chat completion (server-sent events) carrying `content` in two pieces.
+fn sse(content: &str) -> String {
+    let chunk = |delta: Value, finish: Value| {
+        json!({
+            "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1,
+            "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]
+        })
+    };
+    let middle = content.len() / 2;
+    let middle = (middle..content.len())
+        .find(|index| content.is_char_boundary(*index))
+        .unwrap_or(content.len());
+    let usage = json!({
+        "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1,
+        "model": "gpt-4o-mini", "choices": [],
+        "usage": {"prompt_tokens": 900, "completion_tokens": 120, "total_tokens": 1020}
+    });
+    format!(
+        "data: {}\n\ndata: {}\n\ndata: {}\n\ndata: {usage}\n\ndata: [DONE]\n\n",
+        chunk(json!({"role": "assistant", "content": &content[..middle]}), Value::Null),
+        chunk(json!({"content": &content[middle..]}), Value::Null),
+        chunk(json!({}), json!("stop")),
+    )
+}
+
+fn streamed(content: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_raw(sse(content), "text/event-stream")
+}
+
+fn api_error(status: u16, message: &str, code: Option<&str>) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(json!({
+        "error": {"message": message, "type": code, "param": null, "code": code}
+    }))
+}
+
+/// Answers with the given responses in turn, the last one for every further request.
+struct Sequence(Vec<ResponseTemplate>, std::sync::atomic::AtomicUsize);
+
+impl Respond for Sequence {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        let index = self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.0[index.min(self.0.len() - 1)].clone()
+    }
+}
+
+async fn server(responses: Vec<ResponseTemplate>) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(Sequence(responses, Default::default()))
+        .mount(&server)
+        .await;
+    server
+}
+
+async fn bodies(server: &MockServer) -> Vec<Value> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|request| serde_json::from_slice(&request.body).ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sends_the_rendered_request_and_drafts_the_answer() -> TestResult {
+    let (folder, graph) = graph_copy()?;
+    let server = server(vec![streamed(&good_answer())]).await;
+    let settings = settings(&server.uri())?;
+    let report = generate_with(&graph, &settings, &request()).await?;
+
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let draft = &report.drafts[0];
+    let names: Vec<&str> = draft.items.iter().map(|item| item.name.as_str()).collect();
+    assert_eq!(names, ["Keeper Hotline", "Renter Circle"]);
+    assert_eq!(draft.items[1].fields["type"], "communities");
+    assert_eq!(draft.provenance.attempts, 1);
+    assert_eq!(draft.provenance.tokens.prompt_tokens, 900);
+    assert!(draft.provenance.cost_usd > 0.0);
+
+    // The request is exactly what preview shows.
+    let library = Library::new(None)?;
+    let preview = inncopilot::pipeline::preview(
+        &graph,
+        &settings,
+        &library,
+        &inncopilot::pipeline::Request {
+            venture: VENTURE.into(),
+            block: BLOCK.into(),
+            provider: Some("openai".into()),
+            ..Default::default()
+        },
+        env,
+    )?;
+    let sent = &bodies(&server).await[0];
+    assert_eq!(sent["model"], "gpt-4o-mini");
+    assert_eq!(sent["messages"], serde_json::to_value(&preview.prompt.messages)?);
+    assert_eq!(sent["response_format"]["type"], "json_schema");
+    assert_eq!(sent["response_format"]["json_schema"]["schema"], preview.prompt.schema);
+    assert_eq!(
+        sent["response_format"]["json_schema"]["schema"]["properties"]["items"]["minItems"],
+        2
+    );
+    assert_eq!(sent["seed"], 42);
+    assert_eq!(sent["max_completion_tokens"], 1500);
+    assert!((sent["temperature"].as_f64().unwrap_or_default() - 0.7).abs() < 1e-6);
+    assert_eq!(sent["stream"], true);
+    let received = server.received_requests().await.unwrap_or_default();
+    let authorization = received[0]
+        .headers
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    assert_eq!(authorization, format!("Bearer {KEY}"));
+
+    // The draft file, the provenance and the report never hold the key.
+    let written = folder.path().join(draft.written_to.as_deref().unwrap_or_default());
+    let file = std::fs::read_to_string(&written)?;
+    assert!(file.contains("Keeper Hotline"));
+    assert!(!file.contains(KEY));
+    assert!(!serde_json::to_string(&report)?.contains(KEY));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rerun_comes_from_the_cache_and_no_cache_asks_again() -> TestResult {
+    let (_folder, graph) = graph_copy()?;
+    let server = server(vec![streamed(&good_answer())]).await;
+    let settings = settings(&server.uri())?;
+    generate_with(&graph, &settings, &request()).await?;
+    let again = generate_with(&graph, &settings, &request()).await?;
+    assert_eq!(bodies(&server).await.len(), 1, "the re-run sent a request");
+    assert_eq!(again.drafts[0].provenance.cached_attempts, 1);
+    assert_eq!(again.drafts[0].provenance.cost_usd, 0.0);
+
+    let fresh = GenerateRequest {
+        use_cache: false,
+        ..request()
+    };
+    generate_with(&graph, &settings, &fresh).await?;
+    assert_eq!(bodies(&server).await.len(), 2);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limit_waits_for_retry_after() -> TestResult {
+    let (_folder, graph) = graph_copy()?;
+    let limited = api_error(429, "Rate limit reached for requests", Some("rate_limit_exceeded"))
+        .insert_header("retry-after", "1");
+    let server = server(vec![limited, streamed(&good_answer())]).await;
+    let started = Instant::now();
+    let report = generate_with(&graph, &settings(&server.uri())?, &request()).await?;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(bodies(&server).await.len(), 2);
+    // The backoff without Retry-After starts at 0.5-0.75 s; waiting a full second shows the
+    // header was honoured.
+    assert!(started.elapsed() >= Duration::from_millis(1000));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_error_then_success() -> TestResult {
+    let (_folder, graph) = graph_copy()?;
+    let server = server(vec![
+        ResponseTemplate::new(500).set_body_string("upstream overloaded"),
+        streamed(&good_answer()),
+    ])
+    .await;
+    let report = generate_with(&graph, &settings(&server.uri())?, &request()).await?;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(bodies(&server).await.len(), 2);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timeout_is_retried() -> TestResult {
+    let (_folder, graph) = graph_copy()?;
+    let slow = streamed(&good_answer()).set_delay(Duration::from_secs(4));
+    let server = server(vec![slow, streamed(&good_answer())]).await;
+    let report = generate_with(&graph, &settings(&server.uri())?, &request()).await?;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(bodies(&server).await.len(), 2);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_json_is_retried_then_recorded_as_a_failure() -> TestResult {
+    let (_folder, graph) = graph_copy()?;
+    let broken = ResponseTemplate::new(200)
+        .set_body_raw("data: {\"id\": \"chatcmpl-1\", \"choi\n\n", "text/event-stream");
+    let server = server(vec![broken.clone(), streamed(&good_answer())]).await;
+    let report = generate_with(&graph, &settings(&server.uri())?, &request()).await?;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(bodies(&server).await.len(), 2);
+
+    let (_folder, graph) = graph_copy()?;
+    let server = self::server(vec![broken]).await;
+    let mut settings = settings(&server.uri())?;
+    if let Some(openai) = settings.providers.get_mut("openai") {
+        openai.max_retries = 1;
+    }
+    let report = generate_with(&graph, &settings, &request()).await?;
+    assert!(report.drafts.is_empty());
+    assert_eq!(report.failed.len(), 1);
+    let reason = &report.failed[0].reason;
+    assert!(reason.contains("gave up after 2 attempt(s)"), "{reason}");
+    assert!(reason.contains("malformed"), "{reason}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_schema_invalid_answer_is_re_asked_and_fixed() -> TestResult {
+    let (_folder, graph) = graph_copy()?;
+    // A made-up relationship type, and a name the venture already has.
+    let invalid = json!({"items": [
+        item("Keeper Hotline", "telepathy"),
+        item("VIP Membership Program", "communities"),
+    ]})
+    .to_string();
+    let fixed = json!({"items": [item("Renter Circle", "communities"), item("Night Vet Line", "personal assistance")]})
+        .to_string();
+    let fenced = format!("Here you are:\n```json\n{fixed}\n```");
+    let server = server(vec![streamed(&invalid), streamed(&fenced)]).await;
+    let report = generate_with(&graph, &settings(&server.uri())?, &request()).await?;
+
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let draft = &report.drafts[0];
+    let names: Vec<&str> = draft.items.iter().map(|item| item.name.as_str()).collect();
+    assert_eq!(names, ["Renter Circle", "Night Vet Line"]);
+    assert_eq!(draft.provenance.attempts, 2);
+    assert_eq!(draft.provenance.tokens.prompt_tokens, 1800, "tokens summed over attempts");
+
+    let sent = bodies(&server).await;
+    let reask = sent[1]["messages"].as_array().cloned().unwrap_or_default();
+    assert_eq!(reask.len(), 4);
+    assert_eq!(reask[2]["role"], "assistant");
+    assert_eq!(reask[2]["content"], invalid);
+    let feedback = reask[3]["content"].as_str().unwrap_or_default();
+    assert!(feedback.contains("/items/0/type"), "{feedback}");
+    assert!(feedback.contains("already exists"), "{feedback}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endpoint_refusing_json_schema_gets_json_object() -> TestResult {
+    let (_folder, graph) = graph_copy()?;
+    // llama-cpp-python's server refuses json_schema with a 500.
+    let refusal = ResponseTemplate::new(500).set_body_json(json!({
+        "error": {"message": "1 validation error: response_format.type Input should be 'text' or 'json_object'", "type": "internal_server_error", "param": null, "code": null}
+    }));
+    let server = server(vec![refusal, streamed(&good_answer())]).await;
+    let report = generate_with(&graph, &settings(&server.uri())?, &request()).await?;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let sent = bodies(&server).await;
+    assert_eq!(sent[0]["response_format"]["type"], "json_schema");
+    assert_eq!(sent[1]["response_format"]["type"], "json_object");
+    assert_eq!(report.drafts[0].provenance.constrained_by, "json_object");
+    Ok(())
+}
+
+/// Permanent errors: one request, a failure naming the cause and the fix.
+async fn fails_once_with(response: ResponseTemplate, expected: &[&str]) -> TestResult {
+    let (_folder, graph) = graph_copy()?;
+    let server = server(vec![response]).await;
+    let report = generate_with(&graph, &settings(&server.uri())?, &request()).await?;
+    assert_eq!(bodies(&server).await.len(), 1, "a permanent error was retried");
+    let reason = &report.failed[0].reason;
+    for part in expected {
+        assert!(reason.contains(part), "`{part}` missing from: {reason}");
+    }
+    assert!(!reason.contains(KEY));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_key_names_the_variable() -> TestResult {
+    fails_once_with(
+        api_error(401, "Incorrect API key provided", Some("invalid_api_key")),
+        &["HTTP 401", "OPENAI_API_KEY"],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_quota_is_not_retried() -> TestResult {
+    fails_once_with(
+        api_error(429, "You exceeded your current quota", Some("insufficient_quota")),
+        &["no quota left", "OPENAI_API_KEY"],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_model_is_named() -> TestResult {
+    fails_once_with(
+        api_error(
+            404,
+            "The model `gpt-4o-mini` does not exist or you do not have access to it.",
+            Some("model_not_found"),
+        ),
+        &["model `gpt-4o-mini`", "--model"],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_base_url_says_so() -> TestResult {
+    let (_folder, graph) = graph_copy()?;
+    let server = MockServer::start().await;
+    // Nothing mounted: every path is a 404, as on a server without /v1.
+    let report = generate_with(&graph, &settings(&server.uri())?, &request()).await?;
+    let reason = &report.failed[0].reason;
+    assert!(reason.contains("base_url"), "{reason}");
+    assert!(reason.contains("/v1"), "{reason}");
+    Ok(())
+}
+
+/// A server that, per connection in turn: drops the connection without answering, sends the
+/// headers and half a body then closes, and finally answers properly.
+async fn flaky_server(answer: String) -> Result<(String, Arc<std::sync::atomic::AtomicUsize>), std::io::Error> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let index = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buffer = vec![0_u8; 64 * 1024];
+            let mut request = Vec::new();
+            // Read the headers and the body (its length from Content-Length).
+            loop {
+                let Ok(read) = socket.read(&mut buffer).await else { break };
+                if read == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buffer[..read]);
+                let text = String::from_utf8_lossy(&request);
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text[..end]
+                        .lines()
+                        .find_map(|line| {
+                            let (name, value) = line.split_once(':')?;
+                            name.eq_ignore_ascii_case("content-length")
+                                .then(|| value.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    if request.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+            }
+            let body = sse(&answer);
+            match index {
+                0 => drop(socket),
+                1 => {
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = socket.write_all(head.as_bytes()).await;
+                    let _ = socket.write_all(&body.as_bytes()[..body.len() / 3]).await;
+                    drop(socket);
+                }
+                _ => {
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(response.as_bytes()).await;
+                    let _ = socket.shutdown().await;
+                }
+            }
+        }
+    });
+    Ok((format!("http://{address}"), connections))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dropped_connections_and_truncated_bodies_are_retried() -> TestResult {
+    let (_folder, graph) = graph_copy()?;
+    let (url, connections) = flaky_server(good_answer()).await?;
+    let report = generate_with(&graph, &settings(&url)?, &request()).await?;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.drafts[0].items.len(), 2);
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 3);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_key_never_reaches_logs_or_output() -> TestResult {
+    let (folder, _graph) = graph_copy()?;
+    let server = server(vec![streamed(&good_answer())]).await;
+    let graph_path: PathBuf = folder.path().to_path_buf();
+    let url = format!("{}/v1", server.uri());
+    let output = tokio::task::spawn_blocking(move || {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_inncopilot"));
+        for (name, _) in std::env::vars() {
+            if name.starts_with("INNCOPILOT_") || name.starts_with("OPENAI_") {
+                command.env_remove(name);
+            }
+        }
+        command
+            .args(["--graph", &graph_path.to_string_lossy(), "-vvv", "generate"])
+            .args(["--venture", VENTURE, "--block", BLOCK, "--count", "2", "--json"])
+            .env("OPENAI_API_KEY", KEY)
+            .env("OPENAI_BASE_URL", url)
+            .env("RUST_LOG", "trace")
+            .output()
+    })
+    .await??;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let report: Value = serde_json::from_str(&stdout)?;
+    assert_eq!(report["drafts"][0]["provenance"]["provider"], "openai");
+    assert!(report["run_id"].is_string());
+    assert!(!stdout.contains(KEY));
+    assert!(!stderr.contains(KEY), "the key is in the log");
+    for entry in walk(folder.path()) {
+        let text = std::fs::read(&entry).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&text).contains(KEY),
+            "the key is in {}",
+            entry.display()
+        );
+    }
+    Ok(())
+}
+
+fn walk(folder: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(folder) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                files.extend(walk(&path));
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn presets_cover_the_common_servers() -> TestResult {
+    let settings = Settings::load(None)?;
+    for preset in ["openai", "azure", "openrouter", "ollama", "vllm", "llamacpp"] {
+        let found = settings.providers.get(preset).ok_or(preset)?;
+        assert!(found.base_url.contains("/v1"), "{preset}");
+        assert_eq!(found.response_format, ResponseFormat::JsonSchema);
+    }
+    Ok(())
+}
