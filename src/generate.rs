@@ -576,3 +576,43 @@ impl Run<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(id: &str, relations: &[&str]) -> Block {
+        Block {
+            id: id.into(),
+            relations: relations.iter().map(ToString::to_string).collect(),
+            ..Block::default()
+        }
+    }
+
+    #[test]
+    fn related_blocks_come_first_and_cycles_still_finish() {
+        let profile = block("profile", &[]);
+        let relationship = block("profile/relationship", &["profile", "channel"]);
+        let channel = block("channel", &["profile/relationship"]);
+        let ordered: Vec<&str> = dependency_order(vec![&relationship, &profile])
+            .iter()
+            .map(|block| block.id.as_str())
+            .collect();
+        assert_eq!(ordered, ["profile", "profile/relationship"]);
+        let cyclic: Vec<&str> = dependency_order(vec![&relationship, &channel, &profile])
+            .iter()
+            .map(|block| block.id.as_str())
+            .collect();
+        assert_eq!(cyclic.len(), 3);
+        assert_eq!(cyclic[0], "profile");
+    }
+
+    #[test]
+    fn draft_files_use_logseq_file_names() {
+        let path = draft_path(Path::new("/g/.inncopilot/drafts"), "Space X", "profile-(id)/relationship");
+        assert_eq!(
+            path,
+            Path::new("/g/.inncopilot/drafts/Space X/profile-(id)___relationship.json")
+        );
+    }
+}

@@ -490,28 +490,63 @@ async fn dropped_connections_and_truncated_bodies_are_retried() -> TestResult {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_key_never_reaches_logs_or_output() -> TestResult {
-    let (folder, _graph) = graph_copy()?;
-    let server = server(vec![streamed(&good_answer())]).await;
-    let graph_path: PathBuf = folder.path().to_path_buf();
+/// The binary, with the key and base URL of `server`, and no inherited settings.
+async fn inncopilot(
+    graph: &Path,
+    server: &MockServer,
+    extra: &[&str],
+) -> std::io::Result<std::process::Output> {
+    let graph_path: PathBuf = graph.to_path_buf();
     let url = format!("{}/v1", server.uri());
-    let output = tokio::task::spawn_blocking(move || {
+    let extra: Vec<String> = extra.iter().map(ToString::to_string).collect();
+    tokio::task::spawn_blocking(move || {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_inncopilot"));
         for (name, _) in std::env::vars() {
             if name.starts_with("INNCOPILOT_") || name.starts_with("OPENAI_") {
                 command.env_remove(name);
             }
         }
+        command.args(["--graph", &graph_path.to_string_lossy(), "-vvv", "generate"]);
+        if !extra.iter().any(|argument| argument == "--venture") {
+            command.args(["--venture", VENTURE]);
+        }
         command
-            .args(["--graph", &graph_path.to_string_lossy(), "-vvv", "generate"])
-            .args(["--venture", VENTURE, "--block", BLOCK, "--count", "2", "--json"])
+            .args(["--block", BLOCK, "--count", "2"])
+            .args(&extra)
             .env("OPENAI_API_KEY", KEY)
             .env("OPENAI_BASE_URL", url)
             .env("RUST_LOG", "trace")
             .output()
     })
-    .await??;
+    .await?
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_codes_and_dry_run() -> TestResult {
+    let (folder, _graph) = graph_copy()?;
+    let refusing = server(vec![api_error(401, "Incorrect API key provided", None)]).await;
+    let output = inncopilot(folder.path(), &refusing, &[]).await?;
+    assert_eq!(output.status.code(), Some(1), "a failed block exits 1");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("OPENAI_API_KEY"));
+
+    let output = inncopilot(folder.path(), &refusing, &["--venture", "Nobody"]).await?;
+    assert_eq!(output.status.code(), Some(2), "an unknown venture is an input error");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("Exotic Pet Rental"));
+
+    let answering = server(vec![streamed(&good_answer())]).await;
+    let output = inncopilot(folder.path(), &answering, &["--dry-run"]).await?;
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("Keeper Hotline"), "{stdout}");
+    assert!(!folder.path().join(".inncopilot/drafts").exists(), "--dry-run wrote drafts");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_key_never_reaches_logs_or_output() -> TestResult {
+    let (folder, _graph) = graph_copy()?;
+    let server = server(vec![streamed(&good_answer())]).await;
+    let output = inncopilot(folder.path(), &server, &["--json"]).await?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");

@@ -190,3 +190,48 @@ pub fn parse_answer(text: &str) -> Result<Value, Issue> {
         message: format!("the answer is not valid JSON ({error})"),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_found_inside_fences_and_prose() {
+        let fenced = "Sure!\n```json\n{\"items\": []}\n```\nHope it helps.";
+        assert_eq!(parse_answer(fenced), Ok(serde_json::json!({"items": []})));
+        assert_eq!(parse_answer("```\n{\"a\": 1}\n```"), Ok(serde_json::json!({"a": 1})));
+        let broken = parse_answer("{\"items\": [").err().map(|issue| issue.message);
+        assert!(broken.unwrap_or_default().contains("not valid JSON"));
+    }
+
+    #[test]
+    fn names_must_be_usable_page_references() {
+        assert!(name_problem("Keeper Hotline").is_none());
+        assert!(name_problem("  ").is_some());
+        assert!(name_problem("two\nlines").is_some());
+        assert!(name_problem("a [[link]]").is_some());
+        assert_eq!(name_key("  Keeper   HOTLINE "), "keeper hotline");
+    }
+
+    #[test]
+    fn review_keeps_new_unique_valid_items_up_to_the_count() {
+        let schema = serde_json::json!({"type": "object", "properties": {"items": {"type": "array", "items": {
+            "type": "object", "required": ["name", "description"],
+            "properties": {"name": {"type": "string", "maxLength": 20}, "description": {"type": "string"}}}}}});
+        let checker = Checker::new(&schema, ["Old One"]).unwrap_or_else(|issue| unreachable!("{issue}"));
+        let answer = serde_json::json!({"items": [
+            {"name": "old one", "description": "exists"},
+            {"name": "Fresh", "description": "new"},
+            {"name": "FRESH", "description": "again"},
+            {"name": "A name far too long for the schema", "description": "x"},
+            {"name": "Second", "description": "new too"},
+            {"name": "Third", "description": "beyond the count"},
+        ]});
+        let mut kept = Vec::new();
+        let issues = checker.review(&answer.to_string(), &mut kept, 2);
+        let names: Vec<&str> = kept.iter().map(|item| item.name.as_str()).collect();
+        assert_eq!(names, ["Fresh", "Second"]);
+        let paths: Vec<&str> = issues.iter().map(|issue| issue.path.as_str()).collect();
+        assert_eq!(paths, ["/items/0/name", "/items/2/name", "/items/3/name"]);
+    }
+}

@@ -12,7 +12,7 @@ use super::name::{page_refs, strip_page_ref};
 use super::page::{Entry, Page, Section, SectionKind};
 
 /// A metamodel block read from its page.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Block {
     pub id: String,
     pub title: String,

@@ -199,7 +199,8 @@ impl LocalModel {
             .with_n_ctx(NonZeroU32::new(u32::try_from(needed).unwrap_or(context_size)))
             .with_n_batch(BATCH as u32)
             .with_n_threads(self.threads)
-            .with_n_threads_batch(self.threads);
+            .with_n_threads_batch(self.threads)
+            .with_no_perf(false);
         let started = std::time::Instant::now();
         let mut context = self
             .model
@@ -259,12 +260,19 @@ impl LocalModel {
             context.decode(&mut batch).map_err(|error| decode(&error))?;
         }
         let answer_seconds = answer_started.elapsed().as_secs_f64();
+        // llama.cpp's own account of its evaluation time (the reference for our overhead).
+        let timings = context.timings();
         tracing::info!(
-            "prompt {} tokens in {prompt_seconds:.2} s ({:.0}/s); answer {generated} tokens in {answer_seconds:.2} s ({:.0}/s), of which sampling with the grammar {:.2} s",
+            "prompt {} tokens in {prompt_seconds:.2} s ({:.0}/s); answer {generated} tokens in {answer_seconds:.2} s ({:.1}/s), of which sampling with the grammar {:.2} s; llama.cpp's own timing: eval {} tokens in {:.2} s ({:.1}/s), prompt eval {} tokens in {:.2} s",
             prompt.len(),
             prompt.len() as f64 / prompt_seconds.max(1e-9),
             f64::from(generated) / answer_seconds.max(1e-9),
-            sampling.as_secs_f64()
+            sampling.as_secs_f64(),
+            timings.n_eval(),
+            timings.t_eval_ms() / 1000.0,
+            f64::from(timings.n_eval()) / (timings.t_eval_ms() / 1000.0).max(1e-9),
+            timings.n_p_eval(),
+            timings.t_p_eval_ms() / 1000.0,
         );
         Ok(Completion {
             text: String::from_utf8_lossy(&answer).into_owned(),
