@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use inncopilot::graph::Graph;
-use inncopilot::prompt::{self, PromptOptions, Library, VentureInput};
+use inncopilot::prompt::{self, Library, PromptOptions, VentureInput};
 
 mod common;
 

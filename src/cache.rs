@@ -4,7 +4,7 @@
 //!
 //! One JSON file per key (`<sha256>.json`), written atomically; an unreadable entry is a miss.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -31,10 +31,6 @@ impl Cache {
         Cache { dir, read }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The key of a request to a model identified by `identity`.
     pub fn key(identity: &Value, request: &ChatRequest) -> String {
         let keyed = json!({ "identity": identity, "request": request });
@@ -49,7 +45,10 @@ impl Cache {
         match serde_json::from_str::<Entry>(&text) {
             Ok(entry) if entry.key == key => Some(entry.completion),
             Ok(_) | Err(_) => {
-                tracing::warn!("ignoring the unreadable cache entry {}", self.path(key).display());
+                tracing::warn!(
+                    "ignoring the unreadable cache entry {}",
+                    self.path(key).display()
+                );
                 None
             }
         }
@@ -66,7 +65,10 @@ impl Cache {
             .map_err(std::io::Error::other)
             .and_then(|bytes| write_atomic(&self.path(key), &bytes));
         if let Err(error) = written {
-            tracing::warn!("cannot write the cache entry {}: {error}", self.path(key).display());
+            tracing::warn!(
+                "cannot write the cache entry {}: {error}",
+                self.path(key).display()
+            );
         }
     }
 

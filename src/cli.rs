@@ -57,14 +57,12 @@ pub enum Command {
     Generate(GenerateArgs),
 }
 
+/// The flags `preview` and `generate` share: which venture, how many items, which model.
 #[derive(Debug, Args)]
-pub struct GenerateArgs {
+pub struct RequestArgs {
     /// The venture (case-insensitive); a new one needs --brief or --brief-file.
     #[arg(long)]
     pub venture: String,
-    /// A block (id, title, or last part of its id); repeat for several; all blocks when absent.
-    #[arg(long = "block")]
-    pub blocks: Vec<String>,
     /// What the venture is about (creates the venture when it is new).
     #[arg(long, conflicts_with = "brief_file")]
     pub brief: Option<String>,
@@ -80,6 +78,29 @@ pub struct GenerateArgs {
     /// The model (for `local`, a GGUF file).
     #[arg(long)]
     pub model: Option<String>,
+}
+
+impl RequestArgs {
+    /// The brief from `--brief-file` or `--brief`.
+    fn brief(&self) -> anyhow::Result<Option<String>> {
+        match &self.brief_file {
+            Some(file) => {
+                Ok(Some(std::fs::read_to_string(file).with_context(|| {
+                    format!("reading the brief file {}", file.display())
+                })?))
+            }
+            None => Ok(self.brief.clone()),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub request: RequestArgs,
+    /// A block (id, title, or last part of its id); repeat for several; all blocks when absent.
+    #[arg(long = "block")]
+    pub blocks: Vec<String>,
     /// Print the drafts without writing draft files.
     #[arg(long)]
     pub dry_run: bool,
@@ -93,27 +114,11 @@ pub struct GenerateArgs {
 
 #[derive(Debug, Args)]
 pub struct PreviewArgs {
-    /// The venture (case-insensitive); a new one needs --brief or --brief-file.
-    #[arg(long)]
-    pub venture: String,
+    #[command(flatten)]
+    pub request: RequestArgs,
     /// The block: its id, its title, or the last part of its id when unique.
     #[arg(long)]
     pub block: String,
-    /// What the venture is about (creates the venture when it is new).
-    #[arg(long, conflicts_with = "brief_file")]
-    pub brief: Option<String>,
-    /// Read the brief from a file.
-    #[arg(long, value_name = "FILE")]
-    pub brief_file: Option<PathBuf>,
-    /// How many items to ask for [config: generate.count].
-    #[arg(long)]
-    pub count: Option<usize>,
-    /// `local` or a provider preset of the config [default: openai with a key, else local].
-    #[arg(long)]
-    pub provider: Option<String>,
-    /// The model (for `local`, a GGUF file).
-    #[arg(long)]
-    pub model: Option<String>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -170,16 +175,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The brief from `--brief-file` or `--brief`.
-fn read_brief(file: Option<&PathBuf>, text: Option<&String>) -> anyhow::Result<Option<String>> {
-    match file {
-        Some(file) => Ok(Some(std::fs::read_to_string(file).with_context(|| {
-            format!("reading the brief file {}", file.display())
-        })?)),
-        None => Ok(text.cloned()),
-    }
-}
-
 /// The prompt library, with the overrides folder of `--prompts` or `prompts.dir`.
 fn library(cli: &Cli, settings: &Settings) -> anyhow::Result<Library> {
     let prompts_dir = cli.prompts.clone().or_else(|| {
@@ -195,23 +190,24 @@ fn generate(
     graph: &Graph,
 ) -> anyhow::Result<ExitCode> {
     let request = GenerateRequest {
-        venture: args.venture.clone(),
-        brief: read_brief(args.brief_file.as_ref(), args.brief.as_ref())?,
+        venture: args.request.venture.clone(),
+        brief: args.request.brief()?,
         blocks: args.blocks.clone(),
-        count: args.count,
-        provider: args.provider.clone(),
-        model: args.model.clone(),
+        count: args.request.count,
+        provider: args.request.provider.clone(),
+        model: args.request.model.clone(),
         use_cache: !args.no_cache,
         dry_run: args.dry_run,
     };
     let library = library(cli, settings)?;
     let (provider, _) = crate::llm::choose(
         settings,
-        args.provider.as_deref(),
-        args.model.as_deref(),
+        args.request.provider.as_deref(),
+        args.request.model.as_deref(),
         config::env_var,
     )?;
-    let chosen_by_default = args.provider.is_none() && settings.generate.provider.is_empty();
+    let chosen_by_default =
+        args.request.provider.is_none() && settings.generate.provider.is_empty();
     if !cli.quiet && chosen_by_default && provider.name() == "local" {
         let variable = settings
             .providers
@@ -293,15 +289,15 @@ fn preview(
     settings: &Settings,
     graph: &Graph,
 ) -> anyhow::Result<String> {
-    let brief = read_brief(args.brief_file.as_ref(), args.brief.as_ref())?;
+    let brief = args.request.brief()?;
     let library = library(cli, settings)?;
     let request = Request {
-        venture: args.venture.clone(),
+        venture: args.request.venture.clone(),
         brief,
         block: args.block.clone(),
-        count: args.count,
-        provider: args.provider.clone(),
-        model: args.model.clone(),
+        count: args.request.count,
+        provider: args.request.provider.clone(),
+        model: args.request.model.clone(),
     };
     let preview = pipeline::preview(graph, settings, &library, &request, config::env_var)?;
     if args.json {

@@ -117,8 +117,6 @@ pub struct Provenance {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
-    Pipeline(#[from] pipeline::Error),
-    #[error(transparent)]
     Graph(#[from] graph::Error),
     #[error(transparent)]
     Prompt(#[from] prompt::Error),
@@ -164,7 +162,7 @@ pub fn state_dirs(settings: &Settings, graph_root: &Path) -> (PathBuf, PathBuf) 
 
 /// The selected blocks, each after the blocks it relates to (when both are selected); ties
 /// and cycles in id order.
-pub fn dependency_order<'g>(blocks: Vec<&'g Block>) -> Vec<&'g Block> {
+pub fn dependency_order(blocks: Vec<&Block>) -> Vec<&Block> {
     let selected: BTreeSet<&str> = blocks.iter().map(|block| block.id.as_str()).collect();
     let mut remaining: Vec<&Block> = blocks;
     remaining.sort_by(|a, b| a.id.cmp(&b.id));
@@ -173,10 +171,9 @@ pub fn dependency_order<'g>(blocks: Vec<&'g Block>) -> Vec<&'g Block> {
     let mut ordered = Vec::new();
     while !remaining.is_empty() {
         let ready = remaining.iter().position(|block| {
-            block
-                .relations
-                .iter()
-                .all(|id| id == &block.id || !selected.contains(id.as_str()) || done.contains(id.as_str()))
+            block.relations.iter().all(|id| {
+                id == &block.id || !selected.contains(id.as_str()) || done.contains(id.as_str())
+            })
         });
         // A cycle: take the first remaining block as it is.
         let next = remaining.remove(ready.unwrap_or(0));
@@ -233,8 +230,7 @@ pub async fn run(
     env: &(dyn Fn(&str) -> Option<String> + Sync),
     events: &(dyn Fn(Event<'_>) + Send + Sync),
 ) -> Result<RunReport, Error> {
-    let mut venture =
-        pipeline::resolve_venture(graph, &request.venture, request.brief.clone())?;
+    let mut venture = pipeline::resolve_venture(graph, &request.venture, request.brief.clone())?;
     let blocks = if request.blocks.is_empty() {
         graph.blocks.iter().collect()
     } else {
@@ -251,6 +247,10 @@ pub async fn run(
         |name| env(name),
     )?;
     let (cache_dir, drafts_dir) = state_dirs(settings, &graph.root);
+    let over_ask = match provider {
+        Provider::Local { .. } => settings.local.over_ask,
+        Provider::Openai { .. } => 0,
+    };
     let run = Run {
         graph,
         settings,
@@ -263,15 +263,8 @@ pub async fn run(
         model: tokio::sync::OnceCell::new(),
         env,
         events,
-        over_ask: 0,
+        over_ask,
         spent_usd: std::sync::Mutex::new(0.0),
-    };
-    let run = Run {
-        over_ask: match run.provider {
-            Provider::Local { .. } => settings.local.over_ask,
-            Provider::Openai { .. } => 0,
-        },
-        ..run
     };
     let count = request.count.unwrap_or(settings.generate.count);
     let mut report = RunReport {
@@ -292,18 +285,16 @@ pub async fn run(
             continue;
         }
         let outcome = run.block(&venture, block, count).await?;
-        match outcome.error {
-            Some(error) => {
-                if !matches!(error, BlockError::Items(_)) {
-                    stop = Some(error.to_string());
-                }
-                report.failed.push(Failed {
-                    venture: venture.name.clone(),
-                    block: block.id.clone(),
-                    reason: error.to_string(),
-                });
+        if let Some(error) = outcome.error {
+            // Too few usable items is this block's problem; a model or budget error ends the run.
+            if !matches!(error, BlockError::Items(_)) {
+                stop = Some(error.to_string());
             }
-            None => {}
+            report.failed.push(Failed {
+                venture: venture.name.clone(),
+                block: block.id.clone(),
+                reason: error.to_string(),
+            });
         }
         if let Some(mut draft) = outcome.draft {
             if !request.dry_run {
@@ -399,7 +390,11 @@ impl Run<'_> {
         let budget = pipeline::prompt_options(self.settings, &self.provider);
         let schema = crate::draft::AnswerSchema::for_block(self.library, block)?;
         // Over-asking never goes past the schema's maximum (asking beyond it is a usage error).
-        let ask = |missing: usize| (missing + self.over_ask).min(schema.max_items()).max(missing);
+        let ask = |missing: usize| {
+            (missing + self.over_ask)
+                .min(schema.max_items())
+                .max(missing)
+        };
         let first = prompt::render(self.library, self.graph, block, venture, ask(count), budget)?;
         let existing: Vec<&str> = first
             .context
@@ -609,7 +604,11 @@ mod tests {
 
     #[test]
     fn draft_files_use_logseq_file_names() {
-        let path = draft_path(Path::new("/g/.inncopilot/drafts"), "Space X", "profile-(id)/relationship");
+        let path = draft_path(
+            Path::new("/g/.inncopilot/drafts"),
+            "Space X",
+            "profile-(id)/relationship",
+        );
         assert_eq!(
             path,
             Path::new("/g/.inncopilot/drafts/Space X/profile-(id)___relationship.json")

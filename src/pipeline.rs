@@ -9,7 +9,7 @@ use crate::config::Settings;
 use crate::graph::{self, Graph};
 use crate::llm::tokens::{self, TokenEstimate};
 use crate::llm::{self, Params, Provider};
-use crate::prompt::{self, PromptOptions, Library, Message, Prompt, VentureInput};
+use crate::prompt::{self, Library, Message, Prompt, PromptOptions, VentureInput};
 
 /// What a preview (or a generation) is asked for.
 #[derive(Debug, Clone, Default)]

@@ -4,8 +4,8 @@
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::graph::{Block, Graph, Key, Tool, Venture};
 use crate::generate::{Draft, RunReport};
+use crate::graph::{Block, Graph, Key, Tool, Venture};
 use crate::pipeline::Preview;
 
 /// One block in `blocks --json`.

@@ -66,8 +66,8 @@ async fn generates_a_schema_valid_relationship_draft() -> TestResult {
 
     // Every item matches the block's schema, and the names are the venture's new ones.
     let block = graph.find_block("relationship")?;
-    let schema = inncopilot::draft::AnswerSchema::for_block(&library, block)?
-        .bound_to(draft.items.len())?;
+    let schema =
+        inncopilot::draft::AnswerSchema::for_block(&library, block)?.bound_to(draft.items.len())?;
     let answer = json!({"items": draft.items});
     assert_eq!(validate(&schema, &answer), []);
     let existing: Vec<String> = graph
@@ -75,7 +75,11 @@ async fn generates_a_schema_valid_relationship_draft() -> TestResult {
         .map(|example| example.name.to_lowercase())
         .collect();
     for item in &draft.items {
-        assert!(!existing.contains(&item.name.to_lowercase()), "{} repeated", item.name);
+        assert!(
+            !existing.contains(&item.name.to_lowercase()),
+            "{} repeated",
+            item.name
+        );
     }
 
     // The JSON draft file is in the graph's hidden state folder.

@@ -120,7 +120,10 @@ fn sse(content: &str) -> String {
     });
     format!(
         "data: {}\n\ndata: {}\n\ndata: {}\n\ndata: {usage}\n\ndata: [DONE]\n\n",
-        chunk(json!({"role": "assistant", "content": &content[..middle]}), Value::Null),
+        chunk(
+            json!({"role": "assistant", "content": &content[..middle]}),
+            Value::Null
+        ),
         chunk(json!({"content": &content[middle..]}), Value::Null),
         chunk(json!({}), json!("stop")),
     )
@@ -198,9 +201,15 @@ async fn sends_the_rendered_request_and_drafts_the_answer() -> TestResult {
     )?;
     let sent = &bodies(&server).await[0];
     assert_eq!(sent["model"], "gpt-4o-mini");
-    assert_eq!(sent["messages"], serde_json::to_value(&preview.prompt.messages)?);
+    assert_eq!(
+        sent["messages"],
+        serde_json::to_value(&preview.prompt.messages)?
+    );
     assert_eq!(sent["response_format"]["type"], "json_schema");
-    assert_eq!(sent["response_format"]["json_schema"]["schema"], preview.prompt.schema);
+    assert_eq!(
+        sent["response_format"]["json_schema"]["schema"],
+        preview.prompt.schema
+    );
     assert_eq!(
         sent["response_format"]["json_schema"]["schema"]["properties"]["items"]["minItems"],
         2
@@ -218,7 +227,9 @@ async fn sends_the_rendered_request_and_drafts_the_answer() -> TestResult {
     assert_eq!(authorization, format!("Bearer {KEY}"));
 
     // The draft file, the provenance and the report never hold the key.
-    let written = folder.path().join(draft.written_to.as_deref().unwrap_or_default());
+    let written = folder
+        .path()
+        .join(draft.written_to.as_deref().unwrap_or_default());
     let file = std::fs::read_to_string(&written)?;
     assert!(file.contains("Keeper Hotline"));
     assert!(!file.contains(KEY));
@@ -249,8 +260,12 @@ async fn a_rerun_comes_from_the_cache_and_no_cache_asks_again() -> TestResult {
 #[tokio::test(flavor = "multi_thread")]
 async fn rate_limit_waits_for_retry_after() -> TestResult {
     let (_folder, graph) = graph_copy()?;
-    let limited = api_error(429, "Rate limit reached for requests", Some("rate_limit_exceeded"))
-        .insert_header("retry-after", "1");
+    let limited = api_error(
+        429,
+        "Rate limit reached for requests",
+        Some("rate_limit_exceeded"),
+    )
+    .insert_header("retry-after", "1");
     let server = server(vec![limited, streamed(&good_answer())]).await;
     let started = Instant::now();
     let report = generate_with(&graph, &settings(&server.uri())?, &request()).await?;
@@ -290,8 +305,10 @@ async fn a_timeout_is_retried() -> TestResult {
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_json_is_retried_then_recorded_as_a_failure() -> TestResult {
     let (_folder, graph) = graph_copy()?;
-    let broken = ResponseTemplate::new(200)
-        .set_body_raw("data: {\"id\": \"chatcmpl-1\", \"choi\n\n", "text/event-stream");
+    let broken = ResponseTemplate::new(200).set_body_raw(
+        "data: {\"id\": \"chatcmpl-1\", \"choi\n\n",
+        "text/event-stream",
+    );
     let server = server(vec![broken.clone(), streamed(&good_answer())]).await;
     let report = generate_with(&graph, &settings(&server.uri())?, &request()).await?;
     assert!(report.failed.is_empty(), "{:?}", report.failed);
@@ -332,7 +349,10 @@ async fn a_schema_invalid_answer_is_re_asked_and_fixed() -> TestResult {
     let names: Vec<&str> = draft.items.iter().map(|item| item.name.as_str()).collect();
     assert_eq!(names, ["Renter Circle", "Night Vet Line"]);
     assert_eq!(draft.provenance.attempts, 2);
-    assert_eq!(draft.provenance.tokens.prompt_tokens, 1800, "tokens summed over attempts");
+    assert_eq!(
+        draft.provenance.tokens.prompt_tokens, 1800,
+        "tokens summed over attempts"
+    );
 
     let sent = bodies(&server).await;
     let reask = sent[1]["messages"].as_array().cloned().unwrap_or_default();
@@ -367,7 +387,11 @@ async fn fails_once_with(response: ResponseTemplate, expected: &[&str]) -> TestR
     let (_folder, graph) = graph_copy()?;
     let server = server(vec![response]).await;
     let report = generate_with(&graph, &settings(&server.uri())?, &request()).await?;
-    assert_eq!(bodies(&server).await.len(), 1, "a permanent error was retried");
+    assert_eq!(
+        bodies(&server).await.len(),
+        1,
+        "a permanent error was retried"
+    );
     let reason = &report.failed[0].reason;
     for part in expected {
         assert!(reason.contains(part), "`{part}` missing from: {reason}");
@@ -388,7 +412,11 @@ async fn a_refused_key_names_the_variable() -> TestResult {
 #[tokio::test(flavor = "multi_thread")]
 async fn no_quota_is_not_retried() -> TestResult {
     fails_once_with(
-        api_error(429, "You exceeded your current quota", Some("insufficient_quota")),
+        api_error(
+            429,
+            "You exceeded your current quota",
+            Some("insufficient_quota"),
+        ),
         &["no quota left", "OPENAI_API_KEY"],
     )
     .await
@@ -421,7 +449,9 @@ async fn a_wrong_base_url_says_so() -> TestResult {
 
 /// A server that, per connection in turn: drops the connection without answering, sends the
 /// headers and half a body then closes, and finally answers properly.
-async fn flaky_server(answer: String) -> Result<(String, Arc<std::sync::atomic::AtomicUsize>), std::io::Error> {
+async fn flaky_server(
+    answer: String,
+) -> Result<(String, Arc<std::sync::atomic::AtomicUsize>), std::io::Error> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -433,7 +463,9 @@ async fn flaky_server(answer: String) -> Result<(String, Arc<std::sync::atomic::
             let mut request = Vec::new();
             // Read the headers and the body (its length from Content-Length).
             loop {
-                let Ok(read) = socket.read(&mut buffer).await else { break };
+                let Ok(read) = socket.read(&mut buffer).await else {
+                    break;
+                };
                 if read == 0 {
                     break;
                 }
@@ -530,7 +562,11 @@ async fn exit_codes_and_dry_run() -> TestResult {
     assert!(String::from_utf8_lossy(&output.stdout).contains("OPENAI_API_KEY"));
 
     let output = inncopilot(folder.path(), &refusing, &["--venture", "Nobody"]).await?;
-    assert_eq!(output.status.code(), Some(2), "an unknown venture is an input error");
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "an unknown venture is an input error"
+    );
     assert!(String::from_utf8_lossy(&output.stderr).contains("Exotic Pet Rental"));
 
     let answering = server(vec![streamed(&good_answer())]).await;
@@ -538,7 +574,10 @@ async fn exit_codes_and_dry_run() -> TestResult {
     assert_eq!(output.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("Keeper Hotline"), "{stdout}");
-    assert!(!folder.path().join(".inncopilot/drafts").exists(), "--dry-run wrote drafts");
+    assert!(
+        !folder.path().join(".inncopilot/drafts").exists(),
+        "--dry-run wrote drafts"
+    );
     Ok(())
 }
 
@@ -584,7 +623,14 @@ fn walk(folder: &Path) -> Vec<PathBuf> {
 #[test]
 fn presets_cover_the_common_servers() -> TestResult {
     let settings = Settings::load(None)?;
-    for preset in ["openai", "azure", "openrouter", "ollama", "vllm", "llamacpp"] {
+    for preset in [
+        "openai",
+        "azure",
+        "openrouter",
+        "ollama",
+        "vllm",
+        "llamacpp",
+    ] {
         let found = settings.providers.get(preset).ok_or(preset)?;
         assert!(found.base_url.contains("/v1"), "{preset}");
         assert_eq!(found.response_format, ResponseFormat::JsonSchema);

@@ -10,7 +10,7 @@ use inncopilot::draft::schema::validate;
 use inncopilot::graph::Graph;
 use inncopilot::llm::{self, Provider};
 use inncopilot::pipeline::{self, Request};
-use inncopilot::prompt::{self, PromptOptions, Library, VentureInput};
+use inncopilot::prompt::{self, Library, PromptOptions, VentureInput};
 use serde_json::{Value, json};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;

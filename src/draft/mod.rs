@@ -138,10 +138,7 @@ impl Checker {
         if kept.len() < wanted {
             issues.push(Issue {
                 path: "/items".into(),
-                message: format!(
-                    "{} usable item(s) of the {wanted} asked for",
-                    kept.len()
-                ),
+                message: format!("{} usable item(s) of the {wanted} asked for", kept.len()),
             });
         }
         issues
@@ -199,8 +196,13 @@ mod tests {
     fn answers_are_found_inside_fences_and_prose() {
         let fenced = "Sure!\n```json\n{\"items\": []}\n```\nHope it helps.";
         assert_eq!(parse_answer(fenced), Ok(serde_json::json!({"items": []})));
-        assert_eq!(parse_answer("```\n{\"a\": 1}\n```"), Ok(serde_json::json!({"a": 1})));
-        let broken = parse_answer("{\"items\": [").err().map(|issue| issue.message);
+        assert_eq!(
+            parse_answer("```\n{\"a\": 1}\n```"),
+            Ok(serde_json::json!({"a": 1}))
+        );
+        let broken = parse_answer("{\"items\": [")
+            .err()
+            .map(|issue| issue.message);
         assert!(broken.unwrap_or_default().contains("not valid JSON"));
     }
 
@@ -218,7 +220,8 @@ mod tests {
         let schema = serde_json::json!({"type": "object", "properties": {"items": {"type": "array", "items": {
             "type": "object", "required": ["name", "description"],
             "properties": {"name": {"type": "string", "maxLength": 20}, "description": {"type": "string"}}}}}});
-        let checker = Checker::new(&schema, ["Old One"]).unwrap_or_else(|issue| unreachable!("{issue}"));
+        let checker =
+            Checker::new(&schema, ["Old One"]).unwrap_or_else(|issue| unreachable!("{issue}"));
         let answer = serde_json::json!({"items": [
             {"name": "old one", "description": "exists"},
             {"name": "Fresh", "description": "new"},

@@ -53,7 +53,9 @@ impl AnswerSchema {
         self.value
             .pointer("/properties/items/maxItems")
             .and_then(Value::as_u64)
-            .map_or(usize::MAX, |maximum| usize::try_from(maximum).unwrap_or(usize::MAX))
+            .map_or(usize::MAX, |maximum| {
+                usize::try_from(maximum).unwrap_or(usize::MAX)
+            })
     }
 
     /// The schema asking for exactly `count` items; an error when the schema allows fewer.

@@ -135,13 +135,15 @@ pub struct LocalModel {
 impl LocalModel {
     pub fn load(provider: Provider, settings: &LocalSettings) -> Result<LocalModel, Error> {
         let Provider::Local { path, .. } = &provider else {
-            return Err(Error::Backend("the local engine was given a remote provider".into()));
+            return Err(Error::Backend(
+                "the local engine was given a remote provider".into(),
+            ));
         };
         let path = path.clone();
         let model = load_model(&path, false)?;
         let tok_env = LlamaSampler::llguidance_tok_env(&model);
-        let mut parsers =
-            ParserFactory::new_simple(&tok_env).map_err(|error| Error::Grammar(error.to_string()))?;
+        let mut parsers = ParserFactory::new_simple(&tok_env)
+            .map_err(|error| Error::Grammar(error.to_string()))?;
         parsers.quiet();
         Ok(LocalModel {
             provider,
@@ -181,7 +183,11 @@ impl LocalModel {
     }
 
     /// Generate one answer (blocking: llama.cpp runs on this thread).
-    pub fn generate(&self, request: &ChatRequest, progress: Progress<'_>) -> Result<Completion, Error> {
+    pub fn generate(
+        &self,
+        request: &ChatRequest,
+        progress: Progress<'_>,
+    ) -> Result<Completion, Error> {
         let text = chat_prompt(&self.model, &self.path, &request.messages)?;
         let prompt = self.model.vocab().tokenize(text.as_bytes(), true, true);
         let max_tokens = request.params.max_tokens;
@@ -196,7 +202,9 @@ impl LocalModel {
         }
         let decode = |error: &dyn std::fmt::Display| Error::Decode(error.to_string());
         let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(u32::try_from(needed).unwrap_or(context_size)))
+            .with_n_ctx(NonZeroU32::new(
+                u32::try_from(needed).unwrap_or(context_size),
+            ))
             .with_n_batch(BATCH as u32)
             .with_n_threads(self.threads)
             .with_n_threads_batch(self.threads)
@@ -290,7 +298,6 @@ impl ChatModel for LocalModel {
     fn provider(&self) -> &Provider {
         &self.provider
     }
-
 
     async fn complete(
         &self,

@@ -37,7 +37,9 @@ use crate::prompt::Role;
 /// Why an endpoint gave no answer. Each message names the cause and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
-    #[error("the `{preset}` provider needs an API key: set {variable} in the environment or in .env")]
+    #[error(
+        "the `{preset}` provider needs an API key: set {variable} in the environment or in .env"
+    )]
     MissingKey { preset: String, variable: String },
     #[error("provider settings: {0}")]
     Config(String),
@@ -155,12 +157,6 @@ impl OpenAiModel {
         })
     }
 
-    /// Shorter backoff (tests).
-    pub fn with_base_delay(mut self, delay: Duration) -> OpenAiModel {
-        self.base_delay = delay;
-        self
-    }
-
     fn current_format(&self) -> ResponseFormat {
         self.format
             .lock()
@@ -194,7 +190,11 @@ impl OpenAiModel {
 
     // `seed` is deprecated by OpenAI but honoured by vLLM, llama.cpp, Ollama and others.
     #[allow(deprecated)]
-    fn wire_request(&self, request: &ChatRequest, format: ResponseFormat) -> CreateChatCompletionRequest {
+    fn wire_request(
+        &self,
+        request: &ChatRequest,
+        format: ResponseFormat,
+    ) -> CreateChatCompletionRequest {
         let messages = request
             .messages
             .iter()
@@ -389,15 +389,18 @@ impl OpenAiModel {
                 }
                 Failure::Permanent(RemoteError::Rejected { status, message })
             }
-            OpenAIError::Reqwest(error) if error.is_timeout() => {
-                transient(format!("no complete answer within the timeout ({error})"), false)
-            }
-            OpenAIError::Reqwest(error) if error.is_connect() => {
-                transient(format!("cannot connect to {} ({error})", self.base_url), true)
-            }
-            OpenAIError::Reqwest(error) => {
-                transient(format!("the connection failed ({})", error_chain(&error)), false)
-            }
+            OpenAIError::Reqwest(error) if error.is_timeout() => transient(
+                format!("no complete answer within the timeout ({error})"),
+                false,
+            ),
+            OpenAIError::Reqwest(error) if error.is_connect() => transient(
+                format!("cannot connect to {} ({error})", self.base_url),
+                true,
+            ),
+            OpenAIError::Reqwest(error) => transient(
+                format!("the connection failed ({})", error_chain(&error)),
+                false,
+            ),
             OpenAIError::JSONDeserialize(error, _) => transient(
                 format!("the endpoint sent a malformed response ({error})"),
                 false,
@@ -429,7 +432,6 @@ impl ChatModel for OpenAiModel {
     fn provider(&self) -> &Provider {
         &self.provider
     }
-
 
     async fn complete(
         &self,
@@ -547,7 +549,8 @@ impl tower::Service<HttpRequestFactory> for ResponseProbe {
             if let Ok(mut seen) = slot.lock() {
                 *seen = Seen {
                     status: Some(response.status().as_u16()),
-                    retry_after: seconds.map(|seconds| Duration::from_secs_f64(seconds.min(3600.0))),
+                    retry_after: seconds
+                        .map(|seconds| Duration::from_secs_f64(seconds.min(3600.0))),
                 };
             }
             Ok(response)

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 use serde_json::Value;
 
-pub use context::{PromptOptions, PromptContext, VentureInput};
+pub use context::{PromptContext, PromptOptions, VentureInput};
 pub use library::Library;
 
 use crate::draft::AnswerSchema;
