@@ -15,6 +15,7 @@ use crate::graph::Graph;
 use crate::pipeline::{self, Request};
 use crate::prompt::Library;
 use crate::report;
+use crate::writeback;
 
 /// Exit code for a usage or input error (a missing graph, a bad config file).
 pub const EXIT_INPUT_ERROR: u8 = 2;
@@ -52,9 +53,77 @@ pub enum Command {
     /// The exact request a generation would send: messages, schema, model, parameters, tokens
     /// and cost. No network, no key, no model load.
     Preview(PreviewArgs),
-    /// Draft items for one venture: every block in dependency order, or the --block ones.
-    /// Exit code 1 when some items could not be drafted.
+    /// Draft items for one venture: every block in dependency order, or the --block ones, and
+    /// write them into the graph marked `draft:: true`. Exit code 1 when some items could not be
+    /// drafted or written.
     Generate(GenerateArgs),
+    /// The drafts in the graph: list them, accept them (they become ordinary content), or
+    /// reject them (they are removed).
+    #[command(subcommand)]
+    Drafts(DraftsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DraftsCommand {
+    /// The draft items of the graph (all, or the selected ones).
+    List(DraftsListArgs),
+    /// Keep the selected drafts: their `draft:: true` marker goes, the items stay.
+    Accept(DraftsDecideArgs),
+    /// Remove the selected drafts from the graph; human-written blocks are never touched.
+    Reject(DraftsDecideArgs),
+}
+
+/// Which drafts: every given flag must match.
+#[derive(Debug, Args)]
+pub struct SelectionArgs {
+    /// Drafts of this venture (case-insensitive).
+    #[arg(long)]
+    pub venture: Option<String>,
+    /// Drafts of this block (id, title, or last part of its id).
+    #[arg(long)]
+    pub block: Option<String>,
+    /// Drafts written by this run (the `run::` property, the run id `generate` prints).
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Drafts with this item name (case-insensitive); repeat for several.
+    #[arg(long = "item")]
+    pub items: Vec<String>,
+}
+
+impl SelectionArgs {
+    fn selection(&self, all: bool) -> writeback::Selection {
+        writeback::Selection {
+            venture: self.venture.clone(),
+            block: self.block.clone(),
+            run: self.run.clone(),
+            items: self.items.clone(),
+            all,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DraftsListArgs {
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    /// Print JSON (an array of `{venture, block, name, description, page, line, run}`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DraftsDecideArgs {
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    /// Every draft of the graph (when no other selection is given).
+    #[arg(long)]
+    pub all: bool,
+    /// Print the change as a diff instead of writing it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON (`{drafts, pages}`) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The flags `preview` and `generate` share: which venture, how many items, which model.
@@ -101,9 +170,12 @@ pub struct GenerateArgs {
     /// A block (id, title, or last part of its id); repeat for several; all blocks when absent.
     #[arg(long = "block")]
     pub blocks: Vec<String>,
-    /// Print the drafts without writing draft files.
+    /// Write nothing: print the drafts and the change to the graph as a diff.
     #[arg(long)]
     pub dry_run: bool,
+    /// Keep the venture's earlier unaccepted drafts of a block (by default they are replaced).
+    #[arg(long)]
+    pub append: bool,
     /// Ask the model even when the cache has the answer (fresh answers are still cached).
     #[arg(long)]
     pub no_cache: bool,
@@ -165,6 +237,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     );
     let output = match &cli.command {
         Command::Generate(args) => return generate(&cli, args, &settings, &graph),
+        Command::Drafts(DraftsCommand::List(args)) => {
+            let drafts = writeback::list(&graph, &args.selection.selection(false))?;
+            if args.json {
+                serde_json::to_string_pretty(&drafts)? + "\n"
+            } else {
+                report::drafts_text(&drafts, "")
+            }
+        }
+        Command::Drafts(DraftsCommand::Accept(args)) => {
+            decide(&graph_path, args, Decision::Accept)?
+        }
+        Command::Drafts(DraftsCommand::Reject(args)) => {
+            decide(&graph_path, args, Decision::Reject)?
+        }
         Command::Preview(args) => preview(&cli, args, &settings, &graph)?,
         Command::Blocks(args) if args.json => report::blocks_json(&graph)? + "\n",
         Command::Blocks(_) => report::blocks_table(&graph),
@@ -173,6 +259,50 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     print!("{output}");
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Decision {
+    Accept,
+    Reject,
+}
+
+/// `drafts accept|reject`: under the graph's lock, on the graph as it is on disk now.
+fn decide(
+    graph_path: &std::path::Path,
+    args: &DraftsDecideArgs,
+    decision: Decision,
+) -> anyhow::Result<String> {
+    let _lock = match args.dry_run {
+        true => None,
+        false => Some(writeback::GraphLock::acquire(graph_path)?),
+    };
+    let mut workspace = writeback::Workspace::load(graph_path)?;
+    let selection = args.selection.selection(args.all);
+    let (drafts, verb) = match decision {
+        Decision::Accept => (writeback::accept(&mut workspace, &selection)?, "accepted"),
+        Decision::Reject => (writeback::reject(&mut workspace, &selection)?, "rejected"),
+    };
+    let diff = workspace.diff();
+    let pages = match args.dry_run {
+        true => Vec::new(),
+        false => workspace.commit()?,
+    };
+    if args.json {
+        let mut value = serde_json::json!({"drafts": drafts, "pages": pages});
+        if args.dry_run {
+            value["diff"] = diff.into();
+        }
+        return Ok(serde_json::to_string_pretty(&value)? + "\n");
+    }
+    let mut out = report::drafts_text(&drafts, verb);
+    if args.dry_run {
+        out.push_str("\nwould change (--dry-run, nothing written):\n");
+        out.push_str(&diff);
+    } else if !pages.is_empty() {
+        out.push_str(&format!("changed {}\n", pages.join(", ")));
+    }
+    Ok(out)
 }
 
 /// The prompt library, with the overrides folder of `--prompts` or `prompts.dir`.
@@ -198,6 +328,7 @@ fn generate(
         model: args.request.model.clone(),
         use_cache: !args.no_cache,
         dry_run: args.dry_run,
+        append: args.append,
     };
     let library = library(cli, settings)?;
     let (provider, _) = crate::llm::choose(

@@ -25,6 +25,7 @@ use crate::llm::{self, ChatModel, ChatRequest, ModelError, Params, Provider, Usa
 use crate::pipeline;
 use crate::prompt::library::sha256_hex;
 use crate::prompt::{self, Library, Message, Role, VentureInput, context};
+use crate::writeback::{self, DraftSet, GraphLock, Workspace};
 
 /// What `generate` is asked for.
 #[derive(Debug, Clone, Default)]
@@ -38,8 +39,10 @@ pub struct GenerateRequest {
     pub model: Option<String>,
     /// Read answers from the cache (`--no-cache` turns this off; answers are still stored).
     pub use_cache: bool,
-    /// Write no draft files.
+    /// Write nothing: the report carries the change as a diff instead.
     pub dry_run: bool,
+    /// Keep the venture's earlier unaccepted drafts of a block (they are replaced otherwise).
+    pub append: bool,
 }
 
 /// What happens, as it happens (the command line draws progress from these).
@@ -66,6 +69,9 @@ pub struct RunReport {
     pub model: String,
     pub drafts: Vec<Draft>,
     pub failed: Vec<Failed>,
+    /// With `--dry-run`: what writing would change in the graph, as a unified diff.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
 }
 
 /// The items drafted for one (venture, block), with where they came from.
@@ -77,6 +83,9 @@ pub struct Draft {
     pub provenance: Provenance,
     /// The JSON draft file, relative to the graph when inside it (`None` with `--dry-run`).
     pub written_to: Option<String>,
+    /// The graph pages the items were written into (relative to the graph).
+    #[serde(default)]
+    pub pages: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -126,6 +135,8 @@ pub enum Error {
     Model(#[from] ModelError),
     #[error("answer schema {file}: {message}")]
     Schema { file: String, message: String },
+    #[error(transparent)]
+    Writeback(#[from] writeback::Error),
     #[error("cannot write the draft file {path}: {source}")]
     Write {
         path: PathBuf,
@@ -231,6 +242,7 @@ pub async fn run(
     events: &(dyn Fn(Event<'_>) + Send + Sync),
 ) -> Result<RunReport, Error> {
     let mut venture = pipeline::resolve_venture(graph, &request.venture, request.brief.clone())?;
+    venture.keep_drafts = request.append;
     let blocks = if request.blocks.is_empty() {
         graph.blocks.iter().collect()
     } else {
@@ -273,7 +285,15 @@ pub async fn run(
         model: run.provider.model().to_string(),
         drafts: Vec::new(),
         failed: Vec::new(),
+        diff: None,
     };
+    // One writer per graph; the drafts are placed in the graph as it is once the lock is held.
+    let _lock = match request.dry_run {
+        true => None,
+        false => Some(GraphLock::acquire(&graph.root)?),
+    };
+    let mut workspace = Workspace::load(&graph.root)?;
+    let generated_by = writeback::generated_by(&report.provider, &report.model);
     let mut stop: Option<String> = None;
     for block in dependency_order(blocks) {
         if let Some(reason) = &stop {
@@ -297,6 +317,34 @@ pub async fn run(
             });
         }
         if let Some(mut draft) = outcome.draft {
+            draft.items = draft
+                .items
+                .iter()
+                .filter_map(writeback::text::safe_item)
+                .collect();
+            let set = DraftSet {
+                venture: &venture.name,
+                brief: request.brief.as_deref(),
+                block_id: &block.id,
+                items: &draft.items,
+                generated_by: &generated_by,
+                run: &run.run_id,
+            };
+            let written =
+                writeback::write_drafts(&mut workspace, &set, request.append).and_then(|pages| {
+                    match request.dry_run {
+                        true => Ok(pages),
+                        false => workspace.commit().map(|_| pages),
+                    }
+                });
+            match written {
+                Ok(pages) => draft.pages = pages,
+                Err(error) => report.failed.push(Failed {
+                    venture: venture.name.clone(),
+                    block: block.id.clone(),
+                    reason: format!("drafted, but not written into the graph: {error}"),
+                }),
+            }
             if !request.dry_run {
                 let path = draft_path(&drafts_dir, &venture.name, &block.id);
                 draft.written_to = Some(display_path(&path, &graph.root));
@@ -321,6 +369,9 @@ pub async fn run(
             );
             report.drafts.push(draft);
         }
+    }
+    if request.dry_run {
+        report.diff = Some(workspace.diff());
     }
     Ok(report)
 }
@@ -547,6 +598,7 @@ impl Run<'_> {
                 inncopilot_version: env!("CARGO_PKG_VERSION").to_string(),
             },
             written_to: None,
+            pages: Vec::new(),
         });
         Ok(BlockOutcome { draft, error })
     }

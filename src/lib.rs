@@ -8,6 +8,7 @@
 //! - [`llm`]: providers, models, token counts.
 //! - [`generate`]: drafts for a venture, checked, re-asked, cached, with provenance.
 //! - [`config`]: settings, layered defaults < file < environment < flags.
+//! - [`writeback`]: drafts into the graph (placed, marked, accepted, rejected), atomically, locked.
 //! - [`report`]: the JSON and table output of the commands.
 //! - [`cli`]: the command line.
 
@@ -22,3 +23,4 @@ pub mod llm;
 pub mod pipeline;
 pub mod prompt;
 pub mod report;
+pub mod writeback;

@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 use crate::generate::{Draft, RunReport};
 use crate::graph::{Block, Graph, Key, Tool, Venture};
 use crate::pipeline::Preview;
+use crate::writeback::ListedDraft;
 
 /// One block in `blocks --json`.
 #[derive(Debug, Serialize)]
@@ -248,7 +249,7 @@ pub fn generate_text(report: &RunReport) -> String {
     );
     for draft in &report.drafts {
         out.push('\n');
-        out.push_str(&draft_text(draft));
+        out.push_str(&draft_text(draft, report.diff.is_some()));
     }
     if !report.failed.is_empty() {
         out.push_str("\nfailed:\n");
@@ -259,10 +260,41 @@ pub fn generate_text(report: &RunReport) -> String {
             ));
         }
     }
+    if let Some(diff) = &report.diff {
+        out.push_str("\nwould change (--dry-run, nothing written):\n");
+        out.push_str(if diff.is_empty() { "  nothing\n" } else { diff });
+    }
     out
 }
 
-fn draft_text(draft: &Draft) -> String {
+/// `drafts list|accept|reject` as text: one line per item, with where it is.
+pub fn drafts_text(drafts: &[ListedDraft], verb: &str) -> String {
+    let mut out = String::new();
+    if !verb.is_empty() {
+        out.push_str(&format!("{verb} {} draft item(s)\n", drafts.len()));
+    }
+    for draft in drafts {
+        out.push_str(&format!(
+            "{} / {}: {}  ({}:{}{})\n",
+            draft.venture,
+            draft.block,
+            draft.name,
+            draft.page,
+            draft.line,
+            draft
+                .run
+                .as_deref()
+                .map(|run| format!(", run {run}"))
+                .unwrap_or_default()
+        ));
+    }
+    if drafts.is_empty() && verb.is_empty() {
+        out.push_str("no drafts\n");
+    }
+    out
+}
+
+fn draft_text(draft: &Draft, dry_run: bool) -> String {
     let provenance = &draft.provenance;
     let cached = if provenance.cached_attempts > 0 {
         format!(", {} from cache", provenance.cached_attempts)
@@ -280,8 +312,16 @@ fn draft_text(draft: &Draft) -> String {
         provenance.cost_usd,
         provenance.seconds,
     );
+    if !draft.pages.is_empty() {
+        let verb = if dry_run {
+            "would go into"
+        } else {
+            "written into"
+        };
+        out.push_str(&format!("  {verb} {}\n", draft.pages.join(", ")));
+    }
     if let Some(path) = &draft.written_to {
-        out.push_str(&format!("  written to {path}\n"));
+        out.push_str(&format!("  draft file {path}\n"));
     }
     for item in &draft.items {
         out.push_str(&format!("  - {}\n", item.name));

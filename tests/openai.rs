@@ -462,10 +462,7 @@ async fn flaky_server(
             let mut buffer = vec![0_u8; 64 * 1024];
             let mut request = Vec::new();
             // Read the headers and the body (its length from Content-Length).
-            loop {
-                let Ok(read) = socket.read(&mut buffer).await else {
-                    break;
-                };
+            while let Ok(read) = socket.read(&mut buffer).await {
                 if read == 0 {
                     break;
                 }
@@ -635,5 +632,250 @@ fn presets_cover_the_common_servers() -> TestResult {
         assert!(found.base_url.contains("/v1"), "{preset}");
         assert_eq!(found.response_format, ResponseFormat::JsonSchema);
     }
+    Ok(())
+}
+
+/// Answers each block with items of its own schema, after `delay`.
+struct ByBlock(Duration);
+
+impl Respond for ByBlock {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body = String::from_utf8_lossy(&request.body);
+        let answer = if body.contains("segmentation") {
+            json!({"items": [
+                {"name": "Weekend Riders", "description": "People who ride for fun on weekends.",
+                 "segmentation": [{"criterion": "use", "value": "leisure"}], "decision_makers": ["the riders"]},
+                {"name": "Hotel Guests", "description": "Tourists who rent a bike from their hotel.",
+                 "segmentation": [{"criterion": "use", "value": "tourism"}], "decision_makers": ["hotel concierges"]}
+            ]})
+            .to_string()
+        } else {
+            good_answer()
+        };
+        streamed(&answer).set_delay(self.0)
+    }
+}
+
+async fn server_by_block(delay: Duration) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ByBlock(delay))
+        .mount(&server)
+        .await;
+    server
+}
+
+/// The binary on `graph` with `arguments`, no model settings inherited.
+fn command(graph: &Path, arguments: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_inncopilot"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("INNCOPILOT_") || name.starts_with("OPENAI_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .args(["--graph", &graph.to_string_lossy()])
+        .args(arguments);
+    command
+}
+
+const RELATIONSHIP_PAGE: &str = "pages/profile-(id)___relationship.md";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn generate_writes_drafts_and_drafts_lists_accepts_and_rejects_them() -> TestResult {
+    let (folder, _graph) = graph_copy()?;
+    let page = folder.path().join(RELATIONSHIP_PAGE);
+    let original = std::fs::read_to_string(&page)?;
+    let server = server(vec![streamed(&good_answer())]).await;
+
+    // --dry-run shows the change as a diff and writes nothing.
+    let output = inncopilot(folder.path(), &server, &["--dry-run"]).await?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("+++ b/pages/profile-(id)___relationship.md"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("+  - #relationship [[Keeper Hotline]]\n+    draft:: true\n"),
+        "{stdout}"
+    );
+    assert_eq!(std::fs::read_to_string(&page)?, original);
+
+    let output = inncopilot(folder.path(), &server, &["--json"]).await?;
+    assert_eq!(output.status.code(), Some(0));
+    let report: Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(report["drafts"][0]["pages"], json!([RELATIONSHIP_PAGE]));
+    let written = std::fs::read_to_string(&page)?;
+    assert!(
+        written.contains(
+            "  - #relationship [[Renter Circle]]\n    draft:: true\n    type:: communities\n"
+        ),
+        "{written}"
+    );
+
+    let output = command(folder.path(), &["drafts", "list", "--json"]).output()?;
+    let listed: Value = serde_json::from_slice(&output.stdout)?;
+    let names: Vec<&str> = listed
+        .as_array()
+        .ok_or("a list")?
+        .iter()
+        .filter_map(|draft| draft["name"].as_str())
+        .collect();
+    assert_eq!(names, ["Keeper Hotline", "Renter Circle"]);
+    assert_eq!(listed[0]["venture"], VENTURE);
+    assert_eq!(listed[0]["run"], report["run_id"]);
+
+    let output = command(folder.path(), &["drafts", "reject"]).output()?;
+    assert_eq!(output.status.code(), Some(2), "reject needs a selection");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--all"));
+
+    let output = command(
+        folder.path(),
+        &["drafts", "accept", "--item", "keeper hotline"],
+    )
+    .output()?;
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("accepted 1 draft item(s)"));
+    let output = command(folder.path(), &["drafts", "reject", "--venture", VENTURE]).output()?;
+    assert_eq!(output.status.code(), Some(0));
+    let after = std::fs::read_to_string(&page)?;
+    assert!(
+        after.contains("  - #relationship [[Keeper Hotline]]\n    type:: personal assistance\n"),
+        "{after}"
+    );
+    assert!(
+        !after.contains("Renter Circle") && !after.contains("draft::"),
+        "{after}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_writer_gets_a_clear_message() -> TestResult {
+    let (folder, _graph) = graph_copy()?;
+    let server = server(vec![streamed(&good_answer())]).await;
+    let lock = inncopilot::writeback::GraphLock::acquire(folder.path())?;
+    let output = inncopilot(folder.path(), &server, &[]).await?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("another inncopilot process is writing this graph"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("pid {}", std::process::id())),
+        "{stderr}"
+    );
+    assert!(
+        server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty(),
+        "asked the model while locked"
+    );
+    drop(lock);
+    let output = inncopilot(folder.path(), &server, &[]).await?;
+    assert_eq!(output.status.code(), Some(0));
+    Ok(())
+}
+
+/// Pages with their `run::` values blanked (they differ from run to run).
+fn pages_of(folder: &Path) -> std::collections::BTreeMap<String, String> {
+    walk(folder)
+        .into_iter()
+        .filter(|file| file.extension().is_some_and(|extension| extension == "md"))
+        .filter_map(|file| {
+            let text = std::fs::read_to_string(&file).ok()?;
+            let text: String = text
+                .split_inclusive('\n')
+                .map(|line| match line.find("run:: ") {
+                    Some(at) => format!("{}run:: *\n", &line[..at]),
+                    None => line.to_string(),
+                })
+                .collect();
+            let relative = file
+                .strip_prefix(folder)
+                .ok()?
+                .to_string_lossy()
+                .into_owned();
+            Some((relative, text))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_at_any_moment_no_page_is_ever_partial() -> TestResult {
+    let server = server_by_block(Duration::from_millis(60)).await;
+    let url = format!("{}/v1", server.uri());
+    let arguments = [
+        "generate",
+        "--venture",
+        "Solar Bikes",
+        "--brief",
+        "Solar-roofed e-bikes by the hour.",
+        "--count",
+        "2",
+    ];
+    let run = |folder: &Path| {
+        let mut child = command(folder, &arguments);
+        child
+            .env("OPENAI_API_KEY", KEY)
+            .env("OPENAI_BASE_URL", &url)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        child
+    };
+    // The pages of a run that was left alone.
+    let (complete, _) = graph_copy()?;
+    let original = pages_of(complete.path());
+    let output = tokio::task::block_in_place(|| {
+        run(complete.path())
+            .stdout(std::process::Stdio::piped())
+            .output()
+    })?;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let finished = pages_of(complete.path());
+    assert!(finished.len() > original.len(), "the run created no page");
+
+    let mut interrupted = 0;
+    for step in 0..16u64 {
+        let (folder, _) = graph_copy()?;
+        let mut child = run(folder.path()).spawn()?;
+        tokio::time::sleep(Duration::from_millis(step * 12)).await;
+        let killed = child.try_wait()?.is_none();
+        child.kill()?;
+        child.wait()?;
+        interrupted += usize::from(killed);
+        for (path, text) in pages_of(folder.path()) {
+            let as_before = original.get(&path) == Some(&text);
+            let as_after = finished.get(&path) == Some(&text);
+            assert!(
+                as_before || as_after,
+                "killed after {} ms: {path} is neither the page before nor after:\n{text}",
+                step * 12
+            );
+        }
+        // A re-run finishes the work (from the cache for the blocks already answered).
+        let status = tokio::task::block_in_place(|| run(folder.path()).status())?;
+        assert_eq!(status.code(), Some(0));
+        assert_eq!(
+            pages_of(folder.path()),
+            finished,
+            "after kill at {} ms and a re-run",
+            step * 12
+        );
+    }
+    assert!(
+        interrupted >= 8,
+        "only {interrupted} runs were still going when killed"
+    );
     Ok(())
 }

@@ -31,6 +31,9 @@ pub struct Example {
     /// Written by this tool and not accepted yet.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub draft: bool,
+    /// The `run::` of a draft: the `generate` run that wrote it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
     /// The page holding the item, relative to the graph.
     pub page: String,
     /// 1-based line of the item on that page.
@@ -166,15 +169,16 @@ impl<'g> ExampleReader<'g> {
         class: Option<String>,
         block: Option<usize>,
     ) -> Current {
-        let draft = block
-            .and_then(|block| page.outline.block_property(block, "draft"))
-            .is_some_and(|value| value.eq_ignore_ascii_case("true"));
+        let property = |key: &str| block.and_then(|block| page.outline.block_property(block, key));
+        let draft = property("draft").is_some_and(|value| value.eq_ignore_ascii_case("true"));
+        let run = property("run").map(str::to_string);
         self.examples.push(Example {
             venture: venture.to_string(),
             name,
             description: String::new(),
             class,
             draft,
+            run,
             page: page.path.clone(),
             line: line + 1,
         });

@@ -92,6 +92,9 @@ pub struct VentureInput {
     pub is_new: bool,
     /// Items drafted earlier in this run, by block id: related blocks show them too.
     pub drafted: BTreeMap<String, Vec<Item>>,
+    /// Count the venture's unaccepted drafts of a block as existing items (`generate --append`);
+    /// otherwise they are about to be replaced and are left out.
+    pub keep_drafts: bool,
 }
 
 /// How a prompt is shaped for its model.
@@ -139,7 +142,11 @@ pub fn build(
         })
         .filter(|related| !related.items.is_empty())
         .collect();
-    let existing = graph.examples_of(block, &venture.name).map(item).collect();
+    let existing = graph
+        .examples_of(block, &venture.name)
+        .filter(|example| venture.keep_drafts || !example.draft)
+        .map(item)
+        .collect();
     PromptContext {
         block: BlockContext {
             id: block.id.clone(),

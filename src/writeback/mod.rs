@@ -1,0 +1,508 @@
+//! Drafts into the graph: written where the venture's examples for the block live, marked
+//! `draft:: true`, accepted (the marker dropped) or rejected (the blocks removed), without ever
+//! changing a line a person wrote.
+//!
+//! A [`Workspace`] holds the graph as it will be after the edits so far, and writes the pages that
+//! changed with [`Workspace::commit`]: each file atomically (temporary file in the same folder,
+//! fsync, rename), only if it still holds what was read (an edit made meanwhile, in Logseq say,
+//! is never overwritten), in an order a re-run can finish from. [`GraphLock`] keeps two
+//! processes from writing one graph at once. Where drafts go is `place`'s business; the text of
+//! an item is `text`'s.
+
+pub mod lock;
+pub mod place;
+pub mod text;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::draft::Item;
+use crate::fsutil::write_atomic;
+use crate::graph::examples::Example;
+use crate::graph::name::page_key;
+use crate::graph::page::Page;
+use crate::graph::{self, Graph};
+
+pub use lock::GraphLock;
+pub use place::PageText;
+use place::{Addition, example_block, examples_section, item_extent, page_at};
+use text::{Marks, splice, without_trailing_blanks};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Graph(#[from] graph::Error),
+    #[error(
+        "{page} is in the site's export format: drafts are written only into Logseq pages (the JSON draft has them)"
+    )]
+    ExportPage { page: String },
+    #[error("{page} has no Examples section to put drafts in: add a `- ## Examples` block to it")]
+    NoExamplesSection { page: String },
+    #[error(
+        "{path} changed on disk while inncopilot was working: nothing was written to it; run the command again"
+    )]
+    ChangedOnDisk { path: PathBuf },
+    #[error(
+        "another inncopilot process is writing this graph ({holder}); wait for it to finish, then run the command again (lock file: {path})"
+    )]
+    Locked { path: PathBuf, holder: String },
+    #[error(
+        "say which drafts: --venture, --block, --run or --item (several narrow the choice), or --all"
+    )]
+    NoSelection,
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The graph as it will be once the pending edits are written.
+pub struct Workspace {
+    graph: Graph,
+    /// The text each changed page had on disk (`None`: it did not exist), by relative path.
+    read: BTreeMap<String, Option<String>>,
+}
+
+/// One page's change: before and after (`None`: absent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub path: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+impl Workspace {
+    pub fn load(root: &Path) -> Result<Workspace, Error> {
+        Ok(Workspace {
+            graph: Graph::load(root)?,
+            read: BTreeMap::new(),
+        })
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Take `edits` into the graph (not yet to disk).
+    pub fn apply(&mut self, edits: Vec<PageText>) {
+        if edits.is_empty() {
+            return;
+        }
+        let root = self.graph.root.clone();
+        let mut pages = std::mem::take(&mut self.graph.pages);
+        for edit in edits {
+            let position = pages.iter().position(|page| page.path == edit.path);
+            let before = position.map(|index| pages[index].text.clone());
+            self.read.entry(edit.path.clone()).or_insert(before);
+            let file = root.join(&edit.path);
+            match (position, edit.text) {
+                (Some(index), Some(text)) => pages[index] = Page::parse(edit.path, file, text),
+                (None, Some(text)) => pages.push(Page::parse(edit.path, file, text)),
+                (Some(index), None) => {
+                    pages.remove(index);
+                }
+                (None, None) => {}
+            }
+        }
+        self.graph = Graph::from_pages(root, pages, Vec::new());
+    }
+
+    /// The pages that differ from what was read, in the order [`commit`](Self::commit) writes
+    /// them: changed pages, then new pages, then deleted ones, each group in path order.
+    ///
+    /// Changed pages go first so that a run killed between two files leaves at worst an embed of
+    /// a page not written yet (Logseq shows it empty; a re-run writes it), never an example page
+    /// no block page embeds, whose drafts a re-run could not see and would write twice.
+    pub fn changes(&self) -> Vec<Change> {
+        let mut changes: Vec<Change> = self
+            .read
+            .iter()
+            .map(|(path, before)| Change {
+                path: path.clone(),
+                before: before.clone(),
+                after: page_at(&self.graph, path).map(|page| page.text.clone()),
+            })
+            .filter(|change| change.before != change.after)
+            .collect();
+        changes.sort_by_key(|change| match (&change.before, &change.after) {
+            (Some(_), Some(_)) => 0,
+            (None, _) => 1,
+            (Some(_), None) => 2,
+        });
+        changes
+    }
+
+    /// The pending changes as a unified diff (paths relative to the graph).
+    pub fn diff(&self) -> String {
+        self.changes()
+            .iter()
+            .map(|change| {
+                let before = change.before.as_deref().unwrap_or("");
+                let after = change.after.as_deref().unwrap_or("");
+                similar::TextDiff::from_lines(before, after)
+                    .unified_diff()
+                    .context_radius(2)
+                    .header(&format!("a/{}", change.path), &format!("b/{}", change.path))
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// Write every changed page, each atomically, in the order of [`changes`](Self::changes),
+    /// after checking that none changed on disk since it was read. Returns the paths written.
+    pub fn commit(&mut self) -> Result<Vec<String>, Error> {
+        let changes = self.changes();
+        let root = self.graph.root.clone();
+        for change in &changes {
+            let file = root.join(&change.path);
+            let on_disk = match std::fs::read(&file) {
+                Ok(bytes) => Some(bytes),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+                Err(source) => return Err(Error::Io { path: file, source }),
+            };
+            if on_disk.as_deref() != change.before.as_deref().map(str::as_bytes) {
+                return Err(Error::ChangedOnDisk { path: file });
+            }
+        }
+        for change in &changes {
+            let file = root.join(&change.path);
+            let result = match &change.after {
+                Some(text) => write_atomic(&file, text.as_bytes()),
+                None => std::fs::remove_file(&file),
+            };
+            result.map_err(|source| Error::Io {
+                path: file.clone(),
+                source,
+            })?;
+        }
+        self.read.clear();
+        Ok(changes.into_iter().map(|change| change.path).collect())
+    }
+}
+
+/// The drafts of one (venture, block) to write.
+pub struct DraftSet<'a> {
+    pub venture: &'a str,
+    /// A new venture's brief, stored on a page of its own.
+    pub brief: Option<&'a str>,
+    pub block_id: &'a str,
+    /// Items made safe with [`text::safe_item`].
+    pub items: &'a [Item],
+    pub generated_by: &'a str,
+    pub run: &'a str,
+}
+
+/// Put a draft into the workspace: the venture's earlier unaccepted drafts of the block are
+/// replaced unless `append`; a new venture's brief gets a page. Returns the pages changed.
+pub fn write_drafts(
+    workspace: &mut Workspace,
+    set: &DraftSet<'_>,
+    append: bool,
+) -> Result<Vec<String>, Error> {
+    let mut touched = Vec::new();
+    let block = workspace.graph.find_block(set.block_id)?.clone();
+    let addition = Addition {
+        venture: set.venture,
+        items: set.items,
+        marks: Marks {
+            class: block.item_class.as_deref(),
+            generated_by: set.generated_by,
+            run: set.run,
+        },
+    };
+    // Where the drafts go is checked before anything changes, so a draft that cannot be placed
+    // leaves the earlier ones in place.
+    place::add(&workspace.graph, &block, &addition)?;
+    if let Some(brief) = set.brief
+        && let Some(block_page) = page_at(&workspace.graph, &block.page)
+        && let Some(page) = place::brief_page(&workspace.graph, block_page, set.venture, brief)
+    {
+        touched.push(page.path.clone());
+        workspace.apply(vec![page]);
+    }
+    if !append {
+        let key = page_key(set.venture);
+        let earlier: Vec<Example> = block
+            .examples
+            .iter()
+            .filter(|example| example.draft && page_key(&example.venture) == key)
+            .cloned()
+            .collect();
+        let edits = remove_blocks(&workspace.graph, &earlier, Removal::Items);
+        touched.extend(edits.iter().map(|edit| edit.path.clone()));
+        workspace.apply(edits);
+    }
+    let block = workspace.graph.find_block(set.block_id)?;
+    let edits = place::add(&workspace.graph, block, &addition)?;
+    touched.extend(edits.iter().map(|edit| edit.path.clone()));
+    workspace.apply(edits);
+    touched.sort();
+    touched.dedup();
+    Ok(touched)
+}
+
+/// Which drafts a command means; every given part must match.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub venture: Option<String>,
+    /// A block id, title, or last part of an id.
+    pub block: Option<String>,
+    pub run: Option<String>,
+    /// Item names (any of them), case-insensitively.
+    pub items: Vec<String>,
+    /// Every draft (needed by accept and reject when nothing else is given).
+    pub all: bool,
+}
+
+impl Selection {
+    fn is_empty(&self) -> bool {
+        self.venture.is_none()
+            && self.block.is_none()
+            && self.run.is_none()
+            && self.items.is_empty()
+    }
+}
+
+/// A draft item found in the graph.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ListedDraft {
+    pub venture: String,
+    pub block: String,
+    pub name: String,
+    pub description: String,
+    pub page: String,
+    pub line: usize,
+    pub run: Option<String>,
+}
+
+/// The draft items of the graph that `selection` picks, in block order then page order.
+pub fn list(graph: &Graph, selection: &Selection) -> Result<Vec<ListedDraft>, Error> {
+    Ok(selected(graph, selection)?
+        .into_iter()
+        .map(|(block, example)| ListedDraft {
+            venture: example.venture.clone(),
+            block: block.to_string(),
+            name: example.name.clone(),
+            description: example.description.clone(),
+            page: example.page.clone(),
+            line: example.line,
+            run: example.run.clone(),
+        })
+        .collect())
+}
+
+fn selected<'g>(
+    graph: &'g Graph,
+    selection: &Selection,
+) -> Result<Vec<(&'g str, &'g Example)>, Error> {
+    let block_id = match &selection.block {
+        Some(query) => Some(graph.find_block(query)?.id.clone()),
+        None => None,
+    };
+    let venture = selection.venture.as_deref().map(page_key);
+    let names: Vec<String> = selection.items.iter().map(|name| page_key(name)).collect();
+    Ok(graph
+        .blocks
+        .iter()
+        .filter(|block| block_id.as_ref().is_none_or(|id| *id == block.id))
+        .flat_map(|block| {
+            block
+                .examples
+                .iter()
+                .map(move |example| (block.id.as_str(), example))
+        })
+        .filter(|(_, example)| example.draft)
+        .filter(|(_, example)| {
+            venture
+                .as_ref()
+                .is_none_or(|key| *key == page_key(&example.venture))
+        })
+        .filter(|(_, example)| {
+            selection
+                .run
+                .as_ref()
+                .is_none_or(|run| example.run.as_deref() == Some(run.as_str()))
+        })
+        .filter(|(_, example)| names.is_empty() || names.contains(&page_key(&example.name)))
+        .collect())
+}
+
+/// Accept the selected drafts: their `draft:: true` lines go, the items stay as ordinary
+/// content; a heading or embed this tool made for their venture is accepted with them.
+pub fn accept(workspace: &mut Workspace, selection: &Selection) -> Result<Vec<ListedDraft>, Error> {
+    decide(workspace, selection, Removal::DraftMarks)
+}
+
+/// Reject the selected drafts: their blocks go; a heading or embed this tool made for their
+/// venture goes with the last of them, and an example page it created goes once empty.
+pub fn reject(workspace: &mut Workspace, selection: &Selection) -> Result<Vec<ListedDraft>, Error> {
+    decide(workspace, selection, Removal::Items)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Removal {
+    /// The item blocks.
+    Items,
+    /// Only their `draft:: true` lines.
+    DraftMarks,
+}
+
+fn decide(
+    workspace: &mut Workspace,
+    selection: &Selection,
+    removal: Removal,
+) -> Result<Vec<ListedDraft>, Error> {
+    if selection.is_empty() && !selection.all {
+        return Err(Error::NoSelection);
+    }
+    let listed = list(&workspace.graph, selection)?;
+    let chosen: Vec<Example> = selected(&workspace.graph, selection)?
+        .into_iter()
+        .map(|(_, example)| example.clone())
+        .collect();
+    let edits = remove_blocks(&workspace.graph, &chosen, removal);
+    workspace.apply(edits);
+    let mut pairs: Vec<(String, String)> = listed
+        .iter()
+        .map(|draft| (draft.block.clone(), draft.venture.clone()))
+        .collect();
+    pairs.sort();
+    pairs.dedup();
+    for (block, venture) in pairs {
+        let edits = settle_scaffolding(&workspace.graph, &block, &venture, removal);
+        workspace.apply(edits);
+    }
+    Ok(listed)
+}
+
+/// Remove the blocks of `examples` (or only their draft marks), page by page, bottom up.
+fn remove_blocks(graph: &Graph, examples: &[Example], removal: Removal) -> Vec<PageText> {
+    let mut by_page: BTreeMap<&str, Vec<&Example>> = BTreeMap::new();
+    for example in examples {
+        by_page.entry(&example.page).or_default().push(example);
+    }
+    let mut edits = Vec::new();
+    for (path, examples) in by_page {
+        let Some(page) = page_at(graph, path) else {
+            continue;
+        };
+        let mut ranges: Vec<std::ops::Range<usize>> = examples
+            .iter()
+            .filter_map(|example| example_block(page, example))
+            .filter_map(|block| match removal {
+                Removal::Items => Some(item_extent(page, block, page.outline.lines.len())),
+                Removal::DraftMarks => page.outline.blocks[block]
+                    .properties
+                    .iter()
+                    .find(|property| property.key.eq_ignore_ascii_case("draft"))
+                    .map(|property| property.line..property.line + 1),
+            })
+            .collect();
+        edits.push(PageText {
+            path: path.to_string(),
+            text: Some(remove_lines(page, &mut ranges)),
+        });
+    }
+    edits
+}
+
+/// The page's text without the lines of `ranges` (merged where they touch).
+fn remove_lines(page: &Page, ranges: &mut Vec<std::ops::Range<usize>>) -> String {
+    ranges.sort_by_key(|range| range.start);
+    let mut merged: Vec<std::ops::Range<usize>> = Vec::new();
+    for range in ranges.drain(..) {
+        match merged.last_mut() {
+            Some(last) if range.start <= last.end => last.end = last.end.max(range.end),
+            _ => merged.push(range),
+        }
+    }
+    let mut text = page.text.clone();
+    // Bottom up, so the line numbers of the ranges still to remove stay valid.
+    for range in merged.into_iter().rev() {
+        text = splice(&text, &page.outline, range, &[]);
+    }
+    text
+}
+
+/// After accept or reject of a venture's drafts in a block: the heading or embed block this
+/// tool made for the venture is accepted with its first accepted item, or removed (with an
+/// example page it leaves empty) once no item of the venture is left.
+fn settle_scaffolding(
+    graph: &Graph,
+    block_id: &str,
+    venture: &str,
+    removal: Removal,
+) -> Vec<PageText> {
+    let Ok(block) = graph.find_block(block_id) else {
+        return Vec::new();
+    };
+    let Some(page) = page_at(graph, &block.page) else {
+        return Vec::new();
+    };
+    let Some(section) = examples_section(page) else {
+        return Vec::new();
+    };
+    let key = page_key(venture);
+    let Some(segment) = section
+        .segments
+        .iter()
+        .find(|segment| page_key(&segment.venture) == key)
+    else {
+        return Vec::new();
+    };
+    let remaining: Vec<&Example> = graph.examples_of(block, venture).collect();
+    let outline = &page.outline;
+    let mut ranges: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut edits = Vec::new();
+    match (removal, segment.draft_block) {
+        (Removal::DraftMarks, Some(opener)) if remaining.iter().any(|example| !example.draft) => {
+            ranges.extend(
+                outline.blocks[opener]
+                    .properties
+                    .iter()
+                    .filter(|property| property.key.eq_ignore_ascii_case("draft"))
+                    .map(|property| property.line..property.line + 1),
+            );
+        }
+        (Removal::Items, opener) if remaining.is_empty() => {
+            if let Some(opener) = opener {
+                let own = outline.blocks[opener].first_line
+                    ..outline.blocks[opener].subtree_end.min(segment.end);
+                ranges.push(without_trailing_blanks(outline, own));
+            }
+            // An example page left with nothing on it was made for the drafts.
+            if let Some(example_page) = segment.embed.as_deref().and_then(|name| graph.page(name))
+                && example_page.text.trim().is_empty()
+            {
+                edits.push(PageText {
+                    path: example_page.path.clone(),
+                    text: None,
+                });
+            }
+        }
+        _ => {}
+    }
+    if !ranges.is_empty() {
+        edits.push(PageText {
+            path: page.path.clone(),
+            text: Some(remove_lines(page, &mut ranges)),
+        });
+    }
+    edits
+}
+
+/// The `generated-by::` value of a draft: tool, provider and model.
+pub fn generated_by(provider: &str, model: &str) -> String {
+    let model = Path::new(model)
+        .file_name()
+        .map_or(model.to_string(), |name| {
+            name.to_string_lossy().into_owned()
+        });
+    format!(
+        "inncopilot {} via {provider} {model}",
+        env!("CARGO_PKG_VERSION")
+    )
+}
