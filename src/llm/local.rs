@@ -120,7 +120,7 @@ pub fn count_prompt_tokens(path: &Path, messages: &[Message]) -> Result<usize, E
 }
 
 /// Prompt tokens decoded per llama.cpp batch.
-const BATCH: usize = 512;
+const BATCH: usize = 128;
 
 /// The embedded model, loaded once and used for every request of the process.
 pub struct LocalModel {
@@ -206,6 +206,7 @@ impl LocalModel {
                 u32::try_from(needed).unwrap_or(context_size),
             ))
             .with_n_batch(BATCH as u32)
+            .with_n_ubatch(BATCH as u32)
             .with_n_threads(self.threads)
             .with_n_threads_batch(self.threads)
             .with_no_perf(false);
