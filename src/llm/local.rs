@@ -172,6 +172,9 @@ impl LocalModel {
         // A light repetition penalty: a 135M model otherwise names every item alike. Tokens
         // the grammar forces (keys, punctuation) stay the only choice, so JSON is unaffected.
         let penalties = LlamaSampler::penalties(self.model.n_vocab(), 256, 1.15, 0.0, 0.0);
+        // The samplers after the grammar see its 40 best allowed tokens, not all 49,152: the
+        // penalty and the softmax then cost little (sampling was ~5.5% of decoding time).
+        let shortlist = LlamaSampler::top_k(40);
         let sampling = if temperature <= 0.0 {
             vec![LlamaSampler::greedy()]
         } else {
@@ -181,7 +184,7 @@ impl LocalModel {
             ]
         };
         Ok(LlamaSampler::chain_simple(
-            [grammar, penalties].into_iter().chain(sampling),
+            [grammar, shortlist, penalties].into_iter().chain(sampling),
         ))
     }
 
