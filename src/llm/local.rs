@@ -172,9 +172,6 @@ impl LocalModel {
         // A light repetition penalty: a 135M model otherwise names every item alike. Tokens
         // the grammar forces (keys, punctuation) stay the only choice, so JSON is unaffected.
         let penalties = LlamaSampler::penalties(self.model.n_vocab(), 256, 1.15, 0.0, 0.0);
-        // The samplers after the grammar see its 40 best allowed tokens, not all 49,152: the
-        // penalty and the softmax then cost little (sampling was ~5.5% of decoding time).
-        let shortlist = LlamaSampler::top_k(40);
         let sampling = if temperature <= 0.0 {
             vec![LlamaSampler::greedy()]
         } else {
@@ -184,7 +181,7 @@ impl LocalModel {
             ]
         };
         Ok(LlamaSampler::chain_simple(
-            [grammar, shortlist, penalties].into_iter().chain(sampling),
+            [grammar, penalties].into_iter().chain(sampling),
         ))
     }
 
