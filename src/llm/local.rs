@@ -11,7 +11,7 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
-use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
+use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
@@ -119,9 +119,6 @@ pub fn count_prompt_tokens(path: &Path, messages: &[Message]) -> Result<usize, E
     Ok(model.vocab().tokenize(text.as_bytes(), true, true).len())
 }
 
-/// llama.cpp's `LLAMA_FLASH_ATTN_TYPE_ENABLED` (llama-cpp-2 takes the raw enum value).
-const FLASH_ATTENTION_ENABLED: i32 = 1;
-
 /// Prompt tokens decoded per llama.cpp batch.
 const BATCH: usize = 128;
 
@@ -210,11 +207,6 @@ impl LocalModel {
             ))
             .with_n_batch(BATCH as u32)
             .with_n_ubatch(BATCH as u32)
-            // An 8-bit KV cache halves its memory (45-68 MB -> 24-36 MB at our context sizes);
-            // a quantised V cache needs flash attention, which llama.cpp has on the CPU.
-            .with_flash_attention_policy(FLASH_ATTENTION_ENABLED)
-            .with_type_k(KvCacheType::Q8_0)
-            .with_type_v(KvCacheType::Q8_0)
             .with_n_threads(self.threads)
             .with_n_threads_batch(self.threads)
             .with_no_perf(false);
