@@ -59,7 +59,10 @@ async fn generates_a_schema_valid_relationship_draft() -> TestResult {
     };
     let report = generate::run(&graph, &settings, &library, &request, &no_env, &|_| {}).await?;
     assert_eq!(report.provider, "local");
-    let draft = report.drafts.first().ok_or("no draft")?;
+    let draft = report
+        .drafts
+        .first()
+        .ok_or_else(|| format!("no draft: {:?}", report.failed))?;
     assert!(!draft.items.is_empty());
     assert_eq!(draft.provenance.constrained_by, "grammar");
     assert!(draft.provenance.tokens.completion_tokens > 0);

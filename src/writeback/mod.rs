@@ -203,6 +203,10 @@ pub fn write_drafts(
     append: bool,
 ) -> Result<Vec<String>, Error> {
     let mut touched = Vec::new();
+    if set.items.is_empty() {
+        // Nothing to write: earlier drafts stay rather than being replaced by nothing.
+        return Ok(touched);
+    }
     let block = workspace.graph.find_block(set.block_id)?.clone();
     let addition = Addition {
         venture: set.venture,
