@@ -242,7 +242,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if args.json {
                 serde_json::to_string_pretty(&drafts)? + "\n"
             } else {
-                report::drafts_text(&drafts, "")
+                match drafts.is_empty() {
+                    true => "no drafts\n".to_string(),
+                    false => report::drafts_text(&drafts),
+                }
             }
         }
         Command::Drafts(DraftsCommand::Accept(args)) => {
@@ -295,7 +298,8 @@ fn decide(
         }
         return Ok(serde_json::to_string_pretty(&value)? + "\n");
     }
-    let mut out = report::drafts_text(&drafts, verb);
+    let mut out =
+        format!("{verb} {} draft item(s)\n", drafts.len()) + &report::drafts_text(&drafts);
     if args.dry_run {
         out.push_str("\nwould change (--dry-run, nothing written):\n");
         out.push_str(&diff);

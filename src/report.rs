@@ -267,12 +267,9 @@ pub fn generate_text(report: &RunReport) -> String {
     out
 }
 
-/// `drafts list|accept|reject` as text: one line per item, with where it is.
-pub fn drafts_text(drafts: &[ListedDraft], verb: &str) -> String {
+/// Draft items as text (`drafts list|accept|reject`): one line per item, with where it is.
+pub fn drafts_text(drafts: &[ListedDraft]) -> String {
     let mut out = String::new();
-    if !verb.is_empty() {
-        out.push_str(&format!("{verb} {} draft item(s)\n", drafts.len()));
-    }
     for draft in drafts {
         out.push_str(&format!(
             "{} / {}: {}  ({}:{}{})\n",
@@ -287,9 +284,6 @@ pub fn drafts_text(drafts: &[ListedDraft], verb: &str) -> String {
                 .map(|run| format!(", run {run}"))
                 .unwrap_or_default()
         ));
-    }
-    if drafts.is_empty() && verb.is_empty() {
-        out.push_str("no drafts\n");
     }
     out
 }

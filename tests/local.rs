@@ -2,16 +2,16 @@
 //! by scripts/setup), constrained by llguidance to the block's answer schema. No mock anywhere.
 #![cfg(feature = "local")]
 
-use std::path::Path;
-
 use inncopilot::config::Settings;
 use inncopilot::draft::schema::validate;
-use inncopilot::generate::{self, GenerateRequest};
+use inncopilot::generate::{self, GenerateRequest, RunReport};
 use inncopilot::graph::Graph;
 use inncopilot::llm::local::LocalModel;
 use inncopilot::llm::{self, ChatRequest, Provider};
 use inncopilot::prompt::Library;
 use serde_json::{Value, json};
+
+mod common;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -32,22 +32,12 @@ fn no_env(_: &str) -> Option<String> {
     None
 }
 
-fn sample_copy() -> Result<tempfile::TempDir, Box<dyn std::error::Error>> {
-    let folder = tempfile::tempdir()?;
-    let pages = folder.path().join("pages");
-    std::fs::create_dir_all(&pages)?;
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-graph/pages");
-    for entry in std::fs::read_dir(source)? {
-        let entry = entry?;
-        std::fs::copy(entry.path(), pages.join(entry.file_name()))?;
-    }
-    Ok(folder)
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn generates_a_schema_valid_relationship_draft() -> TestResult {
-    let settings = settings()?;
-    let folder = sample_copy()?;
+/// `generate` of two relationship items for Exotic Pet Rental, on a copy of the sample graph
+/// (returned too: the draft files are inside it).
+async fn exotic_pet_relationships(
+    settings: &Settings,
+) -> Result<(tempfile::TempDir, Graph, RunReport), Box<dyn std::error::Error>> {
+    let folder = common::sample_graph_copy()?;
     let graph = Graph::load(folder.path())?;
     let library = Library::new(None)?;
     let request = GenerateRequest {
@@ -57,7 +47,15 @@ async fn generates_a_schema_valid_relationship_draft() -> TestResult {
         use_cache: true,
         ..GenerateRequest::default()
     };
-    let report = generate::run(&graph, &settings, &library, &request, &no_env, &|_| {}).await?;
+    let report = generate::run(&graph, settings, &library, &request, &no_env, &|_| {}).await?;
+    Ok((folder, graph, report))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn generates_a_schema_valid_relationship_draft() -> TestResult {
+    let settings = settings()?;
+    let (folder, graph, report) = exotic_pet_relationships(&settings).await?;
+    let library = Library::new(None)?;
     assert_eq!(report.provider, "local");
     let draft = report
         .drafts
@@ -97,7 +95,7 @@ async fn generates_a_schema_valid_relationship_draft() -> TestResult {
 #[tokio::test(flavor = "multi_thread")]
 async fn constrained_decoding_gives_schema_valid_json() -> TestResult {
     let settings = settings()?;
-    let folder = sample_copy()?;
+    let folder = common::sample_graph_copy()?;
     let graph = Graph::load(folder.path())?;
     let library = Library::new(None)?;
     let (provider, params) = llm::choose(&settings, Some("local"), None, no_env)?;
@@ -131,17 +129,7 @@ async fn constrained_decoding_gives_schema_valid_json() -> TestResult {
 async fn running_out_of_tokens_is_an_error_not_a_draft() -> TestResult {
     let mut settings = settings()?;
     settings.local.max_tokens = 24;
-    let folder = sample_copy()?;
-    let graph = Graph::load(folder.path())?;
-    let library = Library::new(None)?;
-    let request = GenerateRequest {
-        venture: "Exotic Pet Rental".into(),
-        blocks: vec!["relationship".into()],
-        count: Some(2),
-        use_cache: true,
-        ..GenerateRequest::default()
-    };
-    let report = generate::run(&graph, &settings, &library, &request, &no_env, &|_| {}).await?;
+    let (_folder, _graph, report) = exotic_pet_relationships(&settings).await?;
     assert!(report.drafts.is_empty());
     let reason = &report.failed.first().ok_or("no failure")?.reason;
     assert!(reason.contains("token limit (24 tokens)"), "{reason}");

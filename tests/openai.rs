@@ -16,33 +16,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
+mod common;
+
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 const KEY: &str = "sk-test-4f1d2c9e8b7a6";
 const VENTURE: &str = "Exotic Pet Rental";
 const BLOCK: &str = "relationship";
 
-/// A copy of the sample graph (draft files and the cache are written inside it).
+/// A copy of the sample graph (drafts, draft files and the cache are written inside it).
 fn graph_copy() -> Result<(tempfile::TempDir, Graph), Box<dyn std::error::Error>> {
-    let folder = tempfile::tempdir()?;
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-graph");
-    copy_dir(&source, folder.path())?;
+    let folder = common::sample_graph_copy()?;
     let graph = Graph::load(folder.path())?;
     Ok((folder, graph))
-}
-
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), target)?;
-        }
-    }
-    Ok(())
 }
 
 /// Settings whose `openai` preset points at `base_url`, with quick retries.

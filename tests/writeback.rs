@@ -12,6 +12,8 @@ use inncopilot::graph::Graph;
 use inncopilot::writeback::{self, DraftSet, Selection, Workspace};
 use serde_json::json;
 
+mod common;
+
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 /// (name, description, is a draft) of an example.
 type ReadBack = Vec<(String, String, bool)>;
@@ -56,25 +58,10 @@ fn write_pages(folder: &Path, pages: &[(&str, String)]) -> std::io::Result<()> {
     Ok(())
 }
 
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), target)?;
-        }
-    }
-    Ok(())
-}
-
 /// The graphs every property is checked on.
 fn graphs() -> Result<Vec<(String, tempfile::TempDir)>, Box<dyn std::error::Error>> {
     let mut graphs = Vec::new();
-    let sample = tempfile::tempdir()?;
-    copy_dir(&fixture("sample-graph"), sample.path())?;
+    let sample = common::sample_graph_copy()?;
     graphs.push(("sample graph".to_string(), sample));
     let seed_000 = seed("000-relationship.md")?;
     let seed_002 = seed("002-profile.md")?;
@@ -300,8 +287,7 @@ fn generate_then_reject_leaves_every_page_byte_identical() -> TestResult {
 
 #[test]
 fn a_new_venture_is_placed_the_way_the_page_does_it_and_keeps_its_brief() -> TestResult {
-    let folder = tempfile::tempdir()?;
-    copy_dir(&fixture("sample-graph"), folder.path())?;
+    let folder = common::sample_graph_copy()?;
     let root = folder.path();
     let brief = "Solar-roofed e-bikes rented by the hour.";
     // The relationship page has inline `### Venture` sections; the profile page embeds a page
@@ -351,8 +337,7 @@ fn a_new_venture_is_placed_the_way_the_page_does_it_and_keeps_its_brief() -> Tes
 
 #[test]
 fn accept_then_generate_keeps_the_accepted_items_as_existing() -> TestResult {
-    let folder = tempfile::tempdir()?;
-    copy_dir(&fixture("sample-graph"), folder.path())?;
+    let folder = common::sample_graph_copy()?;
     let root = folder.path();
     let venture = "Exotic Pet Rental";
     let before = read_back(root, "relationship", venture)?;
@@ -455,8 +440,7 @@ fn examples_of_others(graph: &Graph, venture: &str) -> Vec<(String, String, Stri
 
 #[test]
 fn no_model_output_can_break_the_outline() -> TestResult {
-    let folder = tempfile::tempdir()?;
-    copy_dir(&fixture("sample-graph"), folder.path())?;
+    let folder = common::sample_graph_copy()?;
     let root = folder.path();
     let original = files(root);
     let hostile = [
@@ -582,8 +566,7 @@ fn an_export_page_is_refused_and_left_alone() -> TestResult {
 
 #[test]
 fn a_page_edited_meanwhile_is_not_overwritten() -> TestResult {
-    let folder = tempfile::tempdir()?;
-    copy_dir(&fixture("sample-graph"), folder.path())?;
+    let folder = common::sample_graph_copy()?;
     let root = folder.path();
     let mut workspace = Workspace::load(root)?;
     writeback::write_drafts(
@@ -614,8 +597,7 @@ fn a_page_edited_meanwhile_is_not_overwritten() -> TestResult {
 fn a_write_cut_short_between_files_is_finished_by_a_re_run() -> TestResult {
     // The profile block embeds a page per venture: a new venture changes the block page and
     // creates an example page (and the venture's page), three files.
-    let complete = tempfile::tempdir()?;
-    copy_dir(&fixture("sample-graph"), complete.path())?;
+    let complete = common::sample_graph_copy()?;
     let brief = Some("Solar-roofed e-bikes by the hour.");
     let drafted = items("Rider", 2);
     let mut workspace = Workspace::load(complete.path())?;
@@ -642,8 +624,7 @@ fn a_write_cut_short_between_files_is_finished_by_a_re_run() -> TestResult {
     let finished = files(complete.path());
 
     for written in 0..changes.len() {
-        let folder = tempfile::tempdir()?;
-        copy_dir(&fixture("sample-graph"), folder.path())?;
+        let folder = common::sample_graph_copy()?;
         // Killed after `written` files of the commit.
         for change in &changes[..written] {
             let text = change.after.as_deref().ok_or("a deletion")?;

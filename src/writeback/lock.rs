@@ -6,7 +6,7 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::Error;
 
@@ -15,7 +15,6 @@ use super::Error;
 pub struct GraphLock {
     // Kept open: closing the file releases the lock.
     _file: File,
-    pub path: PathBuf,
 }
 
 impl GraphLock {
@@ -57,7 +56,7 @@ impl GraphLock {
             .and_then(|()| file.rewind())
             .and_then(|()| file.write_all(holder.as_bytes()))
             .map_err(io_error)?;
-        Ok(GraphLock { _file: file, path })
+        Ok(GraphLock { _file: file })
     }
 }
 

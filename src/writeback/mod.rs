@@ -26,8 +26,7 @@ use crate::graph::page::Page;
 use crate::graph::{self, Graph};
 
 pub use lock::GraphLock;
-pub use place::PageText;
-use place::{Addition, example_block, examples_section, item_extent, page_at};
+use place::{Addition, PageText, example_block, examples_section, item_extent, page_at};
 use text::{Marks, splice, without_trailing_blanks};
 
 #[derive(Debug, thiserror::Error)]
@@ -80,10 +79,6 @@ impl Workspace {
             graph: Graph::load(root)?,
             read: BTreeMap::new(),
         })
-    }
-
-    pub fn graph(&self) -> &Graph {
-        &self.graph
     }
 
     /// Take `edits` into the graph (not yet to disk).
@@ -217,13 +212,13 @@ pub fn write_drafts(
             run: set.run,
         },
     };
-    // Where the drafts go is checked before anything changes, so a draft that cannot be placed
-    // leaves the earlier ones in place.
-    place::add(&workspace.graph, &block, &addition)?;
-    if let Some(brief) = set.brief
-        && let Some(block_page) = page_at(&workspace.graph, &block.page)
-        && let Some(page) = place::brief_page(&workspace.graph, block_page, set.venture, brief)
-    {
+    // The page is checked before anything changes, so a draft that cannot be placed leaves the
+    // earlier ones in place.
+    let (block_page, _) = place::writable_page(&workspace.graph, &block)?;
+    let brief_page = set
+        .brief
+        .and_then(|brief| place::brief_page(&workspace.graph, block_page, set.venture, brief));
+    if let Some(page) = brief_page {
         touched.push(page.path.clone());
         workspace.apply(vec![page]);
     }
@@ -286,7 +281,13 @@ pub struct ListedDraft {
 pub fn list(graph: &Graph, selection: &Selection) -> Result<Vec<ListedDraft>, Error> {
     Ok(selected(graph, selection)?
         .into_iter()
-        .map(|(block, example)| ListedDraft {
+        .map(|(block, example)| ListedDraft::new(block, example))
+        .collect())
+}
+
+impl ListedDraft {
+    fn new(block: &str, example: &Example) -> ListedDraft {
+        ListedDraft {
             venture: example.venture.clone(),
             block: block.to_string(),
             name: example.name.clone(),
@@ -294,8 +295,8 @@ pub fn list(graph: &Graph, selection: &Selection) -> Result<Vec<ListedDraft>, Er
             page: example.page.clone(),
             line: example.line,
             run: example.run.clone(),
-        })
-        .collect())
+        }
+    }
 }
 
 fn selected<'g>(
@@ -362,11 +363,10 @@ fn decide(
     if selection.is_empty() && !selection.all {
         return Err(Error::NoSelection);
     }
-    let listed = list(&workspace.graph, selection)?;
-    let chosen: Vec<Example> = selected(&workspace.graph, selection)?
+    let (listed, chosen): (Vec<ListedDraft>, Vec<Example>) = selected(&workspace.graph, selection)?
         .into_iter()
-        .map(|(_, example)| example.clone())
-        .collect();
+        .map(|(block, example)| (ListedDraft::new(block, example), example.clone()))
+        .unzip();
     let edits = remove_blocks(&workspace.graph, &chosen, removal);
     workspace.apply(edits);
     let mut pairs: Vec<(String, String)> = listed

@@ -144,6 +144,29 @@ pub fn example_block(page: &Page, example: &Example) -> Option<usize> {
         .and_then(|line| line.block)
 }
 
+/// The outline block of the last of `block`'s examples on `page` that starts within `lines` and
+/// is of `venture` (any venture when `None`).
+fn last_item(
+    page: &Page,
+    block: &Block,
+    lines: Range<usize>,
+    venture: Option<&str>,
+) -> Option<usize> {
+    let key = venture.map(page_key);
+    block
+        .examples
+        .iter()
+        .filter(|example| {
+            example.page == page.path
+                && lines.contains(&example.line.saturating_sub(1))
+                && key
+                    .as_ref()
+                    .is_none_or(|key| *key == page_key(&example.venture))
+        })
+        .filter_map(|example| example_block(page, example))
+        .next_back()
+}
+
 /// The style of the items next to `block`: its indentation, and its first child's (else one
 /// indentation unit more).
 fn style_of(page: &Page, block: usize) -> ItemStyle {
@@ -176,8 +199,12 @@ impl Addition<'_> {
     }
 }
 
-/// The page texts that add `addition`'s items to `block` for its venture.
-pub fn add(graph: &Graph, block: &Block, addition: &Addition<'_>) -> Result<Vec<PageText>, Error> {
+/// The block page drafts of `block` can be written into, and its Examples section; an export
+/// page or a page without the section is an error naming the page.
+pub fn writable_page<'g>(
+    graph: &'g Graph,
+    block: &Block,
+) -> Result<(&'g Page, ExamplesSection), Error> {
     let page = page_at(graph, &block.page).ok_or_else(|| Error::NoExamplesSection {
         page: block.page.clone(),
     })?;
@@ -189,10 +216,13 @@ pub fn add(graph: &Graph, block: &Block, addition: &Addition<'_>) -> Result<Vec<
     let section = examples_section(page).ok_or_else(|| Error::NoExamplesSection {
         page: page.path.clone(),
     })?;
+    Ok((page, section))
+}
+
+/// The page texts that add `addition`'s items to `block` for its venture.
+pub fn add(graph: &Graph, block: &Block, addition: &Addition<'_>) -> Result<Vec<PageText>, Error> {
+    let (page, section) = writable_page(graph, block)?;
     let key = page_key(addition.venture);
-    let on_page = |example: &&Example, lines: &Range<usize>| {
-        example.page == page.path && lines.contains(&(example.line.saturating_sub(1)))
-    };
 
     if let Some(segment) = section
         .segments
@@ -204,14 +234,8 @@ pub fn add(graph: &Graph, block: &Block, addition: &Addition<'_>) -> Result<Vec<
                 graph, block, page, target, addition,
             )]);
         }
-        let lines = segment.start..segment.end;
-        let last_item = block
-            .examples
-            .iter()
-            .filter(|example| page_key(&example.venture) == key && on_page(example, &lines))
-            .filter_map(|example| example_block(page, example))
-            .next_back();
-        let (at, style) = match last_item {
+        let venture_items = segment.start..segment.end;
+        let (at, style) = match last_item(page, block, venture_items, Some(addition.venture)) {
             Some(item) => (
                 item_extent(page, item, segment.end).end,
                 style_of(page, item),
@@ -275,14 +299,7 @@ pub fn add(graph: &Graph, block: &Block, addition: &Addition<'_>) -> Result<Vec<
 /// The style of the section's last item (any venture), else one level under the section.
 fn section_style(page: &Page, block: &Block, section: &ExamplesSection) -> ItemStyle {
     let lines = page.outline.blocks[section.root].first_line..section.end;
-    block
-        .examples
-        .iter()
-        .filter(|example| {
-            example.page == page.path && lines.contains(&example.line.saturating_sub(1))
-        })
-        .filter_map(|example| example_block(page, example))
-        .next_back()
+    last_item(page, block, lines, None)
         .map(|item| style_of(page, item))
         .unwrap_or_else(|| {
             let unit = &page.outline.indent_unit;
@@ -318,10 +335,10 @@ fn embed_lines(
     };
     let lines = without_trailing_blanks(outline, template.start..template.end);
     let opener_is_bullet = outline.lines[template.start].kind == LineKind::Bullet;
+    let indent = outline.lines[template.start]
+        .block
+        .map_or("", |block| outline.blocks[block].indent.as_str());
     if !opener_is_bullet || lines.len() > 2 {
-        let indent = outline.blocks[template_owner(page, template)]
-            .indent
-            .clone();
         return (
             vec![
                 format!("{indent}- ### {target}"),
@@ -332,10 +349,7 @@ fn embed_lines(
         );
     }
     let bullet = outline.line(&page.text, template.start);
-    let property_indent = format!(
-        "{}  ",
-        outline.blocks[template_owner(page, template)].indent
-    );
+    let property_indent = format!("{indent}  ");
     let mut copied = vec![
         bullet.replace(&old_target, &target),
         format!("{property_indent}draft:: true"),
@@ -345,10 +359,6 @@ fn embed_lines(
             .map(|line| outline.line(&page.text, line).replace(&old_target, &target)),
     );
     (copied, target)
-}
-
-fn template_owner(page: &Page, template: &Segment) -> usize {
-    page.outline.lines[template.start].block.unwrap_or(0)
 }
 
 /// Items added to a venture's example page: after its last item, or as the first items of a
@@ -363,13 +373,7 @@ fn add_to_example_page(
     match graph.page(target).filter(|page| !page.is_export()) {
         Some(page) => {
             let everything = 0..page.outline.lines.len();
-            let last_item = block
-                .examples
-                .iter()
-                .filter(|example| example.page == page.path)
-                .filter_map(|example| example_block(page, example))
-                .next_back();
-            let (at, style) = match last_item {
+            let (at, style) = match last_item(page, block, everything.clone(), None) {
                 Some(item) => (
                     item_extent(page, item, everything.end).end,
                     style_of(page, item),
