@@ -80,6 +80,10 @@ pub struct LocalSettings {
     pub threads: u32,
     pub over_ask: usize,
     pub example_token_budget: usize,
+    /// The longest item name the grammar allows (characters).
+    pub max_name_length: usize,
+    /// The longest other text field the grammar allows (characters).
+    pub max_text_length: usize,
 }
 
 /// An OpenAI-compatible endpoint.

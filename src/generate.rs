@@ -202,6 +202,8 @@ fn model_identity(provider: &Provider, settings: &Settings) -> Value {
             "model": model,
             "file": path.file_name().map(|name| name.to_string_lossy().into_owned()),
             "bytes": std::fs::metadata(path).map(|meta| meta.len()).unwrap_or(0),
+            "max_name_length": settings.local.max_name_length,
+            "max_text_length": settings.local.max_text_length,
         }),
         Provider::Openai {
             preset,
@@ -403,6 +405,9 @@ struct BlockOutcome {
     error: Option<BlockError>,
 }
 
+/// How much hotter the local model samples on each fresh request after the first.
+const RESAMPLE_HEAT: f64 = 0.4;
+
 /// The state of one run.
 struct Run<'r> {
     graph: &'r Graph,
@@ -475,8 +480,15 @@ impl Run<'_> {
         let price = self.settings.prices.get(self.provider.model());
         for attempt in 1..=self.settings.generate.attempts.max(1) {
             attempts = attempt;
+            // A new seed each attempt; the local model's fresh requests also sample hotter, or
+            // it gives the same few ideas again.
+            let hotter = match budget.constrained {
+                true => RESAMPLE_HEAT * f64::from(attempt - 1),
+                false => 0.0,
+            };
             let params = Params {
                 seed: self.params.seed + i64::from(attempt - 1),
+                temperature: self.params.temperature + hotter,
                 ..self.params.clone()
             };
             let chat = ChatRequest {
@@ -526,15 +538,30 @@ impl Run<'_> {
             if kept.len() >= count {
                 break;
             }
-            // Re-ask: the first request, the answer, and what was wrong with it.
             let missing = count - kept.len();
             asked = ask(missing);
+            let kept_names: Vec<&str> = kept.iter().map(|item| item.name.as_str()).collect();
+            if budget.constrained {
+                // The local model: a fresh request for the missing ideas, the kept ones listed.
+                let again =
+                    prompt::render(self.library, self.graph, block, venture, asked, budget)?;
+                let taken = self
+                    .library
+                    .render("resample.j2", &json!({ "kept": kept_names }))?;
+                messages = again.messages;
+                if let Some(last) = messages.last_mut().filter(|_| !taken.trim().is_empty()) {
+                    last.content = format!("{}\n\n{}", last.content.trim_end(), taken.trim());
+                }
+                schema_sent = again.schema;
+                continue;
+            }
+            // Re-ask: the first request, the answer, and what was wrong with it.
             schema_sent = schema.bound_to(asked)?;
             let reask = self.library.render(
                 "reask.j2",
                 &json!({
                     "issues": problems.iter().take(12).map(ToString::to_string).collect::<Vec<_>>(),
-                    "kept": kept.iter().map(|item| item.name.as_str()).collect::<Vec<_>>(),
+                    "kept": kept_names,
                     "count": asked,
                 }),
             )?;

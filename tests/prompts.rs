@@ -166,6 +166,45 @@ fn the_example_budget_bounds_few_shot_examples() -> TestResult {
 }
 
 #[test]
+fn a_constrained_prompt_lists_choices_without_their_explanations_or_the_schema() -> TestResult {
+    let graph = sample_graph()?;
+    let library = Library::new(None)?;
+    let block = graph.find_block("relationship")?;
+    let options = |constrained| PromptOptions {
+        tokens: 250,
+        ventures: 4,
+        constrained,
+    };
+    let remote = prompt::render(
+        &library,
+        &graph,
+        block,
+        &existing("Space X"),
+        3,
+        options(false),
+    )?;
+    let local = prompt::render(
+        &library,
+        &graph,
+        block,
+        &existing("Space X"),
+        3,
+        options(true),
+    )?;
+    let explanation = "The kind of relationship: human help on demand";
+    assert!(user_message(&remote).contains(explanation));
+    assert!(user_message(&remote).contains("Answer with JSON matching this schema"));
+    let local_text = user_message(&local);
+    assert!(!local_text.contains(explanation));
+    assert!(!local_text.contains("matching this schema"));
+    assert!(local_text.contains("\n- nature: one of transactional, long-term, hybrid.\n"));
+    // Free-text fields keep their explanation.
+    assert!(local_text.contains("- rationale: Why this relationship suits"));
+    assert!(local_text.len() + 500 < user_message(&remote).len());
+    Ok(())
+}
+
+#[test]
 fn injection_looking_content_renders_literally() -> TestResult {
     let page = "- ## Definition\n  - A {{ 7 * 7 }} thing {% if true %}yes{% endif %} {# hidden #}\n- ## innCoPilot\n  - Why {{ venture.name }}?\n- ## Examples\n  - ### Acme\n    - #thing [[{{ block.title }}]]\n      - {% include \"system.j2\" %}\n";
     let folder = tempfile::tempdir()?;

@@ -145,9 +145,11 @@ impl Checker {
     }
 }
 
-/// Names are compared case-insensitively, with runs of whitespace as one space.
-fn name_key(name: &str) -> String {
-    name.split_whitespace()
+/// Names are compared case-insensitively, with runs of whitespace as one space and without
+/// punctuation around them (`Loyalty Club,` is `loyalty club`).
+pub fn name_key(name: &str) -> String {
+    name.trim_matches(|c: char| c.is_whitespace() || ",.;:".contains(c))
+        .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
         .to_lowercase()
@@ -204,6 +206,13 @@ mod tests {
             .err()
             .map(|issue| issue.message);
         assert!(broken.unwrap_or_default().contains("not valid JSON"));
+    }
+
+    #[test]
+    fn names_compare_without_case_spacing_or_surrounding_punctuation() {
+        assert_eq!(name_key("  Loyalty   CLUB, "), name_key("loyalty club"));
+        assert_eq!(name_key("Loyalty Club."), "loyalty club");
+        assert_ne!(name_key("Loyalty Club Plus"), name_key("Loyalty Club"));
     }
 
     #[test]

@@ -30,6 +30,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("system.j2", include_str!("../../prompts/system.j2")),
     ("user.j2", include_str!("../../prompts/user.j2")),
     ("reask.j2", include_str!("../../prompts/reask.j2")),
+    ("resample.j2", include_str!("../../prompts/resample.j2")),
     (
         "partials/block.j2",
         include_str!("../../prompts/partials/block.j2"),
