@@ -3,9 +3,10 @@
 //!
 //! Per (venture, block): render the prompt, ask the model (or the cache), check the answer
 //! against the schema and the item rules, keep the usable items, and re-ask with the problems
-//! listed until the count is met or the attempts run out. The local model is over-asked
-//! (`local.over_ask`), because a 135M model repeats itself. What could not be filled is
-//! recorded as a failure with its reason, next to the draft of what could.
+//! listed until the count is met or the attempts run out. The local model may be over-asked
+//! (`local.over_ask`), is told which names to avoid (its engine takes a repeated name back), and
+//! is asked again with a fresh, short request rather than the conversation. What could not be
+//! filled is recorded as a failure with its reason, next to the draft of what could.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -458,10 +459,11 @@ impl Run<'_> {
             .iter()
             .map(|item| item.name.as_str())
             .collect();
-        let checker = Checker::new(&first.schema, existing).map_err(|issue| Error::Schema {
-            file: first.schema_file.clone(),
-            message: issue.to_string(),
-        })?;
+        let checker =
+            Checker::new(&first.schema, existing.clone()).map_err(|issue| Error::Schema {
+                file: first.schema_file.clone(),
+                message: issue.to_string(),
+            })?;
         let prompt_hash = sha256_hex(
             json!({"messages": first.messages, "schema": first.schema})
                 .to_string()
@@ -495,6 +497,11 @@ impl Run<'_> {
                 messages: messages.clone(),
                 schema: schema_sent.clone(),
                 params,
+                avoid_names: existing
+                    .iter()
+                    .map(|name| name.to_string())
+                    .chain(kept.iter().map(|item| item.name.clone()))
+                    .collect(),
             };
             let key = Cache::key(&self.identity, &chat);
             let cached = self.cache.get(&key);

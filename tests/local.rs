@@ -105,23 +105,50 @@ async fn constrained_decoding_gives_schema_valid_json() -> TestResult {
     let prompt = inncopilot::prompt::render(&library, &graph, block, &venture, 3, options)?;
     let model = LocalModel::load(provider, &settings.local)?;
     let pieces = std::sync::Mutex::new(0_usize);
-    let completion = model.generate(
-        &ChatRequest {
-            messages: prompt.messages.clone(),
-            schema: prompt.schema.clone(),
-            params,
-        },
-        &|_| {
-            if let Ok(mut count) = pieces.lock() {
-                *count += 1;
-            }
-        },
-    )?;
+    let request = ChatRequest {
+        messages: prompt.messages.clone(),
+        schema: prompt.schema.clone(),
+        params,
+        avoid_names: Vec::new(),
+    };
+    let completion = model.generate(&request, &|_| {
+        if let Ok(mut count) = pieces.lock() {
+            *count += 1;
+        }
+    })?;
     let answer: Value = serde_json::from_str(&completion.text)?;
     assert_eq!(validate(&prompt.schema, &answer), []);
     assert_eq!(answer["items"].as_array().map(Vec::len), Some(3));
     // Progress saw the answer as it was generated, piece by piece.
     assert!(*pieces.lock().map_err(|_| "poisoned")? > 10);
+
+    // The same request (same seed) with those names to avoid: the engine takes each back as
+    // it is written, and the answer has other names, still schema-valid.
+    let names = |answer: &Value| -> Vec<String> {
+        answer["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| item["name"].as_str())
+            .map(|name| name.trim().to_lowercase())
+            .collect()
+    };
+    let first = names(&answer);
+    let again = model.generate(
+        &ChatRequest {
+            avoid_names: first.clone(),
+            ..request
+        },
+        &|_| {},
+    )?;
+    let answer: Value = serde_json::from_str(&again.text)?;
+    assert_eq!(validate(&prompt.schema, &answer), []);
+    let second = names(&answer);
+    assert_eq!(second.len(), 3);
+    assert!(
+        second.iter().all(|name| !first.contains(name)),
+        "{first:?} came again: {second:?}"
+    );
     Ok(())
 }
 

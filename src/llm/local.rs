@@ -18,6 +18,7 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -32,6 +33,7 @@ use serde_json::{Value, json};
 
 use super::{ChatModel, ChatRequest, Completion, ModelError, Progress, Provider, Usage};
 use crate::config::LocalSettings;
+use crate::draft::name_key;
 use crate::prompt::Message;
 
 #[derive(Debug, thiserror::Error)]
@@ -197,15 +199,8 @@ impl LocalModel {
         })
     }
 
-    /// A sampler that only allows tokens continuing JSON valid under `schema` (texts capped),
-    /// then samples at the request's temperature (greedy at 0); and a second matcher of the same
-    /// grammar, fed the same tokens, that says which tokens the grammar forces next.
-    fn sampler(
-        &self,
-        schema: &Value,
-        temperature: f64,
-        seed: i64,
-    ) -> Result<(LlamaSampler, Matcher), Error> {
+    /// A matcher of JSON valid under `schema` with its texts capped (see the module docs).
+    fn grammar(&self, schema: &Value) -> Result<Matcher, Error> {
         let mut schema = schema.clone();
         cap_texts(&mut schema, self.max_name_length, self.max_text_length);
         if let Some(object) = schema.as_object_mut() {
@@ -215,12 +210,22 @@ impl LocalModel {
             .parsers
             .create_parser(TopLevelGrammar::from_json_schema(schema))
             .map_err(|error| Error::Grammar(error.to_string()))?;
-        let matcher = Matcher::new(Ok(parser));
-        let forced = matcher.deep_clone();
-        let grammar = LlamaSampler::from(matcher);
+        Ok(Matcher::new(Ok(parser)))
+    }
+
+    /// A sampler that only allows the tokens `grammar` allows, then samples at `temperature`
+    /// (greedy at 0); `history` is the answer so far, for the repetition penalty.
+    fn sampler(
+        &self,
+        grammar: Matcher,
+        history: &[LlamaToken],
+        temperature: f64,
+        seed: i64,
+    ) -> LlamaSampler {
         // A light repetition penalty: a 135M model otherwise names every item alike. Tokens
         // the grammar forces (keys, punctuation) stay the only choice, so JSON is unaffected.
-        let penalties = LlamaSampler::penalties(self.model.n_vocab(), 256, 1.15, 0.0, 0.0);
+        let mut penalties = LlamaSampler::penalties(self.model.n_vocab(), 256, 1.15, 0.0, 0.0);
+        penalties.accept_many(history);
         // The samplers after the grammar see its 40 best allowed tokens, not all 49,152: the
         // penalty and the softmax then cost little (sampling was ~5.5% of decoding time).
         let shortlist = LlamaSampler::top_k(40);
@@ -232,9 +237,11 @@ impl LocalModel {
                 LlamaSampler::dist(seed as u32),
             ]
         };
-        let chain =
-            LlamaSampler::chain_simple([grammar, shortlist, penalties].into_iter().chain(sampling));
-        Ok((chain, forced))
+        LlamaSampler::chain_simple(
+            [LlamaSampler::from(grammar), shortlist, penalties]
+                .into_iter()
+                .chain(sampling),
+        )
     }
 
     /// Generate one answer (blocking: llama.cpp runs on this thread).
@@ -287,11 +294,13 @@ impl LocalModel {
         context.synchronize();
         let prompt_seconds = started.elapsed().as_secs_f64();
         context.reset_timings();
-        let (mut sampler, mut forced) = self.sampler(
-            &request.schema,
-            request.params.temperature,
-            request.params.seed,
-        )?;
+        // `forced` follows the same tokens as the grammar inside `sampler`, to say which
+        // tokens the grammar forces next and to go back to the start of a repeated name.
+        let mut forced = self.grammar(&request.schema)?;
+        let (temperature, seed) = (request.params.temperature, request.params.seed);
+        let mut sampler = self.sampler(forced.deep_clone(), &[], temperature, seed);
+        let mut names = NameGuard::new(&request.avoid_names);
+        let mut history: Vec<LlamaToken> = Vec::new();
         let answer_started = std::time::Instant::now();
         let mut sampling = std::time::Duration::ZERO;
         let vocab = self.model.vocab();
@@ -300,6 +309,7 @@ impl LocalModel {
         let mut position = prompt.len();
         let mut generated = 0_u32;
         let mut sampled = 0_u32;
+        let mut backtracked = 0_u32;
         // The first pass decodes what the grammar forces at the start (if anything); every
         // later one samples a token and decodes it together with the tokens forced after it.
         let mut first = true;
@@ -307,7 +317,11 @@ impl LocalModel {
             let sample_started = std::time::Instant::now();
             let mut next: Vec<LlamaToken> = Vec::new();
             if !first {
-                let token = sampler.sample(&context, batch.n_tokens() - 1);
+                let last = batch.n_tokens() - 1;
+                let token = match names.banned(history.len()) {
+                    [] => sampler.sample(&context, last),
+                    banned => sample_without(&context, last, &mut sampler, banned),
+                };
                 if vocab.is_eog(token) {
                     break;
                 }
@@ -334,6 +348,7 @@ impl LocalModel {
                 return Err(Error::TokenLimit { max_tokens });
             }
             generated += next.len() as u32;
+            history.extend(&next);
             batch.clear();
             for (index, token) in next.iter().enumerate() {
                 answer.extend(vocab.token_to_piece(*token, false, None));
@@ -352,6 +367,29 @@ impl LocalModel {
                 shown = complete;
             }
             context.decode(&mut batch).map_err(|error| decode(&error))?;
+            if let Some(start) = names.step(&answer, &history) {
+                // A repeated name: back to where it began, and decode the token before it
+                // again for the logits of the name's first token (now without the one tried).
+                backtracked += 1;
+                forced
+                    .rollback(history.len() - start.tokens)
+                    .map_err(|error| Error::Grammar(error.to_string()))?;
+                history.truncate(start.tokens);
+                answer.truncate(start.bytes);
+                shown = shown.min(answer.len());
+                position = prompt.len() + history.len();
+                let before = position as u32 - 1;
+                context
+                    .clear_kv_cache_seq(Some(0), Some(before), None)
+                    .map_err(|error| decode(&error))?;
+                batch.clear();
+                batch
+                    .add(history[history.len() - 1], before as i32, &[0], true)
+                    .map_err(|error| decode(&error))?;
+                context.decode(&mut batch).map_err(|error| decode(&error))?;
+                let seed = seed + i64::from(backtracked);
+                sampler = self.sampler(forced.deep_clone(), &history, temperature, seed);
+            }
         }
         let answer_seconds = answer_started.elapsed().as_secs_f64();
         // llama.cpp's own account of the answer's evaluations (the reference for our overhead):
@@ -360,7 +398,7 @@ impl LocalModel {
         let timings = context.timings();
         let engine_seconds = (timings.t_eval_ms() + timings.t_p_eval_ms()) / 1000.0;
         tracing::info!(
-            "prompt {} tokens in {prompt_seconds:.2} s ({:.0}/s); answer {generated} tokens ({sampled} sampled, {} forced by the grammar) in {answer_seconds:.2} s ({:.1}/s), of which sampling with the grammar {:.2} s; llama.cpp's own timing of the answer: {engine_seconds:.2} s ({:.3} of it), single-token eval {} tokens at {:.1}/s",
+            "prompt {} tokens in {prompt_seconds:.2} s ({:.0}/s); answer {generated} tokens ({sampled} sampled, {} forced by the grammar, {backtracked} repeated names taken back) in {answer_seconds:.2} s ({:.1}/s), of which sampling with the grammar {:.2} s; llama.cpp's own timing of the answer: {engine_seconds:.2} s ({:.3} of it), single-token eval {} tokens at {:.1}/s",
             prompt.len(),
             prompt.len() as f64 / prompt_seconds.max(1e-9),
             generated - sampled,
@@ -486,6 +524,59 @@ mod tests {
     }
 
     #[test]
+    fn a_repeated_name_is_taken_back_to_where_it_began() {
+        let token = LlamaToken;
+        let mut guard = NameGuard::new(&["Loyalty Club".to_string()]);
+        let mut answer = br#"{"items":[{"name":""#.to_vec();
+        let mut history = vec![token(1), token(2)];
+        assert_eq!(
+            guard.step(&answer, &history).map(|start| start.tokens),
+            None
+        );
+        // "Loyalty  club," is "Loyalty Club": taken back to the name's start (2 tokens, 19
+        // bytes), and its first token is not allowed there on the next try.
+        answer.extend(br#"Loyalty  club,","description":""#);
+        history.extend([token(7), token(8), token(9)]);
+        let start = guard
+            .step(&answer, &history)
+            .map(|start| (start.tokens, start.bytes));
+        assert_eq!(start, Some((2, 19)));
+        answer.truncate(19);
+        history.truncate(2);
+        assert_eq!(guard.banned(2), [token(7)]);
+        assert!(guard.banned(3).is_empty());
+        // A new name is kept, and then avoided in the rest of the answer.
+        answer.extend(br#"Keeper Hotline","description":"x."},{"name":""#);
+        history.extend([token(5), token(6)]);
+        assert!(guard.step(&answer, &history).is_none());
+        let next_start = answer.len();
+        history.push(token(3));
+        assert!(guard.step(&answer, &history).is_none());
+        assert!(guard.banned(history.len()).is_empty());
+        answer.extend(br#"keeper hotline""#);
+        history.push(token(5));
+        let start = guard.step(&answer, &history).map(|start| start.bytes);
+        assert_eq!(start, Some(next_start));
+    }
+
+    #[test]
+    fn a_name_is_let_through_after_its_retries() {
+        let mut guard = NameGuard::new(&["Club".to_string()]);
+        let head = br#"{"items":[{"name":""#;
+        let history = vec![LlamaToken(1)];
+        assert!(guard.step(head, &history).is_none());
+        let mut taken_back = 0;
+        for _ in 0..20 {
+            let answer = [&head[..], br#"Club""#].concat();
+            match guard.step(&answer, &[LlamaToken(1), LlamaToken(9)]) {
+                Some(_) => taken_back += 1,
+                None => break,
+            }
+        }
+        assert_eq!(taken_back, NAME_RETRIES);
+    }
+
+    #[test]
     fn the_shapes_accept_plain_names_and_sentences_only() -> Result<(), Box<dyn std::error::Error>>
     {
         let name = jsonschema::validator_for(&json!({"type": "string", "pattern": NAME_PATTERN}))?;
@@ -506,5 +597,97 @@ mod tests {
         assert!(!sentence.is_valid(&json!("First sentence. Second one.")));
         assert!(!sentence.is_valid(&json!("No full stop")));
         Ok(())
+    }
+}
+
+/// Sample from position `last` without the `banned` tokens.
+fn sample_without(
+    context: &LlamaContext<'_>,
+    last: i32,
+    sampler: &mut LlamaSampler,
+    banned: &[LlamaToken],
+) -> LlamaToken {
+    let mut candidates = context.token_data_array_ith(last);
+    for candidate in &mut candidates.data {
+        if banned.contains(&candidate.id()) {
+            candidate.set_logit(f32::NEG_INFINITY);
+        }
+    }
+    candidates.apply_sampler(sampler);
+    match candidates.selected_token() {
+        Some(token) => {
+            sampler.accept(token);
+            token
+        }
+        None => sampler.sample(context, last),
+    }
+}
+
+/// How often the model may begin one item's name again after a repeated name.
+const NAME_RETRIES: usize = 8;
+
+/// How an item's name begins in the compact JSON the grammar makes (a `"` inside a string is
+/// escaped, so this is always the key).
+const NAME_KEY: &[u8] = b"\"name\":\"";
+
+/// Where the name being written began: its length in answer tokens and bytes.
+#[derive(Debug, Clone, Copy)]
+struct NameStart {
+    tokens: usize,
+    bytes: usize,
+}
+
+/// Watches the names of an answer as they are written: a name that the venture already has,
+/// or that the answer already gave, is taken back and begun again without its first token.
+struct NameGuard {
+    avoid: std::collections::HashSet<String>,
+    start: Option<NameStart>,
+    /// First tokens of names taken back at `start`.
+    tried: Vec<LlamaToken>,
+}
+
+impl NameGuard {
+    fn new(avoid: &[String]) -> NameGuard {
+        NameGuard {
+            avoid: avoid.iter().map(|name| name_key(name)).collect(),
+            start: None,
+            tried: Vec::new(),
+        }
+    }
+
+    /// The tokens the model may not begin the name with, when `tokens` is where it begins.
+    fn banned(&self, tokens: usize) -> &[LlamaToken] {
+        match self.start {
+            Some(start) if start.tokens == tokens => &self.tried,
+            _ => &[],
+        }
+    }
+
+    /// After each decode: note where a name begins; when one ends, remember it, or, if it is
+    /// one to avoid, say where it began (the caller goes back there).
+    fn step(&mut self, answer: &[u8], history: &[LlamaToken]) -> Option<NameStart> {
+        let tokens = history.len();
+        if let Some(start) = self.start {
+            let written = &answer[start.bytes..];
+            if let Some(end) = written.iter().position(|byte| *byte == b'"') {
+                let name = name_key(&String::from_utf8_lossy(&written[..end]));
+                if self.avoid.contains(&name) && self.tried.len() < NAME_RETRIES {
+                    self.tried.push(history[start.tokens]);
+                    return Some(start);
+                }
+                self.avoid.insert(name);
+                self.start = None;
+            }
+        }
+        if answer.ends_with(NAME_KEY) {
+            if self.start.is_none_or(|start| start.tokens != tokens) {
+                self.tried.clear();
+            }
+            self.start = Some(NameStart {
+                tokens,
+                bytes: answer.len(),
+            });
+        }
+        None
     }
 }

@@ -23,6 +23,10 @@ pub struct ChatRequest {
     /// The JSON schema the answer must match (bound to the asked item count).
     pub schema: Value,
     pub params: Params,
+    /// Item names the answer must not use (the venture's items, items kept from earlier
+    /// attempts). The prompt says so; the local engine also takes back such a name, or one the
+    /// answer gave before, as soon as it is written, and has the model begin it anew.
+    pub avoid_names: Vec<String>,
 }
 
 /// Tokens read and written by one or more requests.
