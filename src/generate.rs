@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::cache::Cache;
 use crate::config::Settings;
-use crate::draft::{Checker, Item};
+use crate::draft::{Checker, Issue, Item};
 use crate::fsutil::write_atomic;
 use crate::graph::name::file_name_from_page_name;
 use crate::graph::{self, Block, Graph};
@@ -406,6 +406,50 @@ struct BlockOutcome {
     error: Option<BlockError>,
 }
 
+/// A fresh request for the missing items (`again`, rendered for their count), with the items
+/// kept so far listed as taken (`resample.j2`) at the end of its user message.
+fn fresh_messages(
+    library: &Library,
+    mut again: Vec<Message>,
+    kept: &[&str],
+) -> Result<Vec<Message>, Error> {
+    let taken = library.render("resample.j2", &json!({ "kept": kept }))?;
+    if let Some(last) = again.last_mut().filter(|_| !taken.trim().is_empty()) {
+        last.content = format!("{}\n\n{}", last.content.trim_end(), taken.trim());
+    }
+    Ok(again)
+}
+
+/// The conversation of a re-ask: the first request, the model's answer, and what was wrong
+/// with it (`reask.j2`), asking for `asked` new items.
+fn reask_messages(
+    library: &Library,
+    first: &[Message],
+    answer: &str,
+    problems: &[Issue],
+    kept: &[&str],
+    asked: usize,
+) -> Result<Vec<Message>, Error> {
+    let reask = library.render(
+        "reask.j2",
+        &json!({
+            "issues": problems.iter().take(12).map(ToString::to_string).collect::<Vec<_>>(),
+            "kept": kept,
+            "count": asked,
+        }),
+    )?;
+    let mut messages = first.to_vec();
+    messages.push(Message {
+        role: Role::Assistant,
+        content: answer.to_string(),
+    });
+    messages.push(Message {
+        role: Role::User,
+        content: reask.trim().to_string(),
+    });
+    Ok(messages)
+}
+
 /// How much hotter the local model samples on each fresh request after the first.
 const RESAMPLE_HEAT: f64 = 0.4;
 
@@ -547,40 +591,25 @@ impl Run<'_> {
             }
             let missing = count - kept.len();
             asked = ask(missing);
-            let kept_names: Vec<&str> = kept.iter().map(|item| item.name.as_str()).collect();
-            if budget.constrained {
-                // The local model: a fresh request for the missing ideas, the kept ones listed.
-                let again =
-                    prompt::render(self.library, self.graph, block, venture, asked, budget)?;
-                let taken = self
-                    .library
-                    .render("resample.j2", &json!({ "kept": kept_names }))?;
-                messages = again.messages;
-                if let Some(last) = messages.last_mut().filter(|_| !taken.trim().is_empty()) {
-                    last.content = format!("{}\n\n{}", last.content.trim_end(), taken.trim());
-                }
-                schema_sent = again.schema;
-                continue;
-            }
-            // Re-ask: the first request, the answer, and what was wrong with it.
             schema_sent = schema.bound_to(asked)?;
-            let reask = self.library.render(
-                "reask.j2",
-                &json!({
-                    "issues": problems.iter().take(12).map(ToString::to_string).collect::<Vec<_>>(),
-                    "kept": kept_names,
-                    "count": asked,
-                }),
-            )?;
-            messages = first.messages.clone();
-            messages.push(Message {
-                role: Role::Assistant,
-                content: completion.text.clone(),
-            });
-            messages.push(Message {
-                role: Role::User,
-                content: reask.trim().to_string(),
-            });
+            let kept_names: Vec<&str> = kept.iter().map(|item| item.name.as_str()).collect();
+            messages = match budget.constrained {
+                // Decoding under the schema, the local model cannot break the JSON, only repeat
+                // itself: a fresh request is shorter than the conversation it would read again.
+                true => {
+                    let again =
+                        prompt::render(self.library, self.graph, block, venture, asked, budget)?;
+                    fresh_messages(self.library, again.messages, &kept_names)?
+                }
+                false => reask_messages(
+                    self.library,
+                    &first.messages,
+                    &completion.text,
+                    &problems,
+                    &kept_names,
+                    asked,
+                )?,
+            };
         }
         if error.is_none() && kept.len() < count {
             let listed: Vec<String> = problems.iter().take(5).map(ToString::to_string).collect();
@@ -668,6 +697,76 @@ mod tests {
             relations: relations.iter().map(ToString::to_string).collect(),
             ..Block::default()
         }
+    }
+
+    #[test]
+    fn a_fresh_request_lists_the_kept_items_and_a_reask_carries_the_conversation()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let library = Library::new(None)?;
+        let graph = Graph::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-graph"))?;
+        let block = graph.find_block("relationship")?;
+        let venture = pipeline::resolve_venture(&graph, "Space X", None)?;
+        let options = prompt::PromptOptions {
+            tokens: 150,
+            ventures: 4,
+            constrained: true,
+        };
+        let again = prompt::render(&library, &graph, block, &venture, 2, options)?;
+        let roles = |messages: &[Message]| messages.iter().map(|m| m.role).collect::<Vec<_>>();
+        let user = |messages: &[Message]| {
+            messages
+                .last()
+                .map(|message| message.content.clone())
+                .unwrap_or_default()
+        };
+
+        // Fresh: the request for the missing count, not a conversation, the kept items last.
+        let fresh = fresh_messages(
+            &library,
+            again.messages.clone(),
+            &["Keeper Hotline", "Pet Club"],
+        )?;
+        assert_eq!(roles(&fresh), [Role::System, Role::User]);
+        let text = user(&fresh);
+        assert!(text.starts_with(user(&again.messages).trim_end()));
+        assert!(text.contains("Propose 2 new Relationship ideas for Space X."));
+        assert!(
+            text.ends_with("do not repeat them:\n- Keeper Hotline\n- Pet Club"),
+            "{text}"
+        );
+        assert_eq!(
+            fresh_messages(&library, again.messages.clone(), &[])?,
+            again.messages
+        );
+
+        // Re-ask: the first request, the answer, and its problems.
+        let problems = [Issue {
+            path: "/items/1/name".into(),
+            message: "`Pet Club` is named twice".into(),
+        }];
+        let answer = r#"{"items":[]}"#;
+        let reask = reask_messages(
+            &library,
+            &again.messages,
+            answer,
+            &problems,
+            &["Keeper Hotline"],
+            1,
+        )?;
+        assert_eq!(
+            roles(&reask),
+            [Role::System, Role::User, Role::Assistant, Role::User]
+        );
+        assert_eq!(reask[..2], again.messages[..]);
+        assert_eq!(reask[2].content, answer);
+        let text = user(&reask);
+        assert!(
+            text.contains("/items/1/name: `Pet Club` is named twice"),
+            "{text}"
+        );
+        assert!(text.contains("- Keeper Hotline"));
+        assert!(text.contains("with 1 new ideas"));
+        Ok(())
     }
 
     #[test]
