@@ -286,7 +286,7 @@ fn decide(
         Decision::Accept => (writeback::accept(&mut workspace, &selection)?, "accepted"),
         Decision::Reject => (writeback::reject(&mut workspace, &selection)?, "rejected"),
     };
-    let diff = workspace.diff();
+    let diff = workspace.diff()?;
     let pages = match args.dry_run {
         true => Vec::new(),
         false => workspace.commit()?,

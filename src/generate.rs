@@ -336,17 +336,21 @@ pub async fn run(
             let written =
                 writeback::write_drafts(&mut workspace, &set, request.append).and_then(|pages| {
                     match request.dry_run {
-                        true => Ok(pages),
+                        true => workspace.changes().map(|_| pages),
                         false => workspace.commit().map(|_| pages),
                     }
                 });
             match written {
                 Ok(pages) => draft.pages = pages,
-                Err(error) => report.failed.push(Failed {
-                    venture: venture.name.clone(),
-                    block: block.id.clone(),
-                    reason: format!("drafted, but not written into the graph: {error}"),
-                }),
+                Err(error) => {
+                    // Nothing of this block reaches the disk; the pages are as last committed.
+                    workspace.rollback();
+                    report.failed.push(Failed {
+                        venture: venture.name.clone(),
+                        block: block.id.clone(),
+                        reason: format!("drafted, but not written into the graph: {error}"),
+                    })
+                }
             }
             if !request.dry_run {
                 let path = draft_path(&drafts_dir, &venture.name, &block.id);
@@ -374,7 +378,7 @@ pub async fn run(
         }
     }
     if request.dry_run {
-        report.diff = Some(workspace.diff());
+        report.diff = Some(workspace.diff()?);
     }
     Ok(report)
 }

@@ -100,12 +100,21 @@ pub fn resolve_venture(
         .map(|text| text.trim().to_string())
         .filter(|text| !text.is_empty());
     match graph.find_venture(name) {
-        Some(venture) => Ok(VentureInput {
-            name: venture.name,
-            brief: brief.or(venture.brief),
-            is_new: false,
-            ..Default::default()
-        }),
+        Some(venture) => {
+            if brief.is_none() && venture.brief.is_none() && venture.blocks.is_empty() {
+                tracing::warn!(
+                    "only the name of venture `{}` is known (its {} example canvases are empty): drafts stand on the name alone; a brief (--brief or --brief-file) improves them",
+                    venture.name,
+                    venture.empty_canvases
+                );
+            }
+            Ok(VentureInput {
+                name: venture.name,
+                brief: brief.or(venture.brief),
+                is_new: false,
+                ..Default::default()
+            })
+        }
         None if brief.is_some() => Ok(VentureInput {
             name: name.trim().to_string(),
             brief,

@@ -270,7 +270,7 @@ fn several_items_in_one_block_and_untagged_items() -> TestResult {
 #[test]
 fn drafts_are_examples_marked_as_drafts() -> TestResult {
     let page = format!(
-        "{SHAPES_HEADER}- ## Examples\n  ### Acme\n  - #thing [[Human]]\n  \t- written by a person\n  - #thing [[Machine]]\n    draft:: true\n    generated-by:: local/SmolLM2\n  \t- written by a model\n"
+        "{SHAPES_HEADER}- ## Examples\n  ### Acme\n  - #thing [[Human]]\n  \t- written by a person\n  - #thing [[Machine]]\n    draft:: true\n    generated-by:: inncopilot 0.1.0 via local SmolLM2\n  \t- written by a model\n"
     );
     let (_folder, graph) = graph_with(&[("pages/thing.md", &page)])?;
     let block = only_block(&graph)?;
@@ -353,7 +353,7 @@ fn code_fences_are_opaque_text() -> TestResult {
         .iter()
         .map(|example| example.name.as_str())
         .collect();
-    assert_eq!(names, vec!["Real", "a snippet:"]);
+    assert_eq!(names, vec!["Real", "a snippet"]);
     assert!(
         block
             .examples
@@ -439,14 +439,29 @@ fn unreadable_pages_are_reported_and_skipped() -> TestResult {
 #[test]
 fn a_missing_embedded_page_is_a_warning_with_its_line() -> TestResult {
     let page = format!(
-        "{SHAPES_HEADER}- ## Examples\n  - ### Acme\n    {{{{embed [[ns/examples/Nowhere]]}}}}\n"
+        "{SHAPES_HEADER}- ## Examples\n  - ### Acme\n    {{{{embed [[ns/notes/Nowhere]]}}}}\n"
     );
     let (_folder, graph) = graph_with(&[("pages/ns.md", &page)])?;
     let warnings: Vec<String> = graph.warnings.iter().map(ToString::to_string).collect();
     assert_eq!(
         warnings,
-        vec!["pages/ns.md:7: embedded page [[ns/examples/Nowhere]] is not in the graph"]
+        vec!["pages/ns.md:7: embedded page [[ns/notes/Nowhere]] is not in the graph"]
     );
+    Ok(())
+}
+
+#[test]
+fn a_missing_example_page_is_an_empty_canvas_not_a_warning() -> TestResult {
+    let page = format!(
+        "{SHAPES_HEADER}- ## Examples\n  - ### Acme\n    {{{{embed [[ns/examples/Acme]]}}}}\n"
+    );
+    let (_folder, graph) = graph_with(&[("pages/ns.md", &page)])?;
+    assert!(graph.warnings.is_empty(), "{:?}", graph.warnings);
+    let ventures = graph.ventures();
+    assert_eq!(ventures.len(), 1);
+    assert_eq!(ventures[0].name, "Acme");
+    assert!(ventures[0].blocks.is_empty());
+    assert_eq!(ventures[0].empty_canvases, 1);
     Ok(())
 }
 

@@ -309,14 +309,14 @@ fn a_new_venture_is_placed_the_way_the_page_does_it_and_keeps_its_brief() -> Tes
         "run-1",
     )?;
     let relationship = std::fs::read_to_string(root.join("pages/profile-(id)___relationship.md"))?;
-    assert!(relationship.contains("  - ### Solar Bikes\n    draft:: true\n  - #relationship [[Ride Idea 1]]\n    draft:: true\n"), "{relationship}");
+    assert!(relationship.contains("  - ### Solar Bikes\n    draft:: true\n    generated-by:: inncopilot test\n  - #relationship [[Ride Idea 1]]\n    draft:: true\n"), "{relationship}");
     assert!(
         relationship.contains("\n  \t- What Ride idea 1 does"),
         "child indentation copied from the items before:\n{relationship}"
     );
     let profile = std::fs::read_to_string(root.join("pages/profile-(id).md"))?;
     assert!(profile.contains(
-        "  - ### profile-(id)/examples/Solar Bikes\n    draft:: true\n    {{embed [[profile-(id)/examples/Solar Bikes]]}}\n"
+        "  - ### profile-(id)/examples/Solar Bikes\n    draft:: true\n    generated-by:: inncopilot test\n    {{embed [[profile-(id)/examples/Solar Bikes]]}}\n"
     ), "{profile}");
     let example_page =
         std::fs::read_to_string(root.join("pages/profile-(id)___examples___Solar Bikes.md"))?;
@@ -610,7 +610,7 @@ fn a_write_cut_short_between_files_is_finished_by_a_re_run() -> TestResult {
         run: "run-1",
     };
     writeback::write_drafts(&mut workspace, &set, false)?;
-    let changes = workspace.changes();
+    let changes = workspace.changes()?;
     assert_eq!(
         changes.len(),
         3,

@@ -52,6 +52,8 @@ pub struct ExampleWarning {
 pub struct ExampleReader<'g> {
     find_page: &'g dyn Fn(&str) -> Option<&'g Page>,
     examples: Vec<Example>,
+    /// The ventures with a place for examples (a heading or an embed), items or not.
+    canvases: Vec<String>,
     warnings: Vec<ExampleWarning>,
     visiting: HashSet<String>,
 }
@@ -63,77 +65,148 @@ struct Current {
     block: Option<usize>,
 }
 
+/// The lines of one block (or of the text before the first block) not read yet.
+#[derive(Default)]
+struct Group {
+    /// The block the lines belong to; `None` before the first block.
+    owner: Option<usize>,
+    /// The group starts with the block's bullet line.
+    bullet: bool,
+    /// Line index and text (trimmed, HTML tags removed), blank lines left out.
+    lines: Vec<(usize, String)>,
+}
+
 impl<'g> ExampleReader<'g> {
     pub fn new(find_page: &'g dyn Fn(&str) -> Option<&'g Page>) -> Self {
         ExampleReader {
             find_page,
             examples: Vec::new(),
+            canvases: Vec::new(),
             warnings: Vec::new(),
             visiting: HashSet::new(),
         }
     }
 
-    pub fn finish(self) -> (Vec<Example>, Vec<ExampleWarning>) {
-        (self.examples, self.warnings)
+    /// The examples, the ventures with a canvas (in page order, each once), and the warnings.
+    pub fn finish(self) -> (Vec<Example>, Vec<String>, Vec<ExampleWarning>) {
+        (self.examples, self.canvases, self.warnings)
+    }
+
+    fn add_canvas(&mut self, venture: &str) {
+        let key = page_key(venture);
+        if !venture.is_empty() && !self.canvases.iter().any(|known| page_key(known) == key) {
+            self.canvases.push(venture.to_string());
+        }
     }
 
     /// Read the entries of one examples section; `venture` comes from the section heading
     /// (`Example (SpaceX)`) when it names one.
+    ///
+    /// Entries are taken a text group at a time: the lines of one block (or of the text before
+    /// the first block), cut at venture headings and embeds. A group under the current item's
+    /// block is its description; any other group is split into items by [`split_packed`].
     pub fn read_entries(&mut self, page: &Page, entries: &[Entry<'_>], venture: Option<String>) {
         self.visiting.insert(page_key(&page.name));
         let mut venture = venture;
         let mut current: Option<Current> = None;
+        let mut group = Group::default();
         for entry in entries {
             let text = strip_html_tags(entry.text);
             let text = text.trim();
-            if text.is_empty() {
+            if entry.block.is_some() {
+                self.read_group(page, &mut group, &mut venture, &mut current);
+                group.owner = entry.block;
+                group.bullet = true;
+            }
+            // Code is opaque: never a heading, an embed or an item.
+            let is_code = page
+                .outline
+                .lines
+                .get(entry.line)
+                .is_some_and(|line| line.kind == LineKind::Code);
+            if text.is_empty() || is_code {
                 continue;
             }
             if let Some((_, heading_text)) = heading(text) {
-                venture = Some(venture_name(heading_text));
+                self.read_group(page, &mut group, &mut venture, &mut current);
+                let name = venture_name(heading_text);
+                self.add_canvas(&name);
+                venture = Some(name);
                 current = None;
                 continue;
             }
             if let Some(target) = embed_target(text) {
+                self.read_group(page, &mut group, &mut venture, &mut current);
                 let embedded_venture = venture.clone().unwrap_or_else(|| venture_name(target));
+                self.add_canvas(&embedded_venture);
                 self.read_embed(page, entry.line, target, embedded_venture);
                 current = None;
                 continue;
             }
-            let Some(venture_now) = venture.as_deref() else {
-                continue;
-            };
-            let owner = entry.block.or_else(|| {
-                page.outline
+            if group.lines.is_empty() && entry.block.is_none() {
+                group.owner = page
+                    .outline
                     .lines
                     .get(entry.line)
-                    .and_then(|line| line.block)
-            });
-            match (entry.block, tagged_item(text)) {
-                (_, Some((class, name))) => {
-                    current =
-                        Some(self.push(page, entry.line, venture_now, name, Some(class), owner));
-                }
-                (Some(block), None) => {
-                    let inside_item = current
-                        .and_then(|item| item.block)
-                        .is_some_and(|item_block| is_ancestor(page, item_block, block));
-                    if let (true, Some(item)) = (inside_item, current) {
-                        self.append_description(item.example, text);
-                    } else if has_tagged_children(page, block) {
-                        venture = Some(venture_name(text));
-                        current = None;
-                    } else {
-                        let name = clean_name(text);
-                        current = Some(self.push(page, entry.line, venture_now, name, None, owner));
-                    }
-                }
-                (None, None) => {
-                    if let Some(item) = current {
-                        self.append_description(item.example, text);
-                    }
-                }
+                    .and_then(|line| line.block);
             }
+            group.lines.push((entry.line, text.to_string()));
+        }
+        self.read_group(page, &mut group, &mut venture, &mut current);
+    }
+
+    /// Take one text group: a description of the current item, a venture label, or items.
+    fn read_group(
+        &mut self,
+        page: &Page,
+        group: &mut Group,
+        venture: &mut Option<String>,
+        current: &mut Option<Current>,
+    ) {
+        let Group {
+            owner,
+            bullet,
+            lines,
+        } = std::mem::take(group);
+        let Some((_, first_text)) = lines.first() else {
+            return;
+        };
+        let Some(venture_now) = venture.clone() else {
+            return;
+        };
+        let tagged_first = tagged_item(first_text).is_some();
+        let inside_item = current
+            .and_then(|item| item.block)
+            .zip(owner)
+            .is_some_and(|(item_block, block)| is_ancestor(page, item_block, block));
+        if let (false, true, Some(item)) = (tagged_first, inside_item, *current) {
+            for (_, text) in &lines {
+                self.append_description(item.example, text);
+            }
+            return;
+        }
+        if !tagged_first
+            && bullet
+            && let Some(block) = owner
+            && has_tagged_children(page, block)
+        {
+            *venture = Some(venture_name(first_text));
+            *current = None;
+            return;
+        }
+        for packed in split_packed(&lines) {
+            let item = self.push(
+                page,
+                packed.line,
+                &venture_now,
+                packed.name,
+                packed.class,
+                owner,
+            );
+            if let Some(example) = self.examples.get_mut(item.example) {
+                example.description = packed.description;
+            }
+            *current = Some(item);
         }
     }
 
@@ -148,11 +221,15 @@ impl<'g> ExampleReader<'g> {
             return;
         }
         let Some(embedded) = (self.find_page)(target) else {
-            self.warnings.push(ExampleWarning {
-                page: page.path.clone(),
-                line: line + 1,
-                message: format!("embedded page [[{target}]] is not in the graph"),
-            });
+            // An example page not written yet is an empty canvas of its venture, which is how
+            // real graphs prepare them; an embed of anything else is worth a warning.
+            if !target.to_lowercase().contains("/examples/") {
+                self.warnings.push(ExampleWarning {
+                    page: page.path.clone(),
+                    line: line + 1,
+                    message: format!("embedded page [[{target}]] is not in the graph"),
+                });
+            }
             return;
         };
         let entries = page_entries(embedded);
@@ -170,7 +247,7 @@ impl<'g> ExampleReader<'g> {
         block: Option<usize>,
     ) -> Current {
         let property = |key: &str| block.and_then(|block| page.outline.block_property(block, key));
-        let draft = property("draft").is_some_and(|value| value.eq_ignore_ascii_case("true"));
+        let draft = block.is_some_and(|block| page.outline.is_our_draft(block));
         let run = property("run").map(str::to_string);
         self.examples.push(Example {
             venture: venture.to_string(),
@@ -197,6 +274,215 @@ impl<'g> ExampleReader<'g> {
         }
         item.description.push_str(text);
     }
+}
+
+/// One item found in a text group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackedItem {
+    /// The line the item starts on (0-based).
+    pub line: usize,
+    pub name: String,
+    pub description: String,
+    pub class: Option<String>,
+}
+
+/// How one line of a text group reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum LineShape {
+    /// `#class [[Name]]`, `#class Name`, `emoji#class Name`.
+    Tagged { class: String, name: String },
+    /// `[[Name]]` alone, or followed by `: description`.
+    Reference { name: String, rest: String },
+    /// `Name: description` with a short name (optionally numbered: `1. Name:`).
+    Labelled { name: String, rest: String },
+    /// A few words without a full stop or colon: a name on a line of its own.
+    Short,
+    /// Anything else: a sentence, a statement.
+    Statement,
+}
+
+/// The items of one text group (the lines of one block, or of the text before the first block).
+///
+/// Real pages pack several items into one block in a few shapes; the strongest shape present
+/// decides where items start, and the other lines are descriptions:
+/// 1. `#class [[Name]]` lines (each followed by its description lines);
+/// 2. `[[Name]]` lines (the description after a colon or on the next lines);
+/// 3. `Name: description` lines (an unnumbered or numbered short label before a colon);
+/// 4. a short name on a line of its own followed by its description (seed 000's untagged items);
+/// 5. otherwise every line is a statement and an item of its own, named by its head.
+///
+/// Lines before the first item start (an introduction) belong to no item. No line is ever split
+/// into several items.
+pub fn split_packed(lines: &[(usize, String)]) -> Vec<PackedItem> {
+    let shapes: Vec<LineShape> = lines.iter().map(|(_, text)| line_shape(text)).collect();
+    let rank = |shape: &LineShape| match shape {
+        LineShape::Tagged { .. } => 1,
+        LineShape::Reference { .. } => 2,
+        LineShape::Labelled { .. } => 3,
+        LineShape::Short | LineShape::Statement => 9,
+    };
+    let strongest = shapes.iter().map(rank).min().unwrap_or(9);
+    let starts: Vec<bool> = if strongest < 9 {
+        shapes
+            .iter()
+            .map(|shape| rank(shape) == strongest)
+            .collect()
+    } else if matches!(shapes.first(), Some(LineShape::Short)) {
+        // A name line starts an item when a description line follows it.
+        (0..shapes.len())
+            .map(|index| {
+                shapes[index] == LineShape::Short
+                    && (index == 0
+                        || shapes
+                            .get(index + 1)
+                            .is_some_and(|next| *next == LineShape::Statement))
+            })
+            .collect()
+    } else {
+        return lines
+            .iter()
+            .map(|(line, text)| statement_item(*line, text))
+            .collect();
+    };
+    let mut items: Vec<PackedItem> = Vec::new();
+    for (index, (line, text)) in lines.iter().enumerate() {
+        if starts[index] {
+            let (class, name, rest) = match &shapes[index] {
+                LineShape::Tagged { class, name } => (Some(class.clone()), name.clone(), ""),
+                LineShape::Reference { name, rest } | LineShape::Labelled { name, rest } => {
+                    (None, name.clone(), rest.as_str())
+                }
+                LineShape::Short | LineShape::Statement => (None, clean_name(text), ""),
+            };
+            items.push(PackedItem {
+                line: *line,
+                name,
+                description: rest.to_string(),
+                class,
+            });
+        } else if let Some(item) = items.last_mut() {
+            if !item.description.is_empty() {
+                item.description.push('\n');
+            }
+            item.description.push_str(text);
+        }
+    }
+    items.retain(|item| !item.name.is_empty());
+    items
+}
+
+fn line_shape(text: &str) -> LineShape {
+    if let Some((class, name)) = tagged_item(text) {
+        return LineShape::Tagged { class, name };
+    }
+    let unnumbered = without_numbering(text);
+    if let Some(inner) = unnumbered.strip_prefix("[[")
+        && let Some(close) = inner.find("]]")
+    {
+        let rest = inner[close + 2..].trim();
+        let rest = rest
+            .strip_prefix(':')
+            .or_else(|| rest.strip_prefix(" -"))
+            .or_else(|| rest.strip_prefix('-'))
+            .or_else(|| rest.is_empty().then_some(""));
+        if let Some(rest) = rest {
+            return LineShape::Reference {
+                name: clean_name(&inner[..close]),
+                rest: rest.trim().to_string(),
+            };
+        }
+    }
+    if let Some(colon) = unnumbered.find(':') {
+        let label = unnumbered[..colon].trim();
+        let rest = &unnumbered[colon + 1..];
+        let separated = rest.is_empty() || rest.starts_with(' ') || rest.starts_with('\t');
+        if separated && is_short_name(label, 8, 70) {
+            return LineShape::Labelled {
+                name: clean_name(label),
+                rest: rest.trim().to_string(),
+            };
+        }
+    }
+    let trimmed = text.trim();
+    if is_short_name(trimmed, 6, 50) && !trimmed.contains(':') {
+        LineShape::Short
+    } else {
+        LineShape::Statement
+    }
+}
+
+/// A name-like text: a few words, no sentence end, no link.
+fn is_short_name(text: &str, max_words: usize, max_length: usize) -> bool {
+    let words = text.split_whitespace().count();
+    (1..=max_words).contains(&words)
+        && text.len() <= max_length
+        && !text.trim_end().ends_with('.')
+        && !text.contains(". ")
+        && !text.contains("://")
+        && text.chars().any(char::is_alphabetic)
+}
+
+/// A line without a list number in front (`1. `, `2) `).
+fn without_numbering(text: &str) -> &str {
+    let trimmed = text.trim_start();
+    let digits = trimmed.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return trimmed;
+    }
+    match trimmed[digits..].strip_prefix(['.', ')']) {
+        Some(rest) if rest.starts_with(' ') => rest.trim_start(),
+        _ => trimmed,
+    }
+}
+
+/// A statement as an item: named by the statement itself when short (80 characters), else by its
+/// head (the words before the first clause break, at most a dozen), described by the whole
+/// statement.
+fn statement_item(line: usize, text: &str) -> PackedItem {
+    let statement = clean_name(without_numbering(text));
+    let bare = statement.trim_end_matches(['.', ';', ':']).trim();
+    let name = if bare.len() <= 80 {
+        bare.to_string()
+    } else {
+        statement_head(bare)
+    };
+    let description = if name == bare {
+        String::new()
+    } else {
+        statement.clone()
+    };
+    PackedItem {
+        line,
+        name,
+        description,
+        class: None,
+    }
+}
+
+/// The words of a long statement before its first clause break (`, `, `; `, ` - `, ` (`, `: `)
+/// when that leaves 3 to 12 words, else its first 10 words.
+fn statement_head(statement: &str) -> String {
+    let words: Vec<&str> = statement.split_whitespace().collect();
+    let mut taken: Vec<&str> = Vec::new();
+    for word in &words {
+        if word.starts_with('(') || *word == "-" || *word == "–" {
+            if taken.len() >= 3 {
+                break;
+            }
+        }
+        let ends_clause = word.ends_with(',') || word.ends_with(';') || word.ends_with(':');
+        taken.push(word.trim_end_matches([',', ';', ':']));
+        if ends_clause && taken.len() >= 3 {
+            break;
+        }
+        if taken.len() == 12 {
+            break;
+        }
+    }
+    if taken.len() == 12 && words.len() > 12 {
+        taken.truncate(10);
+    }
+    taken.join(" ")
 }
 
 /// The whole content of a page as section entries: pre-block text (page properties excluded),

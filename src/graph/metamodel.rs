@@ -38,6 +38,10 @@ pub struct Block {
     pub properties: Vec<(String, String)>,
     #[serde(skip)]
     pub examples: Vec<Example>,
+    /// The ventures with a place for examples on the page (a heading or an embed), with items
+    /// or not: the (venture, block) canvases.
+    #[serde(skip)]
+    pub canvases: Vec<String>,
     /// `relations::` as written (page names), before resolution.
     #[serde(skip)]
     pub relation_pages: Vec<String>,
@@ -138,6 +142,7 @@ pub fn read_block(page: &Page, sections: &[Section<'_>]) -> Block {
         weight,
         properties,
         examples: Vec::new(),
+        canvases: Vec::new(),
         relation_pages,
     }
 }

@@ -72,6 +72,9 @@ pub struct Venture {
     /// Item count per block id (sorted by id, as the blocks are); blocks without items are
     /// left out.
     pub blocks: BTreeMap<String, usize>,
+    /// Blocks whose page has a place for this venture's examples (an embed or a heading) that
+    /// holds no item yet.
+    pub empty_canvases: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub brief: Option<String>,
     /// The venture's own page, when it has one.
@@ -165,8 +168,9 @@ impl Graph {
             {
                 reader.read_entries(page, &section.entries, section.qualifier.clone());
             }
-            let (examples, example_warnings) = reader.finish();
+            let (examples, canvases, example_warnings) = reader.finish();
             block.examples = examples;
+            block.canvases = canvases;
             warnings.extend(example_warnings.into_iter().map(|warning| Warning {
                 path: warning.page,
                 line: Some(warning.line),
@@ -205,6 +209,7 @@ impl Graph {
                 ventures.push(Venture {
                     name: name.to_string(),
                     blocks: BTreeMap::new(),
+                    empty_canvases: 0,
                     brief: None,
                     page: None,
                 });
@@ -231,6 +236,16 @@ impl Graph {
             for example in &block.examples {
                 let index = entry(&example.venture, &mut ventures);
                 *ventures[index].blocks.entry(block.id.clone()).or_insert(0) += 1;
+            }
+        }
+        // Ventures embedded on block pages whose example pages hold nothing yet are ventures of
+        // the graph too, with empty canvases.
+        for block in &self.blocks {
+            for canvas in &block.canvases {
+                let index = entry(canvas, &mut ventures);
+                if !ventures[index].blocks.contains_key(&block.id) {
+                    ventures[index].empty_canvases += 1;
+                }
             }
         }
         ventures.sort_by_key(|venture| venture.name.to_lowercase());
@@ -342,32 +357,71 @@ fn most_common_class(examples: &[Example]) -> Option<String> {
         .map(|(class, _)| class.to_string())
 }
 
-/// Turn `relations::` page names into block ids; unknown names are warned about and dropped.
+/// Turn `relations::` page names into block ids: the exact page name or id first (compared as
+/// Logseq does, ignoring case), then [`loose_key`]; an unknown or ambiguous name is warned about
+/// and dropped.
 fn resolve_relations(blocks: &mut [Block], warnings: &mut Vec<Warning>) {
     let mut id_by_key: HashMap<String, String> = HashMap::new();
+    let mut ids_by_loose_key: HashMap<String, Vec<String>> = HashMap::new();
     for block in blocks.iter() {
-        id_by_key.insert(page_key(&block.page_name), block.id.clone());
-        id_by_key.insert(page_key(&block.id), block.id.clone());
+        for name in [&block.page_name, &block.id] {
+            id_by_key.insert(page_key(name), block.id.clone());
+            let ids = ids_by_loose_key.entry(loose_key(name)).or_default();
+            if !ids.contains(&block.id) {
+                ids.push(block.id.clone());
+            }
+        }
     }
     for block in blocks.iter_mut() {
         let mut relations = Vec::new();
         for name in &block.relation_pages {
-            match id_by_key.get(&page_key(name)) {
-                Some(id) if *id != block.id => {
-                    if !relations.contains(id) {
-                        relations.push(id.clone());
+            let id = match id_by_key.get(&page_key(name)) {
+                Some(id) => id,
+                None => match ids_by_loose_key.get(&loose_key(name)).map(Vec::as_slice) {
+                    Some([id]) => id,
+                    Some(several) => {
+                        warnings.push(Warning {
+                            path: block.page.clone(),
+                            line: None,
+                            message: format!(
+                                "relations:: names [[{name}]], which could be any of the blocks {}; write its id",
+                                several.join(", ")
+                            ),
+                        });
+                        continue;
                     }
-                }
-                Some(_) => {}
-                None => warnings.push(Warning {
-                    path: block.page.clone(),
-                    line: None,
-                    message: format!("relations:: names [[{name}]], which is not a block page"),
-                }),
+                    None => {
+                        warnings.push(Warning {
+                            path: block.page.clone(),
+                            line: None,
+                            message: format!(
+                                "relations:: names [[{name}]], which is not a block page"
+                            ),
+                        });
+                        continue;
+                    }
+                },
+            };
+            if *id != block.id && !relations.contains(id) {
+                relations.push(id.clone());
             }
         }
         block.relations = relations;
     }
+}
+
+/// A page name compared loosely, the way people write references to block pages: case,
+/// `___` versus `/`, spaces, hyphens, underscores and parentheses ignored
+/// (`profile id___segmentation` and `[[profile (id)/segmentation]]` are `profile-(id)/segmentation`).
+pub fn loose_key(name: &str) -> String {
+    name.trim()
+        .to_lowercase()
+        .replace("___", "/")
+        .chars()
+        .filter(|character| {
+            !matches!(character, ' ' | '-' | '_' | '(' | ')') && !character.is_whitespace()
+        })
+        .collect()
 }
 
 /// Every page file under the graph folder, sorted: `*.md`, except under `logseq/`,

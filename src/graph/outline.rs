@@ -258,6 +258,16 @@ impl Outline {
             .map(|property| property.value.as_str())
     }
 
+    /// Whether a block is a draft this tool wrote and nobody accepted yet: `draft:: true` and a
+    /// `generated-by::` naming inncopilot. A person's own `draft:: true` block is not one.
+    pub fn is_our_draft(&self, block: usize) -> bool {
+        self.block_property(block, "draft")
+            .is_some_and(|value| value.eq_ignore_ascii_case("true"))
+            && self
+                .block_property(block, "generated-by")
+                .is_some_and(|value| value.starts_with("inncopilot"))
+    }
+
     /// Byte offset where line `index` starts (the page length past the last line).
     pub fn line_start(&self, index: usize) -> usize {
         self.lines.get(index).map_or_else(

@@ -102,9 +102,17 @@ impl Page {
         &self.outline.page_properties
     }
 
-    /// A page in the site's export format: headings but no bullets.
+    /// A page in the site's export format: markdown headings at the start of a line, and no
+    /// bullets. A page of indented text lines without bullets (real example pages are written
+    /// so) is a Logseq page whose content is all in its first block.
     pub fn is_export(&self) -> bool {
         self.outline.blocks.is_empty()
+            && (0..self.outline.lines.len()).any(|index| {
+                let line = self.outline.line(&self.text, index);
+                self.outline.lines[index].kind == LineKind::Text
+                    && !line.starts_with([' ', '\t'])
+                    && heading(line).is_some()
+            })
     }
 
     /// The `# Title` of an export page.

@@ -9,6 +9,7 @@
 //! processes from writing one graph at once. Where drafts go is `place`'s business; the text of
 //! an item is `text`'s.
 
+pub mod guard;
 pub mod lock;
 pub mod place;
 pub mod text;
@@ -51,6 +52,18 @@ pub enum Error {
         "say which drafts: --venture, --block, --run or --item (several narrow the choice), or --all"
     )]
     NoSelection,
+    #[error(
+        "the drafts for {venture} would not read back from {page} as drafts (the page's text around them, an unclosed code fence say, would swallow them): nothing was written"
+    )]
+    NotReadBack { page: String, venture: String },
+    #[error(
+        "refused to write {path}: its line {line} (`{text}`) was written by a person and would be removed, changed or taken into a draft; nothing was written (this is a bug in inncopilot: please report it with the page)"
+    )]
+    HumanText {
+        path: PathBuf,
+        line: usize,
+        text: String,
+    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -105,13 +118,26 @@ impl Workspace {
         self.graph = Graph::from_pages(root, pages, Vec::new());
     }
 
+    /// Drop the edits not committed yet: the pages are again as they were read.
+    pub fn rollback(&mut self) {
+        let edits = std::mem::take(&mut self.read)
+            .into_iter()
+            .map(|(path, text)| PageText { path, text })
+            .collect();
+        self.apply(edits);
+        self.read.clear();
+    }
+
     /// The pages that differ from what was read, in the order [`commit`](Self::commit) writes
     /// them: changed pages, then new pages, then deleted ones, each group in path order.
     ///
     /// Changed pages go first so that a run killed between two files leaves at worst an embed of
     /// a page not written yet (Logseq shows it empty; a re-run writes it), never an example page
     /// no block page embeds, whose drafts a re-run could not see and would write twice.
-    pub fn changes(&self) -> Vec<Change> {
+    ///
+    /// Every change is checked by [`guard::check`]: one that would remove, alter or take over a
+    /// line a person wrote is an error naming the page and the line.
+    pub fn changes(&self) -> Result<Vec<Change>, Error> {
         let mut changes: Vec<Change> = self
             .read
             .iter()
@@ -127,12 +153,26 @@ impl Workspace {
             (None, _) => 1,
             (Some(_), None) => 2,
         });
-        changes
+        for change in &changes {
+            guard::check(
+                &change.path,
+                change.before.as_deref(),
+                change.after.as_deref(),
+            )
+            .map_err(|violation| Error::HumanText {
+                path: self.graph.root.join(&change.path),
+                line: violation.line,
+                text: violation.text,
+            })?;
+        }
+        Ok(changes)
     }
 
-    /// The pending changes as a unified diff (paths relative to the graph).
-    pub fn diff(&self) -> String {
-        self.changes()
+    /// The pending changes as a unified diff (paths relative to the graph), checked like a
+    /// commit.
+    pub fn diff(&self) -> Result<String, Error> {
+        Ok(self
+            .changes()?
             .iter()
             .map(|change| {
                 let before = change.before.as_deref().unwrap_or("");
@@ -143,13 +183,13 @@ impl Workspace {
                     .header(&format!("a/{}", change.path), &format!("b/{}", change.path))
                     .to_string()
             })
-            .collect()
+            .collect())
     }
 
     /// Write every changed page, each atomically, in the order of [`changes`](Self::changes),
     /// after checking that none changed on disk since it was read. Returns the paths written.
     pub fn commit(&mut self) -> Result<Vec<String>, Error> {
-        let changes = self.changes();
+        let changes = self.changes()?;
         let root = self.graph.root.clone();
         for change in &changes {
             let file = root.join(&change.path);
@@ -207,7 +247,7 @@ pub fn write_drafts(
         venture: set.venture,
         items: set.items,
         marks: Marks {
-            class: block.item_class.as_deref(),
+            class: place::item_tag(&block),
             generated_by: set.generated_by,
             run: set.run,
         },
@@ -236,8 +276,31 @@ pub fn write_drafts(
     }
     let block = workspace.graph.find_block(set.block_id)?;
     let edits = place::add(&workspace.graph, block, &addition)?;
+    let first_page = edits
+        .first()
+        .map(|edit| edit.path.clone())
+        .unwrap_or_default();
     touched.extend(edits.iter().map(|edit| edit.path.clone()));
     workspace.apply(edits);
+    // The drafts must read back as this venture's drafts of this block, or a later run could
+    // neither replace nor reject them.
+    let block = workspace.graph.find_block(set.block_id)?;
+    let read_back: Vec<String> = workspace
+        .graph
+        .examples_of(block, set.venture)
+        .filter(|example| example.draft)
+        .map(|example| page_key(&example.name))
+        .collect();
+    if set
+        .items
+        .iter()
+        .any(|item| !read_back.contains(&page_key(&item.name)))
+    {
+        return Err(Error::NotReadBack {
+            page: first_page,
+            venture: set.venture.to_string(),
+        });
+    }
     touched.sort();
     touched.dedup();
     Ok(touched)
@@ -477,9 +540,10 @@ fn settle_scaffolding(
                     ..outline.blocks[opener].subtree_end.min(segment.end);
                 ranges.push(without_trailing_blanks(outline, own));
             }
-            // An example page left with nothing on it was made for the drafts.
+            // An example page left with nothing at all on it was made for the drafts; one that
+            // holds anything else (a person's blank lines too) stays.
             if let Some(example_page) = segment.embed.as_deref().and_then(|name| graph.page(name))
-                && example_page.text.trim().is_empty()
+                && example_page.text.is_empty()
             {
                 edits.push(PageText {
                     path: example_page.path.clone(),

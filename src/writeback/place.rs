@@ -104,10 +104,7 @@ pub fn examples_section(page: &Page) -> Option<ExamplesSection> {
     for index in 0..segments.len() {
         segments[index].end = segments.get(index + 1).map_or(end, |next| next.start);
         let opener = owner(segments[index].start).filter(|&block| {
-            outline.blocks[block].first_line == segments[index].start
-                && outline
-                    .block_property(block, "draft")
-                    .is_some_and(|value| value.eq_ignore_ascii_case("true"))
+            outline.blocks[block].first_line == segments[index].start && outline.is_our_draft(block)
         });
         segments[index].draft_block = opener;
     }
@@ -165,6 +162,38 @@ fn last_item(
         })
         .filter_map(|example| example_block(page, example))
         .next_back()
+}
+
+/// The tag draft items of `block` are written with: the way the block's examples are written
+/// (the most common tag when most carry one, none when most do not), else the block's own item
+/// class. A block whose examples are `[[Name]]` lines gets no tag invented for it.
+pub fn item_tag(block: &Block) -> Option<&str> {
+    let written: Vec<&Example> = block
+        .examples
+        .iter()
+        .filter(|example| !example.draft)
+        .collect();
+    let tagged: Vec<&str> = written
+        .iter()
+        .filter_map(|example| example.class.as_deref())
+        .collect();
+    if written.is_empty() {
+        return block.item_class.as_deref();
+    }
+    if tagged.len() * 2 < written.len() {
+        return None;
+    }
+    let mut best: Option<(&str, usize)> = None;
+    for class in &tagged {
+        let count = tagged
+            .iter()
+            .filter(|other| other.eq_ignore_ascii_case(class))
+            .count();
+        if best.is_none_or(|(_, most)| count > most) {
+            best = Some((class, count));
+        }
+    }
+    best.map(|(class, _)| class)
 }
 
 /// The style of the items next to `block`: its indentation, and its first child's (else one
@@ -262,7 +291,7 @@ pub fn add(graph: &Graph, block: &Block, addition: &Addition<'_>) -> Result<Vec<
         .collect();
     let inline = section.segments.len() - embeds.len();
     if let Some(template) = embeds.last().filter(|_| embeds.len() >= inline) {
-        let (lines, target) = embed_lines(page, block, template, addition.venture);
+        let (lines, target) = embed_lines(page, block, template, addition.venture, &addition.marks);
         let at = without_trailing_blanks(&page.outline, template.start..template.end).end;
         let block_page = PageText {
             path: page.path.clone(),
@@ -279,15 +308,17 @@ pub fn add(graph: &Graph, block: &Block, addition: &Addition<'_>) -> Result<Vec<
         .filter_map(|segment| segment.heading_level)
         .next_back()
         .unwrap_or(3);
-    let mut lines = vec![
-        format!(
-            "{}- {} {}",
-            style.indent,
-            "#".repeat(level),
-            inline_text(addition.venture)
-        ),
-        format!("{}  draft:: true", style.indent),
-    ];
+    let mut lines = vec![format!(
+        "{}- {} {}",
+        style.indent,
+        "#".repeat(level),
+        inline_text(addition.venture)
+    )];
+    lines.extend(
+        addition
+            .marks
+            .scaffold_lines(&format!("{}  ", style.indent)),
+    );
     lines.extend(addition.lines(&style));
     let at = without_trailing_blanks(&page.outline, section.root..section.end).end;
     Ok(vec![PageText {
@@ -318,6 +349,7 @@ fn embed_lines(
     block: &Block,
     template: &Segment,
     venture: &str,
+    marks: &Marks<'_>,
 ) -> (Vec<String>, String) {
     let outline = &page.outline;
     let old_target = template.embed.clone().unwrap_or_default();
@@ -340,20 +372,18 @@ fn embed_lines(
         .map_or("", |block| outline.blocks[block].indent.as_str());
     if !opener_is_bullet || lines.len() > 2 {
         return (
-            vec![
-                format!("{indent}- ### {target}"),
-                format!("{indent}  draft:: true"),
-                format!("{indent}  {{{{embed [[{target}]]}}}}"),
-            ],
+            [
+                vec![format!("{indent}- ### {target}")],
+                marks.scaffold_lines(&format!("{indent}  ")).to_vec(),
+                vec![format!("{indent}  {{{{embed [[{target}]]}}}}")],
+            ]
+            .concat(),
             target,
         );
     }
     let bullet = outline.line(&page.text, template.start);
-    let property_indent = format!("{indent}  ");
-    let mut copied = vec![
-        bullet.replace(&old_target, &target),
-        format!("{property_indent}draft:: true"),
-    ];
+    let mut copied = vec![bullet.replace(&old_target, &target)];
+    copied.extend(marks.scaffold_lines(&format!("{indent}  ")));
     copied.extend(
         (lines.start + 1..lines.end)
             .map(|line| outline.line(&page.text, line).replace(&old_target, &target)),

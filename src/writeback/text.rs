@@ -116,6 +116,20 @@ pub struct Marks<'a> {
     pub run: &'a str,
 }
 
+impl Marks<'_> {
+    /// The properties that make a block this tool wrote (a venture heading or embed) a draft of
+    /// ours: `draft:: true` and `generated-by::`.
+    pub fn scaffold_lines(&self, property_indent: &str) -> [String; 2] {
+        [
+            format!("{property_indent}draft:: true"),
+            format!(
+                "{property_indent}generated-by:: {}",
+                inline_text(self.generated_by)
+            ),
+        ]
+    }
+}
+
 /// The lines of one draft item, shaped like the seeds' items:
 /// `- #class [[Name]]`, block properties (`draft:: true`, the schema's other fields,
 /// `generated-by::`, `run::`), and a child block with the description. Items are expected to be
