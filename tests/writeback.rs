@@ -641,3 +641,121 @@ fn a_write_cut_short_between_files_is_finished_by_a_re_run() -> TestResult {
     }
     Ok(())
 }
+
+/// The same promise on a whole graph of someone else's, given as `INNCOPILOT_ROUNDTRIP_GRAPH`
+/// (`scripts/roundtrip-graph DIR` runs it): for every venture of the graph and a new one, drafts
+/// for every block are written the way `generate` writes them (a commit per block), must read
+/// back and must only add lines; `reject --venture` must then leave every file byte-identical.
+#[test]
+#[ignore = "needs a graph: scripts/roundtrip-graph DIR"]
+fn a_whole_graph_survives_generate_then_reject_for_every_venture() -> TestResult {
+    let Some(source) = std::env::var_os("INNCOPILOT_ROUNDTRIP_GRAPH") else {
+        return Err("set INNCOPILOT_ROUNDTRIP_GRAPH to a graph folder".into());
+    };
+    let folder = tempfile::tempdir()?;
+    let root = folder.path();
+    for entry in walkdir::WalkDir::new(&source) {
+        let entry = entry?;
+        let relative = entry.path().strip_prefix(&source)?;
+        let hidden = relative
+            .components()
+            .any(|part| part.as_os_str().to_string_lossy().starts_with('.'));
+        let is_page = entry.path().extension().is_some_and(|ext| ext == "md");
+        if entry.file_type().is_file() && is_page && !hidden {
+            let target = root.join(relative);
+            std::fs::create_dir_all(target.parent().unwrap_or(root))?;
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    let original = files(root);
+    let graph = Graph::load(root)?;
+    let mut ventures: Vec<(String, Option<&str>)> = graph
+        .ventures()
+        .into_iter()
+        .map(|venture| (venture.name, None))
+        .collect();
+    ventures.push(("Solar Bikes".into(), Some("E-bikes with solar roofs.")));
+    let blocks: Vec<String> = graph.blocks.iter().map(|block| block.id.clone()).collect();
+    let mut refused: BTreeMap<String, usize> = BTreeMap::new();
+    let mut written_pairs = 0;
+    for (venture, brief) in &ventures {
+        let mut changed_pages = std::collections::BTreeSet::new();
+        for (index, block) in blocks.iter().enumerate() {
+            let drafted = items(&format!("B{index}"), 3);
+            match write(root, venture, *brief, block, &drafted, "run-1") {
+                Ok(pages) => {
+                    changed_pages.extend(pages);
+                    let back: Vec<String> = read_back(root, block, venture)?
+                        .into_iter()
+                        .filter(|(_, _, draft)| *draft)
+                        .map(|(name, _, _)| name)
+                        .collect();
+                    let expected: Vec<String> =
+                        drafted.iter().map(|item| item.name.clone()).collect();
+                    assert_eq!(back, expected, "{venture} / {block}: drafts read back");
+                    written_pairs += 1;
+                }
+                Err(error) => {
+                    let reason = error.to_string();
+                    let kind = reason
+                        .split(':')
+                        .next_back()
+                        .unwrap_or(&reason)
+                        .trim()
+                        .to_string();
+                    *refused.entry(kind).or_default() += 1;
+                }
+            }
+        }
+        let written = files(root);
+        for (path, bytes) in &original {
+            let after = written
+                .get(path)
+                .ok_or(format!("{venture}: {path} vanished"))?;
+            let removed = removed_lines(
+                &String::from_utf8_lossy(bytes),
+                &String::from_utf8_lossy(after),
+            );
+            assert!(
+                removed.is_empty(),
+                "{venture}: {path} lost lines {removed:?}"
+            );
+        }
+        let selection = Selection {
+            venture: Some(venture.clone()),
+            ..Selection::default()
+        };
+        decide(root, &selection, false)?;
+        let rejected = files(root);
+        let mut differing = Vec::new();
+        for (path, bytes) in &original {
+            if rejected.get(path) != Some(bytes) {
+                differing.push(path.clone());
+            }
+        }
+        assert!(
+            differing.is_empty(),
+            "{venture}: after reject {differing:?}"
+        );
+        let left: Vec<&String> = rejected
+            .keys()
+            .filter(|path| !original.contains_key(*path))
+            .collect();
+        assert!(
+            left.iter()
+                .all(|path| brief.is_some() && path.ends_with("Solar Bikes.md")),
+            "{venture}: left behind {left:?}"
+        );
+        eprintln!(
+            "{venture}: {} pages changed by the drafts, all restored",
+            changed_pages.len()
+        );
+    }
+    eprintln!(
+        "{} pages, {} blocks, {} ventures: {written_pairs} (venture, block) pairs written and rejected byte-identically; refused: {refused:?}",
+        original.len(),
+        blocks.len(),
+        ventures.len()
+    );
+    Ok(())
+}

@@ -106,6 +106,18 @@ impl<'g> ExampleReader<'g> {
     /// the first block), cut at venture headings and embeds. A group under the current item's
     /// block is its description; any other group is split into items by [`split_packed`].
     pub fn read_entries(&mut self, page: &Page, entries: &[Entry<'_>], venture: Option<String>) {
+        self.read_entries_of(page, entries, venture, false);
+    }
+
+    /// `read_entries`; with `embedded`, the venture is the embed's and a heading on the page is
+    /// an item's name (`### [Launches](https://...)`), not another venture.
+    fn read_entries_of(
+        &mut self,
+        page: &Page,
+        entries: &[Entry<'_>],
+        venture: Option<String>,
+        embedded: bool,
+    ) {
         self.visiting.insert(page_key(&page.name));
         let mut venture = venture;
         let mut current: Option<Current> = None;
@@ -129,6 +141,17 @@ impl<'g> ExampleReader<'g> {
             }
             if let Some((_, heading_text)) = heading(text) {
                 self.read_group(page, &mut group, &mut venture, &mut current);
+                if embedded {
+                    group.owner = page
+                        .outline
+                        .lines
+                        .get(entry.line)
+                        .and_then(|line| line.block);
+                    group
+                        .lines
+                        .push((entry.line, link_label(heading_text).to_string()));
+                    continue;
+                }
                 let name = venture_name(heading_text);
                 self.add_canvas(&name);
                 venture = Some(name);
@@ -233,7 +256,7 @@ impl<'g> ExampleReader<'g> {
             return;
         };
         let entries = page_entries(embedded);
-        self.read_entries(embedded, &entries, Some(venture));
+        self.read_entries_of(embedded, &entries, Some(venture), true);
         self.visiting.remove(&key);
     }
 
@@ -578,6 +601,19 @@ pub fn clean_name(text: &str) -> String {
         })
         .trim()
         .to_string()
+}
+
+/// The label of a markdown link (`[Launches](https://...)` -> `Launches`), else the text.
+fn link_label(text: &str) -> &str {
+    let trimmed = text.trim();
+    match (
+        trimmed.strip_prefix('['),
+        trimmed.find("]("),
+        trimmed.ends_with(')'),
+    ) {
+        (Some(_), Some(close), true) => trimmed[1..close].trim(),
+        _ => trimmed,
+    }
 }
 
 /// The venture a heading names: `profile-(id)/examples/Space X` -> `Space X`.
