@@ -15,6 +15,17 @@ fn seed(name: &str) -> String {
     std::fs::read_to_string(fixture("tests/fixtures/seeds").join(name)).unwrap_or_default()
 }
 
+/// Pages of `tests/fixtures/pages` as (path in a graph, text).
+fn fixture_pages(names: &[&str]) -> Vec<(String, String)> {
+    names
+        .iter()
+        .map(|name| {
+            let text = std::fs::read_to_string(fixture("tests/fixtures/pages").join(name));
+            (format!("pages/{name}"), text.unwrap_or_default())
+        })
+        .collect()
+}
+
 /// A graph in a temporary folder holding `pages` (path relative to the graph, text).
 fn graph_with(
     pages: &[(&str, &str)],
@@ -264,6 +275,55 @@ fn several_items_in_one_block_and_untagged_items() -> TestResult {
         ]
     );
     assert_eq!(block.questions, vec!["Why?".to_string()]);
+    Ok(())
+}
+
+#[test]
+fn questions_glued_to_the_preamble_lose_their_bullet() -> TestResult {
+    // The real graph writes the preamble and the first question's bullet on one line.
+    let page = "- ## Definition\n  - A thing.\n- ## innCoPilot\n  - If thing is defined as :A thing., What could it be?- How will you sell it?\n  - Who buys it?\n- ## Examples\n";
+    let (_folder, graph) = graph_with(&[("pages/thing.md", page)])?;
+    let block = only_block(&graph)?;
+    assert_eq!(
+        block.preamble.as_deref(),
+        Some("If thing is defined as :A thing., What could it be?")
+    );
+    assert_eq!(
+        block.questions,
+        vec!["How will you sell it?", "Who buys it?"]
+    );
+    Ok(())
+}
+
+#[test]
+fn an_empty_inncopilot_section_keeps_definition_description_and_keys() -> TestResult {
+    let pages = fixture_pages(&[
+        "market-timing_info.md",
+        "market-timing___examples___Tide Mill.md",
+    ]);
+    let pages: Vec<(&str, &str)> = pages
+        .iter()
+        .map(|(path, text)| (path.as_str(), text.as_str()))
+        .collect();
+    let (_folder, graph) = graph_with(&pages)?;
+    assert!(graph.warnings.is_empty(), "{:?}", graph.warnings);
+    let block = only_block(&graph)?;
+    assert_eq!(block.id, "market-timing");
+    assert_eq!(block.preamble, None);
+    assert!(block.questions.is_empty(), "{:?}", block.questions);
+    assert!(
+        block
+            .definition
+            .starts_with("Market timing is the judgement")
+    );
+    assert!(
+        block
+            .description
+            .starts_with("In business modeling, market timing")
+    );
+    let weights: Vec<Option<f64>> = block.keys.iter().map(|key| key.weight).collect();
+    assert_eq!(weights, vec![Some(80.0), Some(40.0)]);
+    assert_eq!(count_for(block, "Tide Mill"), 2);
     Ok(())
 }
 
