@@ -226,8 +226,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let graph_path = cli.graph.clone().unwrap_or(settings.graph.path.clone());
     let graph = Graph::load(&graph_path)
         .with_context(|| format!("reading the graph at {}", graph_path.display()))?;
-    for warning in &graph.warnings {
-        tracing::warn!("{warning}");
+    if tracing::enabled!(tracing::Level::INFO) {
+        for warning in &graph.warnings {
+            tracing::warn!("{warning}");
+        }
+    } else {
+        for line in report::warning_summary(&graph.warnings) {
+            tracing::warn!("{line}");
+        }
     }
     tracing::info!(
         pages = graph.pages.len(),

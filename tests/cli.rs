@@ -277,6 +277,73 @@ fn preview_of_an_unknown_venture_without_brief_names_the_known_ones() -> TestRes
     Ok(())
 }
 
+/// Write `pages` (path relative to `root`, text) under `root`.
+fn write_pages(root: &Path, pages: &[(&str, &str)]) -> std::io::Result<()> {
+    for (path, text) in pages {
+        let file = root.join(path);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(file, text)?;
+    }
+    Ok(())
+}
+
+/// The warning lines of stderr, without tracing's level prefix.
+fn warning_lines(output: &Output) -> Vec<String> {
+    stderr(output)
+        .lines()
+        .filter_map(|line| line.trim_start().strip_prefix("WARN "))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn warnings_are_one_line_per_kind_and_all_of_them_with_verbose() -> TestResult {
+    let folder = tempfile::tempdir()?;
+    let block = "- ## Definition\n  - A thing.\n- ## innCoPilot\n  - Why?\n- ## Examples\n  - ### Acme\n    {{embed [[thing/examples/Acme]]}}\n  - ### Beta\n    {{embed [[thing/examples/Beta]]}}\n  - ### Gamma\n    {{embed [[thing/examples/Gamma]]}}\n";
+    write_pages(
+        folder.path(),
+        &[
+            ("pages/thing.md", block),
+            ("copy/notes.md", "- a copy\n"),
+            ("pages/notes.md", "- the original\n"),
+        ],
+    )?;
+    let graph = folder.path().to_string_lossy();
+    let summary = inncopilot(&["--graph", &graph, "blocks", "--json"], &[], folder.path())?;
+    assert!(summary.status.success(), "{}", stderr(&summary));
+    assert_eq!(
+        warning_lines(&summary),
+        vec![
+            // A kind with one warning shows it as it is ...
+            "pages/notes.md: page name \"notes\" is also used by copy/notes.md; references go to this one",
+            // ... a kind with several, one line.
+            "3 embedded pages are not in the graph (first: pages/thing.md:7: embedded page [[thing/examples/Acme]] is not in the graph); -v lists them all",
+        ],
+        "{}",
+        stderr(&summary)
+    );
+    let verbose = inncopilot(
+        &["--graph", &graph, "blocks", "--json", "-v"],
+        &[],
+        folder.path(),
+    )?;
+    assert!(verbose.status.success(), "{}", stderr(&verbose));
+    let all = warning_lines(&verbose);
+    assert_eq!(all.len(), 4, "{all:?}");
+    for venture in ["Acme", "Beta", "Gamma"] {
+        let missing = format!("embedded page [[thing/examples/{venture}]] is not in the graph");
+        assert!(all.iter().any(|line| line.ends_with(&missing)), "{all:?}");
+    }
+    assert_eq!(
+        stdout(&summary),
+        stdout(&verbose),
+        "--json output is the same"
+    );
+    Ok(())
+}
+
 /// `target` relative to `base` (both absolute), with `..` steps.
 fn pathdiff(target: &Path, base: &Path) -> PathBuf {
     let target: Vec<_> = target.components().collect();

@@ -49,11 +49,35 @@ pub enum Error {
 /// Something in the graph that was skipped or could not be understood.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Warning {
+    pub kind: WarningKind,
     /// Path relative to the graph folder.
     pub path: String,
     /// 1-based line, when the problem is at one.
     pub line: Option<usize>,
     pub message: String,
+}
+
+/// What a warning is about: one kind per place the reader makes one, so that a graph with
+/// hundreds of warnings can be summed up in a line per kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WarningKind {
+    /// An entry of the graph folder could not be listed.
+    Unlisted,
+    /// A page file could not be read.
+    Unreadable,
+    /// A page file is not UTF-8 text.
+    NotText,
+    /// Two files give the same page name (a copied folder tree).
+    DuplicatePageName,
+    /// `{{embed [[page]]}}` of a page that does not exist.
+    MissingEmbed,
+    /// An embed leads back to a page being read.
+    EmbedLoop,
+    /// Any other problem with a block's examples.
+    Example,
+    /// `relations::` names a page that is not a block page.
+    UnresolvedRelation,
 }
 
 impl std::fmt::Display for Warning {
@@ -113,6 +137,7 @@ impl Graph {
                 Ok(bytes) => match String::from_utf8(bytes) {
                     Ok(text) => pages.push(Page::parse(relative, file, text)),
                     Err(error) => warnings.push(Warning {
+                        kind: WarningKind::NotText,
                         path: relative,
                         line: None,
                         message: format!(
@@ -122,6 +147,7 @@ impl Graph {
                     }),
                 },
                 Err(error) => warnings.push(Warning {
+                    kind: WarningKind::Unreadable,
                     path: relative,
                     line: None,
                     message: format!("skipped: cannot read: {error}"),
@@ -137,6 +163,7 @@ impl Graph {
         for (index, page) in pages.iter().enumerate() {
             if let Some(previous) = pages_by_key.insert(page_key(&page.name), index) {
                 warnings.push(Warning {
+                    kind: WarningKind::DuplicatePageName,
                     path: page.path.clone(),
                     line: None,
                     message: format!(
@@ -168,6 +195,7 @@ impl Graph {
             let (examples, example_warnings) = reader.finish();
             block.examples = examples;
             warnings.extend(example_warnings.into_iter().map(|warning| Warning {
+                kind: example_warning_kind(&warning.message),
                 path: warning.page,
                 line: Some(warning.line),
                 message: warning.message,
@@ -342,6 +370,18 @@ fn most_common_class(examples: &[Example]) -> Option<String> {
         .map(|(class, _)| class.to_string())
 }
 
+/// The kind of a problem `examples` found. It reports them as text only, so the kind is read
+/// from the words it uses; a unit test holds the two in step.
+fn example_warning_kind(message: &str) -> WarningKind {
+    if message.starts_with("embedded page") && message.ends_with("is not in the graph") {
+        WarningKind::MissingEmbed
+    } else if message.contains("loops back") {
+        WarningKind::EmbedLoop
+    } else {
+        WarningKind::Example
+    }
+}
+
 /// Turn `relations::` page names into block ids; unknown names are warned about and dropped.
 fn resolve_relations(blocks: &mut [Block], warnings: &mut Vec<Warning>) {
     let mut id_by_key: HashMap<String, String> = HashMap::new();
@@ -360,6 +400,7 @@ fn resolve_relations(blocks: &mut [Block], warnings: &mut Vec<Warning>) {
                 }
                 Some(_) => {}
                 None => warnings.push(Warning {
+                    kind: WarningKind::UnresolvedRelation,
                     path: block.page.clone(),
                     line: None,
                     message: format!("relations:: names [[{name}]], which is not a block page"),
@@ -405,6 +446,7 @@ fn page_files(root: &Path) -> Result<(Vec<PathBuf>, Vec<Warning>), Error> {
                     .path()
                     .map_or_else(String::new, |path| relative_path(root, path));
                 warnings.push(Warning {
+                    kind: WarningKind::Unlisted,
                     path,
                     line: None,
                     message: format!("skipped: {source}"),
@@ -430,4 +472,45 @@ fn relative_path(root: &Path, file: &Path) -> String {
         .map(|component| component.as_os_str().to_string_lossy())
         .collect::<Vec<_>>()
         .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(path: &str, text: &str) -> Page {
+        Page::parse(path.to_string(), PathBuf::from(path), text.to_string())
+    }
+
+    #[test]
+    fn every_warning_has_the_kind_of_the_place_that_made_it() {
+        let block = "relations:: [[nowhere]]\n\n- ## Definition\n  - A thing.\n- ## innCoPilot\n  - Why?\n- ## Examples\n  - ### Acme\n    {{embed [[thing/examples/Missing]]}}\n  - ### Beta\n    {{embed [[thing/examples/Beta]]}}\n";
+        let pages = vec![
+            page("pages/thing.md", block),
+            page(
+                "pages/thing___examples___Beta.md",
+                "- {{embed [[thing]]}}\n",
+            ),
+            page("pages/notes.md", "- x\n"),
+            page("pages/copy/notes.md", "- x\n"),
+        ];
+        let graph = Graph::from_pages(PathBuf::from("graph"), pages, Vec::new());
+        let mut kinds: Vec<(WarningKind, &str)> = graph
+            .warnings
+            .iter()
+            .map(|warning| (warning.kind, warning.path.as_str()))
+            .collect();
+        kinds.sort();
+        assert_eq!(
+            kinds,
+            vec![
+                (WarningKind::DuplicatePageName, "pages/copy/notes.md"),
+                (WarningKind::MissingEmbed, "pages/thing.md"),
+                (WarningKind::EmbedLoop, "pages/thing___examples___Beta.md"),
+                (WarningKind::UnresolvedRelation, "pages/thing.md"),
+            ],
+            "{:?}",
+            graph.warnings
+        );
+    }
 }
