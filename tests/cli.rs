@@ -134,6 +134,34 @@ fn a_missing_graph_is_an_input_error_naming_the_path() -> TestResult {
 }
 
 #[test]
+fn a_folder_without_block_pages_is_an_input_error_saying_where_it_looked() -> TestResult {
+    let folder = tempfile::tempdir()?;
+    let graph = folder.path().join("empty");
+    std::fs::create_dir_all(&graph)?;
+    let output = inncopilot(&["--graph", "empty", "blocks"], &[], folder.path())?;
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stdout(&output).is_empty());
+    let message = stderr(&output);
+    for words in [
+        &format!("no block page in {}: 0 .md pages read", graph.display()),
+        "--graph DIR",
+        "INNCOPILOT_GRAPH_PATH",
+        "graph.path in the config file",
+    ] {
+        assert!(message.contains(words), "{words:?} not in {message}");
+    }
+    // The same without --graph: the default is the working folder.
+    let output = inncopilot(&["blocks"], &[], &graph)?;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("0 .md pages read"),
+        "{}",
+        stderr(&output)
+    );
+    Ok(())
+}
+
+#[test]
 fn a_bad_config_file_names_the_file_and_key() -> TestResult {
     let folder = tempfile::tempdir()?;
     let config = folder.path().join("bad.toml");

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use inncopilot::graph::{Block, Graph, Page};
+use inncopilot::graph::{Block, Error, Graph, Page};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -513,6 +513,7 @@ fn a_missing_embedded_page_is_a_warning_with_its_line() -> TestResult {
 #[test]
 fn a_page_without_the_sections_is_not_a_block() -> TestResult {
     let (_folder, graph) = graph_with(&[
+        ("pages/thing.md", SHAPES_HEADER),
         (
             "pages/definition-only.md",
             "- ## Definition\n  - Something.\n",
@@ -522,13 +523,15 @@ fn a_page_without_the_sections_is_not_a_block() -> TestResult {
             "- ## Meeting notes\n  - ### Acme\n  - #thing [[X]]\n",
         ),
     ])?;
-    assert!(graph.blocks.is_empty());
+    let ids: Vec<&str> = graph.blocks.iter().map(|block| block.id.as_str()).collect();
+    assert_eq!(ids, vec!["thing"]);
     Ok(())
 }
 
 #[test]
 fn venture_pages_are_ventures_with_their_brief() -> TestResult {
     let (_folder, graph) = graph_with(&[
+        ("pages/thing.md", SHAPES_HEADER),
         (
             "pages/Solar Bikes.md",
             "type:: [[venture]]\nbrief:: Electric bikes charged by solar roofs.\n\n- notes\n",
@@ -553,5 +556,47 @@ fn venture_pages_are_ventures_with_their_brief() -> TestResult {
             ("Tea Club", Some("A subscription for rare teas.")),
         ]
     );
+    Ok(())
+}
+
+#[test]
+fn build_tool_and_hidden_folders_are_never_read() -> TestResult {
+    let page = seed("000-relationship.md");
+    let path = "profile-(id)___relationship.md";
+    let copies = [
+        format!("pages/{path}"),
+        format!("target/sample-graph/pages/{path}"),
+        format!("pages/deep/target/{path}"),
+        format!("node_modules/kb/pages/{path}"),
+        format!("pages/vendor/node_modules/{path}"),
+        format!(".git/{path}"),
+        format!("pages/.backup/{path}"),
+    ];
+    let pages: Vec<(&str, &str)> = copies
+        .iter()
+        .map(|copy| (copy.as_str(), page.as_str()))
+        .collect();
+    let (_folder, graph) = graph_with(&pages)?;
+    let block = only_block(&graph)?;
+    assert_eq!(block.page, format!("pages/{path}"));
+    let read: Vec<&str> = graph.pages.iter().map(|page| page.path.as_str()).collect();
+    assert_eq!(read, vec![format!("pages/{path}")]);
+    assert!(graph.warnings.is_empty(), "{:?}", graph.warnings);
+    Ok(())
+}
+
+#[test]
+fn a_folder_without_a_block_page_is_not_a_graph() -> TestResult {
+    let folder = tempfile::tempdir()?;
+    std::fs::create_dir_all(folder.path().join("pages"))?;
+    std::fs::write(folder.path().join("pages/notes.md"), "- just notes\n")?;
+    std::fs::write(folder.path().join("README.md"), "# A project\n")?;
+    match Graph::load(folder.path()) {
+        Err(Error::NoBlocks { path, pages }) => {
+            assert_eq!(path, folder.path());
+            assert_eq!(pages, 2);
+        }
+        other => return Err(format!("expected NoBlocks, got {other:?}").into()),
+    }
     Ok(())
 }

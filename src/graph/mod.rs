@@ -32,6 +32,10 @@ pub enum Error {
     NotFound { path: PathBuf },
     #[error("graph path {path} is not a folder")]
     NotAFolder { path: PathBuf },
+    #[error(
+        "no block page in {path}: {pages} .md pages read (hidden, logseq/, journals/, target/ and node_modules/ folders skipped), none with an innCoPilot section or a Definition and Examples; set the graph folder with --graph DIR, INNCOPILOT_GRAPH_PATH or graph.path in the config file"
+    )]
+    NoBlocks { path: PathBuf, pages: usize },
     #[error("no block matches `{query}`; the blocks are: {known}")]
     UnknownBlock { query: String, known: String },
     #[error("`{query}` matches several blocks ({matches}); give the full id")]
@@ -115,7 +119,9 @@ pub struct Graph {
 }
 
 impl Graph {
-    /// Read every page under `root`.
+    /// Read every page under `root`. A folder without a single block page is an error: it is
+    /// not the graph the user meant (the repository root, an empty folder, a typo), and empty
+    /// tables would hide that.
     pub fn load(root: &Path) -> Result<Graph, Error> {
         if !root.exists() {
             return Err(Error::NotFound {
@@ -154,7 +160,14 @@ impl Graph {
                 }),
             }
         }
-        Ok(Graph::from_pages(root.to_path_buf(), pages, warnings))
+        let graph = Graph::from_pages(root.to_path_buf(), pages, warnings);
+        if graph.blocks.is_empty() {
+            return Err(Error::NoBlocks {
+                path: std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf()),
+                pages: graph.pages.len(),
+            });
+        }
+        Ok(graph)
     }
 
     /// Build a graph from pages already read (used by `load` and by tests).
@@ -412,8 +425,8 @@ fn resolve_relations(blocks: &mut [Block], warnings: &mut Vec<Warning>) {
 }
 
 /// Every page file under the graph folder, sorted: `*.md`, except under `logseq/`,
-/// `journals/` and hidden folders. An entry that cannot be listed is a warning, not an error,
-/// unless it is the graph folder itself.
+/// `journals/`, hidden folders and build or tool folders. An entry that cannot be listed is a
+/// warning, not an error, unless it is the graph folder itself.
 fn page_files(root: &Path) -> Result<(Vec<PathBuf>, Vec<Warning>), Error> {
     let mut files = Vec::new();
     let mut warnings = Vec::new();
@@ -426,11 +439,14 @@ fn page_files(root: &Path) -> Result<(Vec<PathBuf>, Vec<Warning>), Error> {
                 return true;
             }
             let name = entry.file_name().to_string_lossy();
+            let is_dir = entry.file_type().is_dir();
+            // Hidden entries are Logseq's (and git's, and our own `.inncopilot/`), not pages.
             let hidden = name.starts_with('.');
-            let reserved = entry.depth() == 1
-                && entry.file_type().is_dir()
-                && (name == "logseq" || name == "journals");
-            !hidden && !reserved
+            let reserved = entry.depth() == 1 && is_dir && (name == "logseq" || name == "journals");
+            // Build and package folders hold copies of pages (test fixtures under `target/`)
+            // that would be read as the graph's own, at any depth.
+            let tool = is_dir && (name == "target" || name == "node_modules");
+            !hidden && !reserved && !tool
         });
     for entry in walker {
         let entry = match entry {
