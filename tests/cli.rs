@@ -305,6 +305,108 @@ fn preview_of_an_unknown_venture_without_brief_names_the_known_ones() -> TestRes
     Ok(())
 }
 
+#[test]
+fn block_names_as_people_type_them_and_what_a_wrong_one_suggests() -> TestResult {
+    let folder = tempfile::tempdir()?;
+    let graph = sample_graph();
+    let graph = graph.to_string_lossy();
+    let preview = |block: &str| {
+        inncopilot(
+            &[
+                "--graph",
+                &graph,
+                "preview",
+                "--venture",
+                "Space X",
+                "--block",
+                block,
+                "--json",
+            ],
+            &[],
+            folder.path(),
+        )
+    };
+    for (query, id) in [
+        ("profile", "profile-(id)"),
+        ("Profile ID relationship", "profile-(id)/relationship"),
+        ("profile-(id)___relationship", "profile-(id)/relationship"),
+    ] {
+        let output = preview(query)?;
+        assert!(output.status.success(), "{query}: {}", stderr(&output));
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+        assert_eq!(report["block"], id, "{query}");
+    }
+    let output = preview("relationshp")?;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains(
+            "no block matches `relationshp`; did you mean profile-(id)/relationship? The blocks are: profile-(id), profile-(id)/relationship\n"
+        ),
+        "{}",
+        stderr(&output)
+    );
+
+    // A graph of more blocks than an error lists, two of them `notes`.
+    let many = tempfile::tempdir()?;
+    let block = "- ## Definition\n  - A thing.\n- ## innCoPilot\n  - Why?\n";
+    let names = [
+        "alpha",
+        "bravo",
+        "charlie",
+        "delta",
+        "echo",
+        "foxtrot",
+        "north___notes",
+        "south___notes",
+    ];
+    let pages: Vec<(String, &str)> = names
+        .iter()
+        .map(|name| (format!("pages/{name}.md"), block))
+        .collect();
+    let pages: Vec<(&str, &str)> = pages
+        .iter()
+        .map(|(path, text)| (path.as_str(), *text))
+        .collect();
+    write_pages(many.path(), &pages)?;
+    let many_graph = many.path().to_string_lossy();
+    let preview = |block: &str| {
+        inncopilot(
+            &[
+                "--graph",
+                &many_graph,
+                "preview",
+                "--venture",
+                "Acme",
+                "--brief",
+                "Anvils.",
+                "--block",
+                block,
+            ],
+            &[],
+            folder.path(),
+        )
+    };
+    let output = preview("echoo")?;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains(
+            "no block matches `echoo`; did you mean echo? The blocks are: alpha, bravo, charlie, delta, echo and 3 more; `inncopilot blocks` lists them\n"
+        ),
+        "{}",
+        stderr(&output)
+    );
+    let output = preview("Notes")?;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains(
+            "`Notes` matches several blocks (north/notes, south/notes); give the full id"
+        ),
+        "{}",
+        stderr(&output)
+    );
+    Ok(())
+}
+
 /// Write `pages` (path relative to `root`, text) under `root`.
 fn write_pages(root: &Path, pages: &[(&str, &str)]) -> std::io::Result<()> {
     for (path, text) in pages {

@@ -5,6 +5,7 @@
 //! reported in [`Graph::warnings`] and skipped, never stopping the rest of the graph.
 
 pub mod examples;
+mod find;
 pub mod metamodel;
 pub mod name;
 pub mod outline;
@@ -20,6 +21,7 @@ pub use metamodel::{Block, Key, Tool};
 pub use page::Page;
 
 use examples::{ExampleReader, page_entries};
+use find::{short_list, unknown_block_help};
 use name::{page_key, page_refs};
 use page::SectionKind;
 
@@ -36,10 +38,16 @@ pub enum Error {
         "no block page in {path}: {pages} .md pages read (hidden, logseq/, journals/, target/ and node_modules/ folders skipped), none with an innCoPilot section or a Definition and Examples; set the graph folder with --graph DIR, INNCOPILOT_GRAPH_PATH or graph.path in the config file"
     )]
     NoBlocks { path: PathBuf, pages: usize },
-    #[error("no block matches `{query}`; the blocks are: {known}")]
-    UnknownBlock { query: String, known: String },
-    #[error("`{query}` matches several blocks ({matches}); give the full id")]
-    AmbiguousBlock { query: String, matches: String },
+    #[error("no block matches `{query}`; {}", unknown_block_help(.suggestions, .known))]
+    UnknownBlock {
+        query: String,
+        /// The ids of the closest names, closest first (empty when none is close).
+        suggestions: Vec<String>,
+        /// Every block id.
+        known: Vec<String>,
+    },
+    #[error("`{query}` matches several blocks ({}); give the full id", short_list(.matches))]
+    AmbiguousBlock { query: String, matches: Vec<String> },
     #[error("unknown venture `{name}`: give --brief to create it, or use one of: {known}")]
     UnknownVenture { name: String, known: String },
     #[error("cannot list the graph folder {path}: {source}")]
@@ -276,48 +284,6 @@ impl Graph {
         }
         ventures.sort_by_key(|venture| venture.name.to_lowercase());
         ventures
-    }
-
-    /// The block a user means: an id, a title, or the last segment of an id when only one block
-    /// has it, compared case-insensitively.
-    pub fn find_block(&self, query: &str) -> Result<&Block, Error> {
-        let wanted = query.trim().to_lowercase();
-        let exact = |block: &&Block| block.id.to_lowercase() == wanted;
-        if let Some(block) = self.blocks.iter().find(exact) {
-            return Ok(block);
-        }
-        let matches: Vec<&Block> = self
-            .blocks
-            .iter()
-            .filter(|block| {
-                block.title.to_lowercase() == wanted
-                    || block
-                        .id
-                        .rsplit('/')
-                        .next()
-                        .is_some_and(|last| last.to_lowercase() == wanted)
-            })
-            .collect();
-        match matches.as_slice() {
-            [block] => Ok(block),
-            [] => Err(Error::UnknownBlock {
-                query: query.to_string(),
-                known: self
-                    .blocks
-                    .iter()
-                    .map(|block| block.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }),
-            several => Err(Error::AmbiguousBlock {
-                query: query.to_string(),
-                matches: several
-                    .iter()
-                    .map(|block| block.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }),
-        }
     }
 
     /// A venture of the graph by name, case-insensitively.
