@@ -79,7 +79,7 @@ pub struct SelectionArgs {
     /// Drafts of this venture (case-insensitive).
     #[arg(long)]
     pub venture: Option<String>,
-    /// Drafts of this block (id, title, or last part of its id).
+    /// Drafts of this block (id, title, last part of its id, their words, or its item class).
     #[arg(long)]
     pub block: Option<String>,
     /// Drafts written by this run (the `run::` property, the run id `generate` prints).
@@ -167,7 +167,8 @@ impl RequestArgs {
 pub struct GenerateArgs {
     #[command(flatten)]
     pub request: RequestArgs,
-    /// A block (id, title, or last part of its id); repeat for several; all blocks when absent.
+    /// A block (id, title, last part of its id, their words, or its item class); repeat for
+    /// several; all blocks when absent.
     #[arg(long = "block")]
     pub blocks: Vec<String>,
     /// Write nothing: print the drafts and the change to the graph as a diff.
@@ -188,7 +189,8 @@ pub struct GenerateArgs {
 pub struct PreviewArgs {
     #[command(flatten)]
     pub request: RequestArgs,
-    /// The block: its id, its title, or the last part of its id when unique.
+    /// The block: its id, its title, the last part of its id, their words (`profile id`), or its
+    /// item class, when unique.
     #[arg(long)]
     pub block: String,
     /// Print JSON instead of text.
@@ -226,8 +228,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let graph_path = cli.graph.clone().unwrap_or(settings.graph.path.clone());
     let graph = Graph::load(&graph_path)
         .with_context(|| format!("reading the graph at {}", graph_path.display()))?;
-    for warning in &graph.warnings {
-        tracing::warn!("{warning}");
+    if tracing::enabled!(tracing::Level::INFO) {
+        for warning in &graph.warnings {
+            tracing::warn!("{warning}");
+        }
+    } else {
+        for line in report::warning_summary(&graph.warnings) {
+            tracing::warn!("{line}");
+        }
     }
     tracing::info!(
         pages = graph.pages.len(),

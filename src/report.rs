@@ -1,11 +1,13 @@
 //! What commands print: the JSON shapes of the output contract (PRODUCT.md section 9) and the
 //! readable tables shown without `--json`. Pure functions from graph types to text.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::generate::{Draft, RunReport};
-use crate::graph::{Block, Graph, Key, Tool, Venture};
+use crate::graph::{Block, Graph, Key, Tool, Venture, Warning, WarningKind};
 use crate::pipeline::Preview;
 use crate::writeback::ListedDraft;
 
@@ -69,6 +71,34 @@ impl<'g> BlockReport<'g> {
             examples,
         }
     }
+}
+
+/// The graph's warnings in one line per kind: how many, and the first. A real graph has
+/// hundreds (a copied folder tree names every page twice), which buried the command's own
+/// output; `-v` prints them all instead.
+pub fn warning_summary(warnings: &[Warning]) -> Vec<String> {
+    let mut by_kind: BTreeMap<WarningKind, (usize, &Warning)> = BTreeMap::new();
+    for warning in warnings {
+        by_kind.entry(warning.kind).or_insert((0, warning)).0 += 1;
+    }
+    by_kind
+        .into_iter()
+        .map(|(kind, (count, first))| {
+            if count == 1 {
+                return first.to_string();
+            }
+            let what = match kind {
+                WarningKind::Unlisted => "entries of the graph folder could not be listed",
+                WarningKind::Unreadable => "pages could not be read",
+                WarningKind::NotText => "pages are not UTF-8 text",
+                WarningKind::DuplicatePageName => "pages share their name with another page",
+                WarningKind::MissingEmbed => "embedded pages are not in the graph",
+                WarningKind::EmbedLoop => "embeds lead back to a page being read",
+                WarningKind::UnresolvedRelation => "relations:: entries are not block pages",
+            };
+            format!("{count} {what} (first: {first}); -v lists them all")
+        })
+        .collect()
 }
 
 pub fn blocks_json(graph: &Graph) -> serde_json::Result<String> {

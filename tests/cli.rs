@@ -134,6 +134,34 @@ fn a_missing_graph_is_an_input_error_naming_the_path() -> TestResult {
 }
 
 #[test]
+fn a_folder_without_block_pages_is_an_input_error_saying_where_it_looked() -> TestResult {
+    let folder = tempfile::tempdir()?;
+    let graph = folder.path().join("empty");
+    std::fs::create_dir_all(&graph)?;
+    let output = inncopilot(&["--graph", "empty", "blocks"], &[], folder.path())?;
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stdout(&output).is_empty());
+    let message = stderr(&output);
+    for words in [
+        &format!("no block page in {}: 0 .md pages read", graph.display()),
+        "--graph DIR",
+        "INNCOPILOT_GRAPH_PATH",
+        "graph.path in the config file",
+    ] {
+        assert!(message.contains(words), "{words:?} not in {message}");
+    }
+    // The same without --graph: the default is the working folder.
+    let output = inncopilot(&["blocks"], &[], &graph)?;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("0 .md pages read"),
+        "{}",
+        stderr(&output)
+    );
+    Ok(())
+}
+
+#[test]
 fn a_bad_config_file_names_the_file_and_key() -> TestResult {
     let folder = tempfile::tempdir()?;
     let config = folder.path().join("bad.toml");
@@ -273,6 +301,175 @@ fn preview_of_an_unknown_venture_without_brief_names_the_known_ones() -> TestRes
         ),
         "{}",
         stderr(&output)
+    );
+    Ok(())
+}
+
+#[test]
+fn block_names_as_people_type_them_and_what_a_wrong_one_suggests() -> TestResult {
+    let folder = tempfile::tempdir()?;
+    let graph = sample_graph();
+    let graph = graph.to_string_lossy();
+    let preview = |block: &str| {
+        inncopilot(
+            &[
+                "--graph",
+                &graph,
+                "preview",
+                "--venture",
+                "Space X",
+                "--block",
+                block,
+                "--json",
+            ],
+            &[],
+            folder.path(),
+        )
+    };
+    for (query, id) in [
+        ("profile", "profile-(id)"),
+        ("Profile ID relationship", "profile-(id)/relationship"),
+        ("profile-(id)___relationship", "profile-(id)/relationship"),
+    ] {
+        let output = preview(query)?;
+        assert!(output.status.success(), "{query}: {}", stderr(&output));
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+        assert_eq!(report["block"], id, "{query}");
+    }
+    let output = preview("relationshp")?;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains(
+            "no block matches `relationshp`; did you mean profile-(id)/relationship? The blocks are: profile-(id), profile-(id)/relationship\n"
+        ),
+        "{}",
+        stderr(&output)
+    );
+
+    // A graph of more blocks than an error lists, two of them `notes`.
+    let many = tempfile::tempdir()?;
+    let block = "- ## Definition\n  - A thing.\n- ## innCoPilot\n  - Why?\n";
+    let names = [
+        "alpha",
+        "bravo",
+        "charlie",
+        "delta",
+        "echo",
+        "foxtrot",
+        "north___notes",
+        "south___notes",
+    ];
+    let pages: Vec<(String, &str)> = names
+        .iter()
+        .map(|name| (format!("pages/{name}.md"), block))
+        .collect();
+    let pages: Vec<(&str, &str)> = pages
+        .iter()
+        .map(|(path, text)| (path.as_str(), *text))
+        .collect();
+    write_pages(many.path(), &pages)?;
+    let many_graph = many.path().to_string_lossy();
+    let preview = |block: &str| {
+        inncopilot(
+            &[
+                "--graph",
+                &many_graph,
+                "preview",
+                "--venture",
+                "Acme",
+                "--brief",
+                "Anvils.",
+                "--block",
+                block,
+            ],
+            &[],
+            folder.path(),
+        )
+    };
+    let output = preview("echoo")?;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains(
+            "no block matches `echoo`; did you mean echo? The blocks are: alpha, bravo, charlie, delta, echo and 3 more; `inncopilot blocks` lists them\n"
+        ),
+        "{}",
+        stderr(&output)
+    );
+    let output = preview("Notes")?;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains(
+            "`Notes` matches several blocks (north/notes, south/notes); give the full id"
+        ),
+        "{}",
+        stderr(&output)
+    );
+    Ok(())
+}
+
+/// Write `pages` (path relative to `root`, text) under `root`.
+fn write_pages(root: &Path, pages: &[(&str, &str)]) -> std::io::Result<()> {
+    for (path, text) in pages {
+        let file = root.join(path);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(file, text)?;
+    }
+    Ok(())
+}
+
+/// The warning lines of stderr, without tracing's level prefix.
+fn warning_lines(output: &Output) -> Vec<String> {
+    stderr(output)
+        .lines()
+        .filter_map(|line| line.trim_start().strip_prefix("WARN "))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn warnings_are_one_line_per_kind_and_all_of_them_with_verbose() -> TestResult {
+    let folder = tempfile::tempdir()?;
+    let block = "- ## Definition\n  - A thing.\n- ## innCoPilot\n  - Why?\n- ## Examples\n  - ### Acme\n    {{embed [[thing/notes/Acme]]}}\n  - ### Beta\n    {{embed [[thing/notes/Beta]]}}\n  - ### Gamma\n    {{embed [[thing/notes/Gamma]]}}\n";
+    write_pages(
+        folder.path(),
+        &[
+            ("pages/thing.md", block),
+            ("copy/notes.md", "- a copy\n"),
+            ("pages/notes.md", "- the original\n"),
+        ],
+    )?;
+    let graph = folder.path().to_string_lossy();
+    let summary = inncopilot(&["--graph", &graph, "blocks", "--json"], &[], folder.path())?;
+    assert!(summary.status.success(), "{}", stderr(&summary));
+    assert_eq!(
+        warning_lines(&summary),
+        vec![
+            // A kind with one warning shows it as it is ...
+            "pages/notes.md: page name \"notes\" is also used by copy/notes.md; references go to this one",
+            // ... a kind with several, one line.
+            "3 embedded pages are not in the graph (first: pages/thing.md:7: embedded page [[thing/notes/Acme]] is not in the graph); -v lists them all",
+        ],
+        "{}",
+        stderr(&summary)
+    );
+    let verbose = inncopilot(
+        &["--graph", &graph, "blocks", "--json", "-v"],
+        &[],
+        folder.path(),
+    )?;
+    assert!(verbose.status.success(), "{}", stderr(&verbose));
+    let all = warning_lines(&verbose);
+    assert_eq!(all.len(), 4, "{all:?}");
+    for venture in ["Acme", "Beta", "Gamma"] {
+        let missing = format!("embedded page [[thing/notes/{venture}]] is not in the graph");
+        assert!(all.iter().any(|line| line.ends_with(&missing)), "{all:?}");
+    }
+    assert_eq!(
+        stdout(&summary),
+        stdout(&verbose),
+        "--json output is the same"
     );
     Ok(())
 }

@@ -205,6 +205,55 @@ fn a_constrained_prompt_lists_choices_without_their_explanations_or_the_schema()
 }
 
 #[test]
+fn a_block_without_questions_stands_on_definition_description_and_keys() -> TestResult {
+    // Shaped like the real graph's blocks whose innCoPilot section is empty.
+    let folder = tempfile::tempdir()?;
+    let pages = folder.path().join("pages");
+    std::fs::create_dir_all(&pages)?;
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pages");
+    for name in [
+        "market-timing_info.md",
+        "market-timing___examples___Tide Mill.md",
+    ] {
+        std::fs::copy(fixtures.join(name), pages.join(name))?;
+    }
+    let graph = Graph::load(folder.path())?;
+    let library = Library::new(None)?;
+    let block = graph.find_block("market-timing")?;
+    assert!(block.questions.is_empty());
+    let prompt = prompt::render(
+        &library,
+        &graph,
+        block,
+        &existing("Harbour Ferry"),
+        3,
+        BUDGET,
+    )?;
+    let user = user_message(&prompt);
+    assert!(
+        user.contains("If Market timing is defined as: Market timing is the judgement of whether customers, technology and rules are ready for what the venture offers now., what could it be?\nAbout Market timing: In business modeling, market timing asks why a venture should start now"),
+        "{user}"
+    );
+    // Only the first paragraph of the description, and no empty list of questions.
+    assert!(!user.contains("Timing is judged against"), "{user}");
+    assert!(!user.contains("Consider these questions"), "{user}");
+    assert!(
+        user.contains("What matters most when judging the ideas (weight out of 100):\n- "),
+        "{user}"
+    );
+    assert!(
+        user.contains(": 80\n- ") && user.contains(": 40\n"),
+        "{user}"
+    );
+    // The other venture's items are its few-shot examples.
+    assert!(
+        user.contains("- Cheap tidal turbines: Small turbines fell"),
+        "{user}"
+    );
+    Ok(())
+}
+
+#[test]
 fn injection_looking_content_renders_literally() -> TestResult {
     let page = "- ## Definition\n  - A {{ 7 * 7 }} thing {% if true %}yes{% endif %} {# hidden #}\n- ## innCoPilot\n  - Why {{ venture.name }}?\n- ## Examples\n  - ### Acme\n    - #thing [[{{ block.title }}]]\n      - {% include \"system.j2\" %}\n";
     let folder = tempfile::tempdir()?;

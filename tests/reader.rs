@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use inncopilot::graph::{Block, Graph, Page};
+use inncopilot::graph::{Block, Error, Graph, Page};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -13,6 +13,17 @@ fn fixture(path: &str) -> PathBuf {
 
 fn seed(name: &str) -> String {
     std::fs::read_to_string(fixture("tests/fixtures/seeds").join(name)).unwrap_or_default()
+}
+
+/// Pages of `tests/fixtures/pages` as (path in a graph, text).
+fn fixture_pages(names: &[&str]) -> Vec<(String, String)> {
+    names
+        .iter()
+        .map(|name| {
+            let text = std::fs::read_to_string(fixture("tests/fixtures/pages").join(name));
+            (format!("pages/{name}"), text.unwrap_or_default())
+        })
+        .collect()
 }
 
 /// A graph in a temporary folder holding `pages` (path relative to the graph, text).
@@ -268,6 +279,55 @@ fn several_items_in_one_block_and_untagged_items() -> TestResult {
 }
 
 #[test]
+fn questions_glued_to_the_preamble_lose_their_bullet() -> TestResult {
+    // The real graph writes the preamble and the first question's bullet on one line.
+    let page = "- ## Definition\n  - A thing.\n- ## innCoPilot\n  - If thing is defined as :A thing., What could it be?- How will you sell it?\n  - Who buys it?\n- ## Examples\n";
+    let (_folder, graph) = graph_with(&[("pages/thing.md", page)])?;
+    let block = only_block(&graph)?;
+    assert_eq!(
+        block.preamble.as_deref(),
+        Some("If thing is defined as :A thing., What could it be?")
+    );
+    assert_eq!(
+        block.questions,
+        vec!["How will you sell it?", "Who buys it?"]
+    );
+    Ok(())
+}
+
+#[test]
+fn an_empty_inncopilot_section_keeps_definition_description_and_keys() -> TestResult {
+    let pages = fixture_pages(&[
+        "market-timing_info.md",
+        "market-timing___examples___Tide Mill.md",
+    ]);
+    let pages: Vec<(&str, &str)> = pages
+        .iter()
+        .map(|(path, text)| (path.as_str(), text.as_str()))
+        .collect();
+    let (_folder, graph) = graph_with(&pages)?;
+    assert!(graph.warnings.is_empty(), "{:?}", graph.warnings);
+    let block = only_block(&graph)?;
+    assert_eq!(block.id, "market-timing");
+    assert_eq!(block.preamble, None);
+    assert!(block.questions.is_empty(), "{:?}", block.questions);
+    assert!(
+        block
+            .definition
+            .starts_with("Market timing is the judgement")
+    );
+    assert!(
+        block
+            .description
+            .starts_with("In business modeling, market timing")
+    );
+    let weights: Vec<Option<f64>> = block.keys.iter().map(|key| key.weight).collect();
+    assert_eq!(weights, vec![Some(80.0), Some(40.0)]);
+    assert_eq!(count_for(block, "Tide Mill"), 2);
+    Ok(())
+}
+
+#[test]
 fn drafts_are_examples_marked_as_drafts() -> TestResult {
     let page = format!(
         "{SHAPES_HEADER}- ## Examples\n  ### Acme\n  - #thing [[Human]]\n  \t- written by a person\n  - #thing [[Machine]]\n    draft:: true\n    generated-by:: inncopilot 0.1.0 via local SmolLM2\n  \t- written by a model\n"
@@ -468,6 +528,7 @@ fn a_missing_example_page_is_an_empty_canvas_not_a_warning() -> TestResult {
 #[test]
 fn a_page_without_the_sections_is_not_a_block() -> TestResult {
     let (_folder, graph) = graph_with(&[
+        ("pages/thing.md", SHAPES_HEADER),
         (
             "pages/definition-only.md",
             "- ## Definition\n  - Something.\n",
@@ -477,13 +538,15 @@ fn a_page_without_the_sections_is_not_a_block() -> TestResult {
             "- ## Meeting notes\n  - ### Acme\n  - #thing [[X]]\n",
         ),
     ])?;
-    assert!(graph.blocks.is_empty());
+    let ids: Vec<&str> = graph.blocks.iter().map(|block| block.id.as_str()).collect();
+    assert_eq!(ids, vec!["thing"]);
     Ok(())
 }
 
 #[test]
 fn venture_pages_are_ventures_with_their_brief() -> TestResult {
     let (_folder, graph) = graph_with(&[
+        ("pages/thing.md", SHAPES_HEADER),
         (
             "pages/Solar Bikes.md",
             "type:: [[venture]]\nbrief:: Electric bikes charged by solar roofs.\n\n- notes\n",
@@ -508,5 +571,47 @@ fn venture_pages_are_ventures_with_their_brief() -> TestResult {
             ("Tea Club", Some("A subscription for rare teas.")),
         ]
     );
+    Ok(())
+}
+
+#[test]
+fn build_tool_and_hidden_folders_are_never_read() -> TestResult {
+    let page = seed("000-relationship.md");
+    let path = "profile-(id)___relationship.md";
+    let copies = [
+        format!("pages/{path}"),
+        format!("target/sample-graph/pages/{path}"),
+        format!("pages/deep/target/{path}"),
+        format!("node_modules/kb/pages/{path}"),
+        format!("pages/vendor/node_modules/{path}"),
+        format!(".git/{path}"),
+        format!("pages/.backup/{path}"),
+    ];
+    let pages: Vec<(&str, &str)> = copies
+        .iter()
+        .map(|copy| (copy.as_str(), page.as_str()))
+        .collect();
+    let (_folder, graph) = graph_with(&pages)?;
+    let block = only_block(&graph)?;
+    assert_eq!(block.page, format!("pages/{path}"));
+    let read: Vec<&str> = graph.pages.iter().map(|page| page.path.as_str()).collect();
+    assert_eq!(read, vec![format!("pages/{path}")]);
+    assert!(graph.warnings.is_empty(), "{:?}", graph.warnings);
+    Ok(())
+}
+
+#[test]
+fn a_folder_without_a_block_page_is_not_a_graph() -> TestResult {
+    let folder = tempfile::tempdir()?;
+    std::fs::create_dir_all(folder.path().join("pages"))?;
+    std::fs::write(folder.path().join("pages/notes.md"), "- just notes\n")?;
+    std::fs::write(folder.path().join("README.md"), "# A project\n")?;
+    match Graph::load(folder.path()) {
+        Err(Error::NoBlocks { path, pages }) => {
+            assert_eq!(path, folder.path());
+            assert_eq!(pages, 2);
+        }
+        other => return Err(format!("expected NoBlocks, got {other:?}").into()),
+    }
     Ok(())
 }

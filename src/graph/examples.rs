@@ -15,6 +15,7 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
+use super::WarningKind;
 use super::name::page_key;
 use super::outline::LineKind;
 use super::page::{Entry, Page, heading};
@@ -43,6 +44,7 @@ pub struct Example {
 /// Problems found while reading examples; they never stop the reading.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExampleWarning {
+    pub kind: WarningKind,
     pub page: String,
     pub line: usize,
     pub message: String,
@@ -237,6 +239,7 @@ impl<'g> ExampleReader<'g> {
         let key = page_key(target);
         if self.visiting.contains(&key) {
             self.warnings.push(ExampleWarning {
+                kind: WarningKind::EmbedLoop,
                 page: page.path.clone(),
                 line: line + 1,
                 message: format!("embed of [[{target}]] loops back to a page already being read"),
@@ -248,6 +251,7 @@ impl<'g> ExampleReader<'g> {
             // real graphs prepare them; an embed of anything else is worth a warning.
             if !target.to_lowercase().contains("/examples/") {
                 self.warnings.push(ExampleWarning {
+                    kind: WarningKind::MissingEmbed,
                     page: page.path.clone(),
                     line: line + 1,
                     message: format!("embedded page [[{target}]] is not in the graph"),

@@ -189,10 +189,16 @@ fn section_text(page: &Page, entries: &[Entry<'_>]) -> String {
 ///
 /// The pages glue the preamble and the first question on one line ("...What could it be?What
 /// is..."); the split is after the last "what could it be?". Other questions are one per line or
-/// one per child block.
+/// one per child block. An empty section gives no preamble and no questions.
 fn read_questions(entries: &[Entry<'_>]) -> (Option<String>, Vec<String>) {
     let mut preamble = None;
     let mut questions = Vec::new();
+    let push = |questions: &mut Vec<String>, question: &str| {
+        let question = strip_bullet(question);
+        if !question.is_empty() {
+            questions.push(question.to_string());
+        }
+    };
     for entry in entries {
         let text = entry.text.trim();
         if text.is_empty() {
@@ -207,10 +213,7 @@ fn read_questions(entries: &[Entry<'_>]) -> (Option<String>, Vec<String>) {
             {
                 let split = position + MARKER.len();
                 preamble = Some(text[..split].trim().to_string());
-                let rest = text[split..].trim();
-                if !rest.is_empty() {
-                    questions.push(rest.to_string());
-                }
+                push(&mut questions, &text[split..]);
                 continue;
             }
             if lower.starts_with("if ") && lower.contains("defined as") {
@@ -218,9 +221,21 @@ fn read_questions(entries: &[Entry<'_>]) -> (Option<String>, Vec<String>) {
                 continue;
             }
         }
-        questions.push(text.to_string());
+        push(&mut questions, text);
     }
     (preamble, questions)
+}
+
+/// A question without the list marker it was written with. On the real graph the first
+/// question follows the preamble on its line as `What could it be?- How will you ...`: the
+/// bullet of a list the page's author pasted in, not part of the question.
+fn strip_bullet(question: &str) -> &str {
+    let question = question.trim();
+    match question.strip_prefix(['-', '*']) {
+        // `-5 degrees` and `**bold**` keep their first character: a marker stands alone.
+        Some(rest) if rest.is_empty() || rest.starts_with(char::is_whitespace) => rest.trim(),
+        _ => question,
+    }
 }
 
 /// The item class from a Content type section: `(relationship)` in the heading, a `#tag` in its
@@ -287,10 +302,16 @@ fn key_name(text: &str) -> Option<String> {
             return Some(name.to_string());
         }
     }
-    if let Some(reference) = page_refs(after_key).into_iter().next_back()
-        && after_key.contains("[[")
+    // The last reference that names something: real keys read `#key [[block/Key name]] [[**]]
+    // [[-+]]`, a namespaced page followed by rating marks.
+    if after_key.contains("[[")
+        && let Some(reference) = page_refs(after_key)
+            .into_iter()
+            .filter(|reference| reference.chars().any(char::is_alphanumeric))
+            .next_back()
     {
-        return Some(reference);
+        let name = reference.rsplit('/').next().unwrap_or(&reference).trim();
+        return Some(name.to_string());
     }
     let without_macros = match after_key.find("{{") {
         Some(position) => &after_key[..position],
@@ -358,6 +379,10 @@ mod tests {
         assert_eq!(key_name(seed).as_deref(), Some("Customer Understanding"));
         assert_eq!(key_name("#key [[Trust]]").as_deref(), Some("Trust"));
         assert_eq!(
+            key_name("#key [[opportunity/Momentum]] [[***]] [[-+]]").as_deref(),
+            Some("Momentum")
+        );
+        assert_eq!(
             key_name("#key 80 Speed {{renderer x}}").as_deref(),
             Some("Speed")
         );
@@ -384,5 +409,62 @@ mod tests {
             Some("If x is defined as :D, What could it be?")
         );
         assert_eq!(questions, vec!["What is it?", "How?"]);
+    }
+
+    #[test]
+    fn questions_lose_the_bullet_glued_to_the_preamble() {
+        // The real graph's shape: the first question's bullet follows the preamble on its line.
+        let line = "If keys is defined as :, What could it be?- How will you price it?";
+        let entries = [
+            Entry {
+                line: 0,
+                text: line,
+                block: Some(1),
+            },
+            Entry {
+                line: 1,
+                text: "* Who pays?",
+                block: None,
+            },
+            Entry {
+                line: 2,
+                text: "-",
+                block: None,
+            },
+            Entry {
+                line: 3,
+                text: "What about -5 degrees?",
+                block: Some(2),
+            },
+            Entry {
+                line: 4,
+                text: "**Bold** still?",
+                block: Some(3),
+            },
+        ];
+        let (preamble, questions) = read_questions(&entries);
+        assert_eq!(
+            preamble.as_deref(),
+            Some("If keys is defined as :, What could it be?")
+        );
+        assert_eq!(
+            questions,
+            vec![
+                "How will you price it?",
+                "Who pays?",
+                "What about -5 degrees?",
+                "**Bold** still?"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_empty_inncopilot_section_has_no_questions() {
+        let entries = [Entry {
+            line: 0,
+            text: "",
+            block: None,
+        }];
+        assert_eq!(read_questions(&entries), (None, Vec::new()));
     }
 }

@@ -5,6 +5,7 @@
 //! reported in [`Graph::warnings`] and skipped, never stopping the rest of the graph.
 
 pub mod examples;
+mod find;
 pub mod metamodel;
 pub mod name;
 pub mod outline;
@@ -20,6 +21,7 @@ pub use metamodel::{Block, Key, Tool};
 pub use page::Page;
 
 use examples::{ExampleReader, page_entries};
+use find::{short_list, unknown_block_help};
 use name::{page_key, page_refs};
 use page::SectionKind;
 
@@ -32,10 +34,20 @@ pub enum Error {
     NotFound { path: PathBuf },
     #[error("graph path {path} is not a folder")]
     NotAFolder { path: PathBuf },
-    #[error("no block matches `{query}`; the blocks are: {known}")]
-    UnknownBlock { query: String, known: String },
-    #[error("`{query}` matches several blocks ({matches}); give the full id")]
-    AmbiguousBlock { query: String, matches: String },
+    #[error(
+        "no block page in {path}: {pages} .md pages read (hidden, logseq/, journals/, target/ and node_modules/ folders skipped), none with an innCoPilot section or a Definition and Examples; set the graph folder with --graph DIR, INNCOPILOT_GRAPH_PATH or graph.path in the config file"
+    )]
+    NoBlocks { path: PathBuf, pages: usize },
+    #[error("no block matches `{query}`; {}", unknown_block_help(.suggestions, .known))]
+    UnknownBlock {
+        query: String,
+        /// The ids of the closest names, closest first (empty when none is close).
+        suggestions: Vec<String>,
+        /// Every block id.
+        known: Vec<String>,
+    },
+    #[error("`{query}` matches several blocks ({}); give the full id", short_list(.matches))]
+    AmbiguousBlock { query: String, matches: Vec<String> },
     #[error("unknown venture `{name}`: give --brief to create it, or use one of: {known}")]
     UnknownVenture { name: String, known: String },
     #[error("cannot list the graph folder {path}: {source}")]
@@ -49,11 +61,33 @@ pub enum Error {
 /// Something in the graph that was skipped or could not be understood.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Warning {
+    pub kind: WarningKind,
     /// Path relative to the graph folder.
     pub path: String,
     /// 1-based line, when the problem is at one.
     pub line: Option<usize>,
     pub message: String,
+}
+
+/// What a warning is about: one kind per place the reader makes one, so that a graph with
+/// hundreds of warnings can be summed up in a line per kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WarningKind {
+    /// An entry of the graph folder could not be listed.
+    Unlisted,
+    /// A page file could not be read.
+    Unreadable,
+    /// A page file is not UTF-8 text.
+    NotText,
+    /// Two files give the same page name (a copied folder tree).
+    DuplicatePageName,
+    /// `{{embed [[page]]}}` of a page that does not exist.
+    MissingEmbed,
+    /// An embed leads back to a page being read.
+    EmbedLoop,
+    /// `relations::` names a page that is not a block page.
+    UnresolvedRelation,
 }
 
 impl std::fmt::Display for Warning {
@@ -94,7 +128,9 @@ pub struct Graph {
 }
 
 impl Graph {
-    /// Read every page under `root`.
+    /// Read every page under `root`. A folder without a single block page is an error: it is
+    /// not the graph the user meant (the repository root, an empty folder, a typo), and empty
+    /// tables would hide that.
     pub fn load(root: &Path) -> Result<Graph, Error> {
         if !root.exists() {
             return Err(Error::NotFound {
@@ -116,6 +152,7 @@ impl Graph {
                 Ok(bytes) => match String::from_utf8(bytes) {
                     Ok(text) => pages.push(Page::parse(relative, file, text)),
                     Err(error) => warnings.push(Warning {
+                        kind: WarningKind::NotText,
                         path: relative,
                         line: None,
                         message: format!(
@@ -125,13 +162,21 @@ impl Graph {
                     }),
                 },
                 Err(error) => warnings.push(Warning {
+                    kind: WarningKind::Unreadable,
                     path: relative,
                     line: None,
                     message: format!("skipped: cannot read: {error}"),
                 }),
             }
         }
-        Ok(Graph::from_pages(root.to_path_buf(), pages, warnings))
+        let graph = Graph::from_pages(root.to_path_buf(), pages, warnings);
+        if graph.blocks.is_empty() {
+            return Err(Error::NoBlocks {
+                path: std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf()),
+                pages: graph.pages.len(),
+            });
+        }
+        Ok(graph)
     }
 
     /// Build a graph from pages already read (used by `load` and by tests).
@@ -140,6 +185,7 @@ impl Graph {
         for (index, page) in pages.iter().enumerate() {
             if let Some(previous) = pages_by_key.insert(page_key(&page.name), index) {
                 warnings.push(Warning {
+                    kind: WarningKind::DuplicatePageName,
                     path: page.path.clone(),
                     line: None,
                     message: format!(
@@ -172,6 +218,7 @@ impl Graph {
             block.examples = examples;
             block.canvases = canvases;
             warnings.extend(example_warnings.into_iter().map(|warning| Warning {
+                kind: warning.kind,
                 path: warning.page,
                 line: Some(warning.line),
                 message: warning.message,
@@ -250,48 +297,6 @@ impl Graph {
         }
         ventures.sort_by_key(|venture| venture.name.to_lowercase());
         ventures
-    }
-
-    /// The block a user means: an id, a title, or the last segment of an id when only one block
-    /// has it, compared case-insensitively.
-    pub fn find_block(&self, query: &str) -> Result<&Block, Error> {
-        let wanted = query.trim().to_lowercase();
-        let exact = |block: &&Block| block.id.to_lowercase() == wanted;
-        if let Some(block) = self.blocks.iter().find(exact) {
-            return Ok(block);
-        }
-        let matches: Vec<&Block> = self
-            .blocks
-            .iter()
-            .filter(|block| {
-                block.title.to_lowercase() == wanted
-                    || block
-                        .id
-                        .rsplit('/')
-                        .next()
-                        .is_some_and(|last| last.to_lowercase() == wanted)
-            })
-            .collect();
-        match matches.as_slice() {
-            [block] => Ok(block),
-            [] => Err(Error::UnknownBlock {
-                query: query.to_string(),
-                known: self
-                    .blocks
-                    .iter()
-                    .map(|block| block.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }),
-            several => Err(Error::AmbiguousBlock {
-                query: query.to_string(),
-                matches: several
-                    .iter()
-                    .map(|block| block.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }),
-        }
     }
 
     /// A venture of the graph by name, case-insensitively.
@@ -381,6 +386,7 @@ fn resolve_relations(blocks: &mut [Block], warnings: &mut Vec<Warning>) {
                     Some([id]) => id,
                     Some(several) => {
                         warnings.push(Warning {
+                            kind: WarningKind::UnresolvedRelation,
                             path: block.page.clone(),
                             line: None,
                             message: format!(
@@ -392,6 +398,7 @@ fn resolve_relations(blocks: &mut [Block], warnings: &mut Vec<Warning>) {
                     }
                     None => {
                         warnings.push(Warning {
+                            kind: WarningKind::UnresolvedRelation,
                             path: block.page.clone(),
                             line: None,
                             message: format!(
@@ -425,8 +432,8 @@ pub fn loose_key(name: &str) -> String {
 }
 
 /// Every page file under the graph folder, sorted: `*.md`, except under `logseq/`,
-/// `journals/` and hidden folders. An entry that cannot be listed is a warning, not an error,
-/// unless it is the graph folder itself.
+/// `journals/`, hidden folders and build or tool folders. An entry that cannot be listed is a
+/// warning, not an error, unless it is the graph folder itself.
 fn page_files(root: &Path) -> Result<(Vec<PathBuf>, Vec<Warning>), Error> {
     let mut files = Vec::new();
     let mut warnings = Vec::new();
@@ -439,11 +446,14 @@ fn page_files(root: &Path) -> Result<(Vec<PathBuf>, Vec<Warning>), Error> {
                 return true;
             }
             let name = entry.file_name().to_string_lossy();
+            let is_dir = entry.file_type().is_dir();
+            // Hidden entries are Logseq's (and git's, and our own `.inncopilot/`), not pages.
             let hidden = name.starts_with('.');
-            let reserved = entry.depth() == 1
-                && entry.file_type().is_dir()
-                && (name == "logseq" || name == "journals");
-            !hidden && !reserved
+            let reserved = entry.depth() == 1 && is_dir && (name == "logseq" || name == "journals");
+            // Build and package folders hold copies of pages (test fixtures under `target/`)
+            // that would be read as the graph's own, at any depth.
+            let tool = is_dir && (name == "target" || name == "node_modules");
+            !hidden && !reserved && !tool
         });
     for entry in walker {
         let entry = match entry {
@@ -459,6 +469,7 @@ fn page_files(root: &Path) -> Result<(Vec<PathBuf>, Vec<Warning>), Error> {
                     .path()
                     .map_or_else(String::new, |path| relative_path(root, path));
                 warnings.push(Warning {
+                    kind: WarningKind::Unlisted,
                     path,
                     line: None,
                     message: format!("skipped: {source}"),
@@ -484,4 +495,45 @@ fn relative_path(root: &Path, file: &Path) -> String {
         .map(|component| component.as_os_str().to_string_lossy())
         .collect::<Vec<_>>()
         .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(path: &str, text: &str) -> Page {
+        Page::parse(path.to_string(), PathBuf::from(path), text.to_string())
+    }
+
+    #[test]
+    fn every_warning_has_the_kind_of_the_place_that_made_it() {
+        let block = "relations:: [[nowhere]]\n\n- ## Definition\n  - A thing.\n- ## innCoPilot\n  - Why?\n- ## Examples\n  - ### Acme\n    {{embed [[thing/notes/Missing]]}}\n  - ### Beta\n    {{embed [[thing/examples/Beta]]}}\n";
+        let pages = vec![
+            page("pages/thing.md", block),
+            page(
+                "pages/thing___examples___Beta.md",
+                "- {{embed [[thing]]}}\n",
+            ),
+            page("pages/notes.md", "- x\n"),
+            page("pages/copy/notes.md", "- x\n"),
+        ];
+        let graph = Graph::from_pages(PathBuf::from("graph"), pages, Vec::new());
+        let mut kinds: Vec<(WarningKind, &str)> = graph
+            .warnings
+            .iter()
+            .map(|warning| (warning.kind, warning.path.as_str()))
+            .collect();
+        kinds.sort();
+        assert_eq!(
+            kinds,
+            vec![
+                (WarningKind::DuplicatePageName, "pages/copy/notes.md"),
+                (WarningKind::MissingEmbed, "pages/thing.md"),
+                (WarningKind::EmbedLoop, "pages/thing___examples___Beta.md"),
+                (WarningKind::UnresolvedRelation, "pages/thing.md"),
+            ],
+            "{:?}",
+            graph.warnings
+        );
+    }
 }
