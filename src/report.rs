@@ -171,6 +171,7 @@ pub fn ventures_table(ventures: &[Venture]) -> String {
             vec![
                 venture.name.clone(),
                 total.to_string(),
+                venture.empty_canvases.to_string(),
                 if per_block.is_empty() {
                     "-".into()
                 } else {
@@ -179,7 +180,10 @@ pub fn ventures_table(ventures: &[Venture]) -> String {
             ]
         })
         .collect();
-    table(&["VENTURE", "ITEMS", "ITEMS PER BLOCK"], rows)
+    table(
+        &["VENTURE", "ITEMS", "EMPTY CANVASES", "ITEMS PER BLOCK"],
+        rows,
+    )
 }
 
 /// Columns padded to their widest cell (the last one is not padded).

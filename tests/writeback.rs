@@ -97,6 +97,20 @@ fn graphs() -> Result<Vec<(String, tempfile::TempDir)>, Box<dyn std::error::Erro
         write_pages(folder.path(), &pages)?;
         graphs.push((name.to_string(), folder));
     }
+    // The shapes of the real knowledge base: pages without bullets, packed items, empty and
+    // missing example pages, nested folders.
+    let shapes = tempfile::tempdir()?;
+    let source = fixture("tests/fixtures/shapes");
+    for entry in walkdir::WalkDir::new(&source) {
+        let entry = entry?;
+        let target = shapes.path().join(entry.path().strip_prefix(&source)?);
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    graphs.push(("the real knowledge base's shapes".to_string(), shapes));
     Ok(graphs)
 }
 
@@ -197,11 +211,14 @@ fn generate_then_reject_leaves_every_page_byte_identical() -> TestResult {
         let graph = Graph::load(root)?;
         let mut cases: Vec<(String, String, Option<&str>)> = Vec::new();
         for block in &graph.blocks {
+            // Every venture with examples or an empty canvas on the block's page.
             let mut ventures: Vec<String> = block
                 .examples
                 .iter()
                 .map(|example| example.venture.clone())
+                .chain(block.canvases.iter().cloned())
                 .collect();
+            ventures.sort();
             ventures.dedup();
             for venture in ventures {
                 cases.push((block.id.clone(), venture, None));

@@ -492,10 +492,9 @@ fn statement_head(statement: &str) -> String {
     let words: Vec<&str> = statement.split_whitespace().collect();
     let mut taken: Vec<&str> = Vec::new();
     for word in &words {
-        if word.starts_with('(') || *word == "-" || *word == "–" {
-            if taken.len() >= 3 {
-                break;
-            }
+        let opens_clause = word.starts_with('(') || *word == "-" || *word == "–";
+        if opens_clause && taken.len() >= 3 {
+            break;
         }
         let ends_clause = word.ends_with(',') || word.ends_with(';') || word.ends_with(':');
         taken.push(word.trim_end_matches([',', ';', ':']));

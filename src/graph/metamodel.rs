@@ -307,8 +307,7 @@ fn key_name(text: &str) -> Option<String> {
     if after_key.contains("[[")
         && let Some(reference) = page_refs(after_key)
             .into_iter()
-            .filter(|reference| reference.chars().any(char::is_alphanumeric))
-            .next_back()
+            .rfind(|reference| reference.chars().any(char::is_alphanumeric))
     {
         let name = reference.rsplit('/').next().unwrap_or(&reference).trim();
         return Some(name.to_string());
