@@ -317,3 +317,74 @@ fn an_embedded_venture_without_a_page_gets_one_where_the_embed_points() -> TestR
     assert_eq!(examples(&graph, "funding-(plan)", "Harbor Tours").len(), 2);
     Ok(())
 }
+
+#[test]
+fn packed_examples_read_the_same_on_an_export_page() -> TestResult {
+    let graph =
+        Graph::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/shapes-export"))?;
+    let block = graph.find_block("pricing")?;
+    assert_eq!(
+        block.questions,
+        [
+            "Who pays, and when?",
+            "How does the price follow the value?"
+        ]
+    );
+    assert_eq!(
+        examples(&graph, "pricing", "Moon Bakery"),
+        pairs(&[
+            (
+                "Day-old discount",
+                "Yesterday's loaves at half price from noon."
+            ),
+            ("Cafe subscription", "A fixed weekly order billed monthly."),
+        ])
+    );
+    assert_eq!(
+        examples(&graph, "pricing", "Tide Power"),
+        pairs(&[
+            (
+                "Per kilowatt-hour",
+                "Households pay for what the turbines deliver, read from a smart meter."
+            ),
+            (
+                "Capacity fee",
+                "Businesses reserve a share of the output for a flat monthly fee."
+            ),
+        ])
+    );
+    Ok(())
+}
+
+#[test]
+fn few_shot_examples_from_packed_pages_are_clean_items() -> TestResult {
+    use inncopilot::config::Settings;
+    use inncopilot::pipeline::{self, Request};
+    use inncopilot::prompt::Library;
+
+    let graph = Graph::load(&shapes())?;
+    let settings = Settings::load_with_env(None, |_| None)?;
+    let request = Request {
+        venture: "Harbor Tours".into(),
+        block: "Brand (kit)".into(),
+        provider: Some("openai".into()),
+        ..Request::default()
+    };
+    let preview = pipeline::preview(&graph, &settings, &Library::new(None)?, &request, |_| None)?;
+    let user = &preview.prompt.messages[1].content;
+    // The packed pages' entries, one per line, as name and description.
+    assert!(
+        user.contains("Crescent logo: A flour-dusted crescent moon drawn in one line."),
+        "{user}"
+    );
+    assert!(
+        user.contains("Wave mark: A logo of three stacked waves"),
+        "{user}"
+    );
+    assert!(!user.contains("[["), "{user}");
+    assert!(
+        !user.contains("Engineer tone: Plain numbers first, adjectives last.\nHarbor colours"),
+        "{user}"
+    );
+    Ok(())
+}

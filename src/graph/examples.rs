@@ -124,6 +124,7 @@ impl<'g> ExampleReader<'g> {
         let mut venture = venture;
         let mut current: Option<Current> = None;
         let mut group = Group::default();
+        let line_of = |index: usize| page.outline.lines.get(index);
         for entry in entries {
             let text = strip_html_tags(entry.text);
             let text = text.trim();
@@ -133,22 +134,14 @@ impl<'g> ExampleReader<'g> {
                 group.bullet = true;
             }
             // Code is opaque: never a heading, an embed or an item.
-            let is_code = page
-                .outline
-                .lines
-                .get(entry.line)
-                .is_some_and(|line| line.kind == LineKind::Code);
+            let is_code = line_of(entry.line).is_some_and(|line| line.kind == LineKind::Code);
             if text.is_empty() || is_code {
                 continue;
             }
             if let Some((_, heading_text)) = heading(text) {
                 self.read_group(page, &mut group, &mut venture, &mut current);
                 if embedded {
-                    group.owner = page
-                        .outline
-                        .lines
-                        .get(entry.line)
-                        .and_then(|line| line.block);
+                    group.owner = line_of(entry.line).and_then(|line| line.block);
                     group
                         .lines
                         .push((entry.line, link_label(heading_text).to_string()));
@@ -169,11 +162,7 @@ impl<'g> ExampleReader<'g> {
                 continue;
             }
             if group.lines.is_empty() && entry.block.is_none() {
-                group.owner = page
-                    .outline
-                    .lines
-                    .get(entry.line)
-                    .and_then(|line| line.block);
+                group.owner = line_of(entry.line).and_then(|line| line.block);
             }
             group.lines.push((entry.line, text.to_string()));
         }
