@@ -6,12 +6,13 @@
 
 use std::path::Path;
 
-use inncopilot::draft::Item;
 use inncopilot::graph::Graph;
 use inncopilot::graph::page::Page;
 use inncopilot::writeback::guard::{self, our_ranges};
 use inncopilot::writeback::{self, DraftSet, Selection, Workspace};
 use proptest::prelude::*;
+
+mod common;
 
 const BLOCK_PAGE: &str = "metamodel-id:: [[goals]]\n\n- ## Definition\n  - Outcomes to reach.\n- ## innCoPilot\n  - If goals is defined as :Outcomes to reach., What could it be?\n- ## Examples\n  - ### goals/examples/Moon Bakery\n    {{embed [[goals/examples/Moon Bakery]]}}\n";
 const EXAMPLE_PAGE: &str = "pages/goals___examples___Moon Bakery.md";
@@ -65,20 +66,9 @@ prop_compose! {
     }
 }
 
-fn items() -> Vec<Item> {
-    ["Night bakery tours", "Sourdough club"]
-        .iter()
-        .map(|name| Item {
-            name: name.to_string(),
-            description: format!("{name} for the early risers of the neighbourhood."),
-            fields: serde_json::Map::new(),
-        })
-        .collect()
-}
-
 fn write(root: &Path) -> Result<(), writeback::Error> {
     let mut workspace = Workspace::load(root)?;
-    let items = items();
+    let items = common::draft_items();
     let set = DraftSet {
         venture: "Moon Bakery",
         brief: None,

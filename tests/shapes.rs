@@ -6,9 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
-use inncopilot::draft::Item;
 use inncopilot::graph::Graph;
 use inncopilot::writeback::{self, DraftSet, Workspace};
+
+mod common;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -221,20 +222,9 @@ fn ventures_that_exist_only_as_embeds_are_ventures_with_empty_canvases() -> Test
     Ok(())
 }
 
-fn draft_items() -> Vec<Item> {
-    ["Night bakery tours", "Sourdough club"]
-        .iter()
-        .map(|name| Item {
-            name: name.to_string(),
-            description: format!("{name} for the early risers of the neighbourhood."),
-            fields: serde_json::Map::new(),
-        })
-        .collect()
-}
-
 fn write(root: &Path, venture: &str, block: &str) -> Result<Vec<String>, writeback::Error> {
     let mut workspace = Workspace::load(root)?;
-    let items = draft_items();
+    let items = common::draft_items();
     writeback::write_drafts(
         &mut workspace,
         &DraftSet {
@@ -250,19 +240,8 @@ fn write(root: &Path, venture: &str, block: &str) -> Result<Vec<String>, writeba
     workspace.commit()
 }
 
-fn copy_shapes() -> Result<tempfile::TempDir, Box<dyn std::error::Error>> {
-    let folder = tempfile::tempdir()?;
-    for entry in walkdir::WalkDir::new(shapes()) {
-        let entry = entry?;
-        let relative = entry.path().strip_prefix(shapes())?;
-        let target = folder.path().join(relative);
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(target)?;
-        } else {
-            std::fs::copy(entry.path(), target)?;
-        }
-    }
-    Ok(folder)
+fn copy_shapes() -> std::io::Result<tempfile::TempDir> {
+    common::fixture_copy("tests/fixtures/shapes")
 }
 
 #[test]

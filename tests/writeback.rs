@@ -99,17 +99,7 @@ fn graphs() -> Result<Vec<(String, tempfile::TempDir)>, Box<dyn std::error::Erro
     }
     // The shapes of the real knowledge base: pages without bullets, packed items, empty and
     // missing example pages, nested folders.
-    let shapes = tempfile::tempdir()?;
-    let source = fixture("tests/fixtures/shapes");
-    for entry in walkdir::WalkDir::new(&source) {
-        let entry = entry?;
-        let target = shapes.path().join(entry.path().strip_prefix(&source)?);
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(target)?;
-        } else {
-            std::fs::copy(entry.path(), target)?;
-        }
-    }
+    let shapes = common::fixture_copy("tests/fixtures/shapes")?;
     graphs.push(("the real knowledge base's shapes".to_string(), shapes));
     Ok(graphs)
 }
