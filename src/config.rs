@@ -35,6 +35,7 @@ pub struct Settings {
     pub prompts: PromptSettings,
     pub generate: GenerateSettings,
     pub local: LocalSettings,
+    pub junk: JunkSettings,
     pub providers: BTreeMap<String, ProviderSettings>,
     pub prices: BTreeMap<String, Price>,
 }
@@ -84,6 +85,30 @@ pub struct LocalSettings {
     pub max_name_length: usize,
     /// The longest other text field the grammar allows (characters).
     pub max_text_length: usize,
+}
+
+/// The data of the junk rules (`draft::junk`): what counts as markup, a placeholder, an echo.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JunkSettings {
+    /// Any of these characters in any text of an item is code or markup.
+    pub markup_characters: String,
+    /// Signs that start a variable when a letter, `{` or `(` follows (`$ref`); before a digit
+    /// they are a price.
+    pub variable_signs: String,
+    /// Substrings of a URL.
+    pub url_markers: Vec<String>,
+    /// A quote followed by a colon is a JSON or dict key (`'category':`).
+    pub quote_characters: String,
+    /// One word this many times running is a decoding loop.
+    pub repeated_word_run: usize,
+    /// A run of this many words shared with the block's definition, questions or the schema's
+    /// descriptions is an echo of the prompt.
+    pub echo_words: usize,
+    /// Names made only of these (and the block's own names), numbered or not, are placeholders.
+    pub placeholder_words: Vec<String>,
+    /// Descriptions with fewer words say nothing.
+    pub min_description_words: usize,
 }
 
 /// An OpenAI-compatible endpoint.

@@ -8,7 +8,7 @@
 //! is asked again with a fresh, short request rather than the conversation. What could not be
 //! filled is recorded as a failure with its reason, next to the draft of what could.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::cache::Cache;
 use crate::config::Settings;
-use crate::draft::{Checker, Issue, Item};
+use crate::draft::{Checker, Issue, Item, Junk, JunkContext, JunkReason};
 use crate::fsutil::write_atomic;
 use crate::graph::name::file_name_from_page_name;
 use crate::graph::{self, Block, Graph};
@@ -116,6 +116,9 @@ pub struct Provenance {
     pub attempts: u32,
     /// Attempts answered from the response cache.
     pub cached_attempts: u32,
+    /// Junk items rejected across the attempts, by reason (`draft::junk`); none were kept.
+    #[serde(default)]
+    pub junk: BTreeMap<JunkReason, usize>,
     pub tokens: Usage,
     /// What the requests sent in this run cost (cached answers are free).
     pub cost_usd: f64,
@@ -383,6 +386,16 @@ pub async fn run(
     Ok(report)
 }
 
+/// Junk counts as `venture-name 2, code-or-markup 1`, or `None` when there was none.
+pub fn junk_summary(junk: &BTreeMap<JunkReason, usize>) -> Option<String> {
+    let parts: Vec<String> = junk
+        .iter()
+        .filter(|(_, count)| **count > 0)
+        .map(|(reason, count)| format!("{reason} {count}"))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
 /// `path` relative to the graph when inside it.
 fn display_path(path: &Path, root: &Path) -> String {
     path.strip_prefix(root)
@@ -507,11 +520,14 @@ impl Run<'_> {
             .iter()
             .map(|item| item.name.as_str())
             .collect();
-        let checker =
-            Checker::new(&first.schema, existing.clone()).map_err(|issue| Error::Schema {
+        let junk_context = JunkContext::new(self.graph, block, &first, venture.keep_drafts);
+        let checker = Checker::new(&first.schema, existing.clone())
+            .map_err(|issue| Error::Schema {
                 file: first.schema_file.clone(),
                 message: issue.to_string(),
-            })?;
+            })?
+            .with_junk(Junk::new(&self.settings.junk, &junk_context));
+        let mut junk: BTreeMap<JunkReason, usize> = BTreeMap::new();
         let prompt_hash = sha256_hex(
             json!({"messages": first.messages, "schema": first.schema})
                 .to_string()
@@ -590,6 +606,9 @@ impl Run<'_> {
             usage += completion.usage;
             constrained_by = completion.constrained_by.clone();
             problems = checker.review(&completion.text, &mut kept, count);
+            for reason in problems.iter().filter_map(|issue| issue.junk) {
+                *junk.entry(reason).or_insert(0) += 1;
+            }
             if kept.len() >= count {
                 break;
             }
@@ -618,8 +637,11 @@ impl Run<'_> {
         if error.is_none() && kept.len() < count {
             let listed: Vec<String> = problems.iter().take(5).map(ToString::to_string).collect();
             error = Some(BlockError::Items(format!(
-                "{} of {count} items after {attempts} attempt(s); last problems: {}",
+                "{} of {count} items after {attempts} attempt(s){}; last problems: {}",
                 kept.len(),
+                junk_summary(&junk)
+                    .map(|summary| format!(", junk rejected: {summary}"))
+                    .unwrap_or_default(),
                 listed.join("; ")
             )));
         }
@@ -658,6 +680,7 @@ impl Run<'_> {
                 asked: ask(count),
                 attempts,
                 cached_attempts,
+                junk,
                 tokens: usage,
                 cost_usd,
                 seconds: started.elapsed().as_secs_f64(),
@@ -747,6 +770,7 @@ mod tests {
         let problems = [Issue {
             path: "/items/1/name".into(),
             message: "`Pet Club` is named twice".into(),
+            junk: None,
         }];
         let answer = r#"{"items":[]}"#;
         let reask = reask_messages(

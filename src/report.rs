@@ -340,6 +340,9 @@ fn draft_text(draft: &Draft, dry_run: bool) -> String {
         provenance.cost_usd,
         provenance.seconds,
     );
+    if let Some(summary) = crate::generate::junk_summary(&provenance.junk) {
+        out.push_str(&format!("  junk rejected (re-asked): {summary}\n"));
+    }
     if !draft.pages.is_empty() {
         let verb = if dry_run {
             "would go into"

@@ -352,6 +352,75 @@ async fn a_schema_invalid_answer_is_re_asked_and_fixed() -> TestResult {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn junk_items_are_re_asked_counted_and_never_written() -> TestResult {
+    let (folder, graph) = graph_copy()?;
+    // Schema-valid, but junk: the venture's own name, a template reference in a field, and a
+    // description echoing the prompt's label.
+    let mut echo = item("Pet Whisperer Visits", "personal assistance");
+    echo["description"] = json!("Building block: Relationship (items tagged #relationship) #1.");
+    let mut code = item("Zoo Night Club", "communities");
+    code["rationale"] = json!("{ {$ref} }");
+    let junk = json!({"items": [item(VENTURE, "communities"), code, echo]}).to_string();
+    let server = server(vec![streamed(&junk), streamed(&good_answer())]).await;
+    let report = generate_with(&graph, &settings(&server.uri())?, &request()).await?;
+
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let draft = &report.drafts[0];
+    let names: Vec<&str> = draft.items.iter().map(|item| item.name.as_str()).collect();
+    assert_eq!(names, ["Keeper Hotline", "Renter Circle"]);
+    assert_eq!(draft.provenance.attempts, 2);
+    let counted = serde_json::to_value(&draft.provenance)?["junk"].clone();
+    assert_eq!(
+        counted,
+        json!({"venture-name": 1, "code-or-markup": 1, "echoes-prompt": 1})
+    );
+    assert_eq!(
+        serde_json::to_value(&report)?["drafts"][0]["provenance"]["junk"],
+        counted
+    );
+
+    // The re-ask names each problem where it is.
+    let sent = bodies(&server).await;
+    let feedback = sent[1]["messages"][3]["content"]
+        .as_str()
+        .unwrap_or_default();
+    for expected in [
+        "/items/0/name: `Exotic Pet Rental` is the venture's own name",
+        "/items/1/rationale: the text holds `{`",
+        "/items/2/description: the text starts with the prompt's label `building block:`",
+    ] {
+        assert!(feedback.contains(expected), "{expected}\n{feedback}");
+    }
+
+    // No page holds the junk.
+    for (page, text) in pages_of(&folder.path().join("pages")) {
+        for junk in ["Zoo Night Club", "Pet Whisperer Visits", "$ref"] {
+            assert!(!text.contains(junk), "{page} holds {junk}");
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn junk_that_never_goes_away_is_a_failure_naming_its_reasons() -> TestResult {
+    let (_folder, graph) = graph_copy()?;
+    let junk = json!({"items": [item("Space X", "communities"), item("Idea 1", "communities")]})
+        .to_string();
+    let server = server(vec![streamed(&junk)]).await;
+    let report = generate_with(&graph, &settings(&server.uri())?, &request()).await?;
+
+    assert!(report.drafts.is_empty());
+    let reason = &report.failed[0].reason;
+    assert!(
+        reason.contains(
+            "0 of 2 items after 3 attempt(s), junk rejected: venture-name 3, placeholder 3"
+        ),
+        "{reason}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_endpoint_refusing_json_schema_gets_json_object() -> TestResult {
     let (_folder, graph) = graph_copy()?;
     // llama-cpp-python's server refuses json_schema with a 500.

@@ -2,6 +2,7 @@
 //! are checked against. Validation problems are data ([`Issue`]), fed back to the model and
 //! shown to the user, not errors.
 
+pub mod junk;
 pub mod schema;
 
 use std::collections::HashSet;
@@ -9,13 +10,28 @@ use std::collections::HashSet;
 use serde::Serialize;
 use serde_json::Value;
 
+pub use junk::{Junk, JunkContext, JunkReason};
 pub use schema::AnswerSchema;
 
-/// One problem with an answer: where (a JSON pointer into the answer) and what.
+/// One problem with an answer: where (a JSON pointer into the answer) and what; for a junk
+/// item, why it is junk (counted in the draft's provenance).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Issue {
     pub path: String,
     pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub junk: Option<JunkReason>,
+}
+
+impl Issue {
+    /// A problem that is not junk.
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Issue {
+        Issue {
+            path: path.into(),
+            message: message.into(),
+            junk: None,
+        }
+    }
 }
 
 impl std::fmt::Display for Issue {
@@ -39,12 +55,14 @@ pub struct Item {
     pub fields: serde_json::Map<String, Value>,
 }
 
-/// Checks answers for one (venture, block): the schema of one item, the item rules, and the
-/// names that exist already. Compiled once, used for every attempt.
+/// Checks answers for one (venture, block): the schema of one item, the item rules, the
+/// names that exist already and the junk rules. Compiled once, used for every attempt.
 pub struct Checker {
     item: jsonschema::Validator,
     /// Normalised names of the venture's existing items.
     existing: HashSet<String>,
+    /// The junk rules; `None` checks the schema and item rules only.
+    junk: Option<Junk>,
 }
 
 impl Checker {
@@ -60,11 +78,21 @@ impl Checker {
         let item = jsonschema::validator_for(&item_schema).map_err(|error| Issue {
             path: "/items".into(),
             message: format!("the schema of an item is invalid: {error}"),
+            junk: None,
         })?;
         Ok(Checker {
             item,
             existing: existing.into_iter().map(name_key).collect(),
+            junk: None,
         })
+    }
+
+    /// The checker with the junk rules of this (venture, block) applied to every item.
+    pub fn with_junk(self, junk: Junk) -> Checker {
+        Checker {
+            junk: Some(junk),
+            ..self
+        }
     }
 
     /// Check one answer. Items passing every rule and new to `kept` are added to it (up to
@@ -78,6 +106,7 @@ impl Checker {
             return vec![Issue {
                 path: String::new(),
                 message: "the answer must be an object with an `items` array".into(),
+                junk: None,
             }];
         };
         let mut issues = Vec::new();
@@ -89,6 +118,7 @@ impl Checker {
                 .map(|error| Issue {
                     path: format!("{path}{}", error.instance_path()),
                     message: error.to_string(),
+                    junk: None,
                 })
                 .collect();
             if !schema_issues.is_empty() {
@@ -101,6 +131,7 @@ impl Checker {
                     issues.push(Issue {
                         path,
                         message: format!("not an item with a name and a description: {error}"),
+                        junk: None,
                     });
                     continue;
                 }
@@ -109,14 +140,25 @@ impl Checker {
                 issues.push(Issue {
                     path: format!("{path}/name"),
                     message: problem,
+                    junk: None,
                 });
                 continue;
             }
             let key = name_key(&item.name);
+            // Repeating an idea the venture has is copying a name of the graph: junk.
             if self.existing.contains(&key) {
                 issues.push(Issue {
                     path: format!("{path}/name"),
                     message: format!("`{}` already exists for this venture", item.name.trim()),
+                    junk: Some(JunkReason::KnownItem),
+                });
+                continue;
+            }
+            if let Some(finding) = self.junk.as_ref().and_then(|junk| junk.check(&item)) {
+                issues.push(Issue {
+                    path: format!("{path}{}", finding.path),
+                    message: finding.message,
+                    junk: Some(finding.reason),
                 });
                 continue;
             }
@@ -124,6 +166,7 @@ impl Checker {
                 issues.push(Issue {
                     path: format!("{path}/name"),
                     message: format!("`{}` is named twice", item.name.trim()),
+                    junk: None,
                 });
                 continue;
             }
@@ -139,6 +182,7 @@ impl Checker {
             issues.push(Issue {
                 path: "/items".into(),
                 message: format!("{} usable item(s) of the {wanted} asked for", kept.len()),
+                junk: None,
             });
         }
         issues
@@ -187,6 +231,7 @@ pub fn parse_answer(text: &str) -> Result<Value, Issue> {
     serde_json::from_str(candidate).map_err(|error| Issue {
         path: String::new(),
         message: format!("the answer is not valid JSON ({error})"),
+        junk: None,
     })
 }
 
@@ -245,5 +290,43 @@ mod tests {
         assert_eq!(names, ["Fresh", "Second"]);
         let paths: Vec<&str> = issues.iter().map(|issue| issue.path.as_str()).collect();
         assert_eq!(paths, ["/items/0/name", "/items/2/name", "/items/3/name"]);
+    }
+
+    #[test]
+    fn review_rejects_junk_with_its_reason_and_keeps_the_rest()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let schema = serde_json::json!({"type": "object", "properties": {"items": {"type": "array", "items": {
+            "type": "object", "required": ["name", "description"]}}}});
+        let settings = crate::config::Settings::load_with_env(None, |_| None)?;
+        let context = JunkContext {
+            venture: "Solar Bikes".into(),
+            ..JunkContext::default()
+        };
+        let checker = Checker::new(&schema, ["Old One"])
+            .map_err(|issue| issue.to_string())?
+            .with_junk(Junk::new(&settings.junk, &context));
+        let answer = serde_json::json!({"items": [
+            {"name": "Old One", "description": "the venture has it already"},
+            {"name": "Solar Bikes", "description": "the venture's own name again"},
+            {"name": "Ride Club", "description": "members ride <b>free</b> on Sundays", "tags": ["a"]},
+            {"name": "Sunday Club", "description": "members ride free on Sundays"},
+        ]});
+        let mut kept = Vec::new();
+        let issues = checker.review(&answer.to_string(), &mut kept, 1);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].name, "Sunday Club");
+        let found: Vec<(&str, Option<JunkReason>)> = issues
+            .iter()
+            .map(|issue| (issue.path.as_str(), issue.junk))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("/items/0/name", Some(JunkReason::KnownItem)),
+                ("/items/1/name", Some(JunkReason::VentureName)),
+                ("/items/2/description", Some(JunkReason::CodeOrMarkup)),
+            ]
+        );
+        Ok(())
     }
 }

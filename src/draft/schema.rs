@@ -124,6 +124,7 @@ pub fn validate(schema: &Value, answer: &Value) -> Vec<Issue> {
             return vec![Issue {
                 path: String::new(),
                 message: format!("the schema itself is invalid: {error}"),
+                junk: None,
             }];
         }
     };
@@ -132,6 +133,7 @@ pub fn validate(schema: &Value, answer: &Value) -> Vec<Issue> {
         .map(|error| Issue {
             path: error.instance_path().to_string(),
             message: error.to_string(),
+            junk: None,
         })
         .collect()
 }

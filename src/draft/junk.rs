@@ -1,0 +1,813 @@
+//! Junk: items that pass the schema but are not ideas — copied names, code or markup, text
+//! echoing the prompt, placeholders, empty descriptions. Small models produce them often (the
+//! few-shot examples are the main source of copies), and every provider may.
+//!
+//! Junk is a check failure like any other ([`super::Issue`] with a [`JunkReason`]), so the
+//! attempt loop re-asks or re-samples and counts it. This module owns the rules; what they
+//! compare against (the graph's names, the prompt's labels and texts) is gathered once per
+//! (venture, block) into [`JunkContext`], and the patterns that are data (markup characters,
+//! placeholder words, run lengths) come from the `[junk]` settings. No rule names a block.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::Item;
+use crate::config::JunkSettings;
+use crate::graph::{Block, Graph};
+use crate::prompt::Prompt;
+
+/// Why an item is junk; counted per reason in a draft's provenance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JunkReason {
+    /// Named like the venture or another venture of the graph.
+    VentureName,
+    /// Named like an item already in the graph.
+    KnownItem,
+    /// Named like an item shown in the prompt (few-shot examples, related items).
+    ShownInPrompt,
+    /// Some text holds code or markup.
+    CodeOrMarkup,
+    /// Some text repeats the prompt.
+    EchoesPrompt,
+    /// The name is a placeholder (the block's own title, "Idea 1").
+    Placeholder,
+    /// The description says (almost) nothing.
+    ThinDescription,
+}
+
+impl JunkReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JunkReason::VentureName => "venture-name",
+            JunkReason::KnownItem => "known-item",
+            JunkReason::ShownInPrompt => "shown-in-prompt",
+            JunkReason::CodeOrMarkup => "code-or-markup",
+            JunkReason::EchoesPrompt => "echoes-prompt",
+            JunkReason::Placeholder => "placeholder",
+            JunkReason::ThinDescription => "thin-description",
+        }
+    }
+}
+
+impl std::fmt::Display for JunkReason {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+/// One junk finding: the reason, the JSON pointer below the item (`/name`, `/segmentation/0/value`)
+/// and what to tell the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub reason: JunkReason,
+    pub path: String,
+    pub message: String,
+}
+
+/// What the rules compare an item against, for one (venture, block).
+#[derive(Debug, Clone, Default)]
+pub struct JunkContext {
+    pub venture: String,
+    /// Every venture of the graph.
+    pub ventures: Vec<String>,
+    /// Every item name in the graph (the venture's replaced drafts of this block aside).
+    pub known_items: Vec<String>,
+    /// The item names the prompt shows (examples, the venture's existing and related items).
+    pub shown: Vec<String>,
+    /// The prompt's labels (`Building block`, `Venture`, `About the venture`).
+    pub labels: Vec<String>,
+    /// Texts an answer must not copy: the block's definition and questions, the schema's field
+    /// descriptions.
+    pub prompt_texts: Vec<String>,
+    /// Names that only name the block: its title, item class and last id segment.
+    pub block_names: Vec<String>,
+}
+
+impl JunkContext {
+    /// Gather what the rules need from the graph, the block and its rendered prompt.
+    /// `keep_drafts` is `generate --append`: without it the venture's unaccepted drafts of this
+    /// block are about to be replaced, so a name drafted before is not "already in the graph".
+    pub fn new(graph: &Graph, block: &Block, prompt: &Prompt, keep_drafts: bool) -> JunkContext {
+        let context = &prompt.context;
+        let venture = context.venture.name.clone();
+        let venture_key = name_words_key(&venture);
+        let known_items = graph
+            .blocks
+            .iter()
+            .flat_map(|each| {
+                let venture_key = &venture_key;
+                each.examples.iter().filter(move |example| {
+                    keep_drafts
+                        || !example.draft
+                        || each.id != block.id
+                        || name_words_key(&example.venture) != *venture_key
+                })
+            })
+            .map(|example| example.name.clone())
+            .collect();
+        let shown = context
+            .examples
+            .iter()
+            .flat_map(|group| &group.items)
+            .chain(&context.existing)
+            .chain(
+                context
+                    .venture
+                    .related
+                    .iter()
+                    .flat_map(|related| &related.items),
+            )
+            .map(|item| item.name.clone())
+            .collect();
+        let mut prompt_texts = vec![context.block.definition.clone()];
+        prompt_texts.extend(context.block.questions.iter().cloned());
+        schema_descriptions(&prompt.schema, &mut prompt_texts);
+        let mut block_names = vec![block.title.clone()];
+        block_names.extend(block.item_class.clone());
+        block_names.extend(block.id.rsplit('/').next().map(str::to_string));
+        JunkContext {
+            venture,
+            ventures: graph
+                .ventures()
+                .into_iter()
+                .map(|venture| venture.name)
+                .collect(),
+            known_items,
+            shown,
+            labels: prompt_labels(
+                prompt
+                    .messages
+                    .iter()
+                    .map(|message| message.content.as_str()),
+            ),
+            prompt_texts,
+            block_names,
+        }
+    }
+}
+
+/// Every `description` in a JSON schema, nested ones too.
+fn schema_descriptions(schema: &Value, out: &mut Vec<String>) {
+    match schema {
+        Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("description", Value::String(text)) => out.push(text.clone()),
+                    _ => schema_descriptions(value, out),
+                }
+            }
+        }
+        Value::Array(values) => values
+            .iter()
+            .for_each(|value| schema_descriptions(value, out)),
+        _ => {}
+    }
+}
+
+/// The labels of a prompt: what a line says before its first colon (a few words, not a list
+/// entry), and whole lines ending in a colon. Read from the rendered text, so a template
+/// change brings its labels along.
+pub fn prompt_labels<'t>(texts: impl IntoIterator<Item = &'t str>) -> Vec<String> {
+    /// Longer heads are sentences that happen to hold a colon, not labels.
+    const MOST_LABEL_WORDS: usize = 6;
+    let mut labels = Vec::new();
+    for line in texts.into_iter().flat_map(str::lines) {
+        let line = line.trim();
+        if line.starts_with(['-', '*']) {
+            continue;
+        }
+        let head = match line.strip_suffix(':') {
+            Some(whole) => whole,
+            None => match line.split_once(':') {
+                Some((head, _)) if head.split_whitespace().count() <= MOST_LABEL_WORDS => head,
+                _ => continue,
+            },
+        };
+        let head = head.trim();
+        if !head.is_empty() && !labels.iter().any(|label: &String| label == head) {
+            labels.push(head.to_string());
+        }
+    }
+    labels
+}
+
+/// The junk rules of one (venture, block), compiled once.
+#[derive(Debug, Clone)]
+pub struct Junk {
+    settings: JunkSettings,
+    venture: String,
+    ventures: HashSet<String>,
+    known_items: HashSet<String>,
+    shown: HashSet<String>,
+    /// Lowercase labels.
+    labels: Vec<String>,
+    /// Word runs (`echo_words` long) of the prompt texts, joined by spaces.
+    echo_runs: HashSet<String>,
+    /// Prompt texts shorter than a run, whole.
+    short_texts: HashSet<String>,
+    /// Placeholder words and the block's own names, as word lists.
+    placeholders: HashSet<String>,
+}
+
+impl Junk {
+    pub fn new(settings: &JunkSettings, context: &JunkContext) -> Junk {
+        let keys = |names: &[String]| -> HashSet<String> {
+            names
+                .iter()
+                .map(|name| name_words_key(name))
+                .filter(|key| !key.is_empty())
+                .collect()
+        };
+        let run = settings.echo_words.max(1);
+        let mut echo_runs = HashSet::new();
+        let mut short_texts = HashSet::new();
+        for text in &context.prompt_texts {
+            let words = words(text);
+            if words.len() < run {
+                if words.len() >= 2 {
+                    short_texts.insert(words.join(" "));
+                }
+                continue;
+            }
+            echo_runs.extend(words.windows(run).map(|window| window.join(" ")));
+        }
+        let placeholders = settings
+            .placeholder_words
+            .iter()
+            .chain(&context.block_names)
+            .map(|name| words(name).join(" "))
+            .filter(|name| !name.is_empty())
+            .collect();
+        Junk {
+            settings: settings.clone(),
+            venture: context.venture.clone(),
+            ventures: keys(&context.ventures),
+            known_items: keys(&context.known_items),
+            shown: keys(&context.shown),
+            labels: context
+                .labels
+                .iter()
+                .map(|label| label.to_lowercase())
+                .collect(),
+            echo_runs,
+            short_texts,
+            placeholders,
+        }
+    }
+
+    /// The first junk rule an item breaks, if any: its name, then every text, then the
+    /// description's substance. One finding per item, so counts are counts of items.
+    pub fn check(&self, item: &Item) -> Option<Finding> {
+        self.name_finding(&item.name)
+            .or_else(|| self.text_finding(item))
+            .or_else(|| self.thin_finding(item))
+    }
+
+    /// Whether `name` is an existing name: this venture's, another venture's, an item of the
+    /// graph or one shown in the prompt.
+    fn name_finding(&self, name: &str) -> Option<Finding> {
+        let key = name_words_key(name);
+        let found = |reason, message: String| Finding {
+            reason,
+            path: "/name".into(),
+            message,
+        };
+        let name = name.trim();
+        if key == name_words_key(&self.venture) {
+            return Some(found(
+                JunkReason::VentureName,
+                format!("`{name}` is the venture's own name, not an idea"),
+            ));
+        }
+        if self.ventures.contains(&key) {
+            return Some(found(
+                JunkReason::VentureName,
+                format!("`{name}` is the name of a venture, not an idea"),
+            ));
+        }
+        if self.shown.contains(&key) {
+            return Some(found(
+                JunkReason::ShownInPrompt,
+                format!("`{name}` is copied from the prompt; propose a new idea"),
+            ));
+        }
+        if self.known_items.contains(&key) {
+            return Some(found(
+                JunkReason::KnownItem,
+                format!("`{name}` already exists in the knowledge base; propose a new idea"),
+            ));
+        }
+        if self.is_placeholder(name) {
+            return Some(found(
+                JunkReason::Placeholder,
+                format!("`{name}` is a placeholder, not a specific name"),
+            ));
+        }
+        None
+    }
+
+    /// A name that is only placeholder words or the block's own names, numbered or not
+    /// (`Idea 1`, `Option A`, `Relationship idea 2`).
+    fn is_placeholder(&self, name: &str) -> bool {
+        let mut words = words(name);
+        let numbering = |word: &str| {
+            word.chars().all(|character| character.is_ascii_digit())
+                || (word.chars().count() == 1
+                    && word.chars().all(|character| character.is_alphabetic()))
+        };
+        while words.len() > 1 && words.last().is_some_and(|word| numbering(word)) {
+            words.pop();
+        }
+        if words.is_empty() {
+            return true;
+        }
+        let known = |words: &[String]| self.placeholders.contains(&words.join(" "));
+        known(&words)
+            || (1..words.len()).any(|split| known(&words[..split]) && known(&words[split..]))
+    }
+
+    /// Code, markup or an echo of the prompt in any text of the item, nested ones too.
+    fn text_finding(&self, item: &Item) -> Option<Finding> {
+        let mut texts = vec![
+            ("/name".to_string(), item.name.as_str()),
+            ("/description".to_string(), item.description.as_str()),
+        ];
+        for (key, value) in &item.fields {
+            strings(value, &format!("/{key}"), &mut texts);
+        }
+        for (path, text) in &texts {
+            if let Some(what) = self.markup(text) {
+                return Some(Finding {
+                    reason: JunkReason::CodeOrMarkup,
+                    path: path.clone(),
+                    message: format!("{what}; write plain text"),
+                });
+            }
+        }
+        for (path, text) in &texts {
+            if let Some(what) = self.echo(text) {
+                return Some(Finding {
+                    reason: JunkReason::EchoesPrompt,
+                    path: path.clone(),
+                    message: format!("{what}; write about this venture in your own words"),
+                });
+            }
+        }
+        None
+    }
+
+    /// What marks `text` as code or markup, if anything.
+    fn markup(&self, text: &str) -> Option<String> {
+        let settings = &self.settings;
+        if let Some(character) = text
+            .chars()
+            .find(|character| settings.markup_characters.contains(*character))
+        {
+            return Some(format!("the text holds `{character}`"));
+        }
+        let characters: Vec<char> = text.chars().collect();
+        for pair in characters.windows(2) {
+            // `$5` is a price; `$ref`, `${x}`, `$(x)` are variables.
+            if settings.variable_signs.contains(pair[0])
+                && (pair[1].is_alphabetic() || "{(".contains(pair[1]))
+            {
+                return Some(format!(
+                    "the text holds a variable `{}{}`",
+                    pair[0], pair[1]
+                ));
+            }
+        }
+        let lower = text.to_lowercase();
+        if let Some(marker) = settings
+            .url_markers
+            .iter()
+            .find(|marker| !marker.is_empty() && lower.contains(&marker.to_lowercase()))
+        {
+            return Some(format!("the text holds a URL (`{marker}`)"));
+        }
+        for (index, character) in characters.iter().enumerate() {
+            let next = characters[index + 1..]
+                .iter()
+                .find(|next| !next.is_whitespace());
+            if settings.quote_characters.contains(*character) && next == Some(&':') {
+                return Some("the text holds a quoted key (a quote followed by `:`)".into());
+            }
+        }
+        let repeats = settings.repeated_word_run.max(2);
+        let words = words(text);
+        if let Some(window) = words
+            .windows(repeats)
+            .find(|window| window.iter().all(|word| word == &window[0]))
+        {
+            return Some(format!(
+                "the text repeats `{}` {repeats} times running",
+                window[0]
+            ));
+        }
+        None
+    }
+
+    /// What marks `text` as a copy of the prompt, if anything.
+    fn echo(&self, text: &str) -> Option<String> {
+        let trimmed = text
+            .trim_start_matches(|character: char| {
+                character.is_whitespace() || "-*\"'".contains(character)
+            })
+            .to_lowercase();
+        for label in &self.labels {
+            if let Some(rest) = trimmed.strip_prefix(label.as_str())
+                && rest.trim_start().starts_with(':')
+            {
+                return Some(format!(
+                    "the text starts with the prompt's label `{label}:`"
+                ));
+            }
+        }
+        let words = words(text);
+        if self.short_texts.contains(&words.join(" ")) {
+            return Some("the text is copied from the prompt".into());
+        }
+        let run = self.settings.echo_words.max(1);
+        if let Some(window) = words
+            .windows(run)
+            .find(|window| self.echo_runs.contains(&window.join(" ")))
+        {
+            return Some(format!(
+                "the text copies the prompt (`{}`)",
+                window.join(" ")
+            ));
+        }
+        None
+    }
+
+    /// A description too short to say anything, or only the name again.
+    fn thin_finding(&self, item: &Item) -> Option<Finding> {
+        let count = words(&item.description).len();
+        let message = if count < self.settings.min_description_words {
+            format!(
+                "the description has {count} word(s); say what the idea is in at least {}",
+                self.settings.min_description_words
+            )
+        } else if words(&item.description) == words(&item.name) {
+            "the description only repeats the name".into()
+        } else {
+            return None;
+        };
+        Some(Finding {
+            reason: JunkReason::ThinDescription,
+            path: "/description".into(),
+            message,
+        })
+    }
+}
+
+/// Names compared by their letters and digits only (`Space-X`, `space x.` and `SpaceX` are one).
+fn name_words_key(name: &str) -> String {
+    words(name).concat()
+}
+
+/// The lowercase words of a text: runs of letters and digits.
+fn words(text: &str) -> Vec<String> {
+    text.split(|character: char| !character.is_alphanumeric())
+        .filter(|word| !word.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Every string in `value`, with its JSON pointer below `path`.
+fn strings<'v>(value: &'v Value, path: &str, out: &mut Vec<(String, &'v str)>) {
+    match value {
+        Value::String(text) => out.push((path.to_string(), text)),
+        Value::Array(values) => {
+            for (index, value) in values.iter().enumerate() {
+                strings(value, &format!("{path}/{index}"), out);
+            }
+        }
+        Value::Object(map) => {
+            for (key, value) in map {
+                strings(value, &format!("{path}/{key}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::Settings;
+    use crate::prompt::{self, Library, PromptOptions};
+
+    fn settings() -> JunkSettings {
+        Settings::load_with_env(None, |_| None)
+            .map(|settings| settings.junk)
+            .unwrap_or_else(|error| unreachable!("{error}"))
+    }
+
+    fn context() -> JunkContext {
+        JunkContext {
+            venture: "Solar Bikes".into(),
+            ventures: vec!["Space X".into(), "Exotic Pet Rental".into()],
+            known_items: vec!["VIP Membership Program".into()],
+            shown: vec!["Government Space Agencies".into()],
+            labels: prompt_labels([
+                "Building block: Relationship (items tagged #relationship)\nVenture: Solar Bikes\nConsider these questions:\n- rationale: Why this fits.",
+            ]),
+            prompt_texts: vec![
+                "The type of relationship a company establishes with a specific customer segment"
+                    .into(),
+                "Why this relationship suits this venture's customers, in one sentence.".into(),
+                "Roles deciding".into(),
+            ],
+            block_names: vec!["Relationship".into(), "relationship".into()],
+        }
+    }
+
+    fn junk() -> Junk {
+        Junk::new(&settings(), &context())
+    }
+
+    fn item(name: &str, description: &str, fields: Value) -> Item {
+        Item {
+            name: name.into(),
+            description: description.into(),
+            fields: fields.as_object().cloned().unwrap_or_default(),
+        }
+    }
+
+    const GOOD: &str = "Riders earn a free hour for every ten hours they ride.";
+
+    fn reason(name: &str, description: &str, fields: Value) -> Option<JunkReason> {
+        junk()
+            .check(&item(name, description, fields))
+            .map(|finding| finding.reason)
+    }
+
+    #[test]
+    fn a_good_item_is_not_junk() {
+        assert_eq!(reason("Ride Streak Rewards", GOOD, json!({})), None);
+        assert_eq!(
+            reason(
+                "Station Hosts",
+                "Staff at busy stations help riders pick a bike; a day pass costs $5.",
+                json!({"decision_makers": ["commuter", "fleet manager"], "rationale": "Riders trust people they meet."})
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn names_of_ventures_items_and_the_prompt_are_junk() {
+        assert_eq!(
+            reason("Solar Bikes", GOOD, json!({})),
+            Some(JunkReason::VentureName)
+        );
+        assert_eq!(
+            reason("solar-bikes.", GOOD, json!({})),
+            Some(JunkReason::VentureName)
+        );
+        assert_eq!(
+            reason("SpaceX", GOOD, json!({})),
+            Some(JunkReason::VentureName)
+        );
+        assert_eq!(
+            reason("Government space agencies", GOOD, json!({})),
+            Some(JunkReason::ShownInPrompt)
+        );
+        assert_eq!(
+            reason("VIP membership program", GOOD, json!({})),
+            Some(JunkReason::KnownItem)
+        );
+        // Containing a known name is not copying it.
+        assert_eq!(reason("Solar Bikes Night Club", GOOD, json!({})), None);
+    }
+
+    #[test]
+    fn code_and_markup_in_any_text_are_junk() {
+        let markup = |fields: Value| {
+            junk()
+                .check(&item("Ride Club", GOOD, fields))
+                .map(|finding| (finding.reason, finding.path))
+        };
+        assert_eq!(
+            markup(json!({"decision_makers": ["owner", "{ {$ref} }"]})),
+            Some((JunkReason::CodeOrMarkup, "/decision_makers/1".into()))
+        );
+        assert_eq!(
+            markup(json!({"segmentation": [{"criterion": "age", "value": "category':'Venture'"}]})),
+            Some((JunkReason::CodeOrMarkup, "/segmentation/0/value".into()))
+        );
+        for text in [
+            "See <b>this</b> offer for riders.",
+            "Costs $price per hour for riders.",
+            "Read more at https://example.com today.",
+            "Read more at www.example.com today.",
+            "A `code` span for riders here.",
+            "Riders ride ride ride all day long.",
+            "The \"type\" : value pair here.",
+        ] {
+            assert_eq!(
+                reason("Ride Club", text, json!({})),
+                Some(JunkReason::CodeOrMarkup),
+                "{text}"
+            );
+        }
+        // A price, apostrophes and words repeated twice are plain text.
+        assert_eq!(
+            reason(
+                "Ride Club",
+                "Riders' club: ride, ride again for $5 an hour.",
+                json!({})
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn text_repeating_the_prompt_is_junk() {
+        for text in [
+            "Building block: Relationship (items tagged #relationship) #1.",
+            "venture : Solar Bikes rents bikes.",
+            "Consider these questions: who rides?",
+            "Bikes for the type of relationship a company establishes with a specific customer.",
+        ] {
+            assert_eq!(
+                reason("Ride Club", text, json!({})),
+                Some(JunkReason::EchoesPrompt),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            reason(
+                "Ride Club",
+                GOOD,
+                json!({"rationale": "Why this relationship suits this venture's customers, in one sentence."})
+            ),
+            Some(JunkReason::EchoesPrompt)
+        );
+        assert_eq!(
+            reason(
+                "Ride Club",
+                GOOD,
+                json!({"decision_makers": ["Roles deciding"]})
+            ),
+            Some(JunkReason::EchoesPrompt)
+        );
+        // Labels that are list entries of the prompt (`- rationale:`) are not labels; a label
+        // inside a sentence is not a start; five shared words are not a run.
+        assert_eq!(
+            reason("Ride Club", "Rationale: riders like it a lot.", json!({})),
+            None
+        );
+        assert_eq!(
+            reason("Ride Club", "Each venture: a club for riders.", json!({})),
+            None
+        );
+        assert_eq!(
+            reason(
+                "Ride Club",
+                "The type of relationship a club keeps with riders.",
+                json!({})
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn placeholder_names_are_junk() {
+        for name in [
+            "Idea 1",
+            "Option A",
+            "relationship",
+            "Relationship 2",
+            "Relationship idea 3",
+            "Idea",
+        ] {
+            assert_eq!(
+                reason(name, GOOD, json!({})),
+                Some(JunkReason::Placeholder),
+                "{name}"
+            );
+        }
+        for name in [
+            "Personal Relationship Desk",
+            "Option Pass",
+            "Plan B Rentals",
+        ] {
+            assert_eq!(reason(name, GOOD, json!({})), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn thin_descriptions_are_junk() {
+        assert_eq!(
+            reason("Ride Club", "Riders club.", json!({})),
+            Some(JunkReason::ThinDescription)
+        );
+        assert_eq!(
+            reason("Night Ride Club", "Night ride club.", json!({})),
+            Some(JunkReason::ThinDescription)
+        );
+        assert_eq!(reason("Ride Club", "A club for riders.", json!({})), None);
+    }
+
+    #[test]
+    fn labels_are_read_from_the_rendered_prompt() {
+        let labels = prompt_labels([
+            "Building block: X\nIf X is defined as: y, what could it be?\nExamples of X ideas for other ventures:\nSpace X:\n- Keeper: a keeper\nThis is a long sentence that happens to have: a colon",
+        ]);
+        assert_eq!(
+            labels,
+            [
+                "Building block",
+                "If X is defined as",
+                "Examples of X ideas for other ventures",
+                "Space X"
+            ]
+        );
+    }
+
+    /// The human examples of the sample graph are what good items look like: none may be
+    /// junk when the other ventures are the graph and the venture's own prompt is the prompt.
+    #[test]
+    fn the_sample_graphs_examples_pass_the_junk_rules() -> Result<(), Box<dyn std::error::Error>> {
+        let library = Library::new(None)?;
+        let graph = Graph::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-graph"))?;
+        let settings = settings();
+        let options = PromptOptions {
+            tokens: 800,
+            ventures: 4,
+            constrained: false,
+        };
+        let mut checked = 0;
+        let mut failures = Vec::new();
+        for block in &graph.blocks {
+            let ventures: Vec<String> = graph
+                .ventures()
+                .into_iter()
+                .map(|venture| venture.name)
+                .collect();
+            for venture_name in &ventures {
+                let own: Vec<&crate::graph::Example> = graph
+                    .examples_of(block, venture_name)
+                    .filter(|example| !example.draft)
+                    .collect();
+                if own.is_empty() {
+                    continue;
+                }
+                // A new venture of that name: its own items are what is being judged.
+                let venture = prompt::VentureInput {
+                    name: venture_name.clone(),
+                    ..Default::default()
+                };
+                let rendered = prompt::render(&library, &graph, block, &venture, 1, options)?;
+                let mut context = JunkContext::new(&graph, block, &rendered, false);
+                let key = name_words_key(venture_name);
+                context.ventures.retain(|name| name_words_key(name) != key);
+                context.known_items = graph
+                    .blocks
+                    .iter()
+                    .flat_map(|each| &each.examples)
+                    .filter(|example| name_words_key(&example.venture) != key)
+                    .map(|example| example.name.clone())
+                    .collect();
+                let own_names: HashSet<String> = own
+                    .iter()
+                    .map(|example| name_words_key(&example.name))
+                    .collect();
+                context
+                    .shown
+                    .retain(|name| !own_names.contains(&name_words_key(name)));
+                let junk = Junk::new(&settings, &context);
+                for example in own {
+                    checked += 1;
+                    let item = Item {
+                        name: example.name.clone(),
+                        description: example.description.clone(),
+                        fields: serde_json::Map::new(),
+                    };
+                    if let Some(finding) = junk.check(&item) {
+                        failures.push(format!(
+                            "{} / {} / {}: {} {}",
+                            block.id, venture_name, example.name, finding.reason, finding.message
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(checked > 20, "only {checked} examples checked");
+        assert!(
+            failures.is_empty(),
+            "{checked} checked:\n{}",
+            failures.join("\n")
+        );
+        Ok(())
+    }
+}
