@@ -521,6 +521,17 @@ impl Run<'_> {
             .map(|item| item.name.as_str())
             .collect();
         let junk_context = JunkContext::new(self.graph, block, &first, venture.keep_drafts);
+        // Names the embedded model takes back as soon as it writes them (`llm::local`): the
+        // venture's items, every venture of the graph, every name the prompt shows, and the
+        // block's own names. A remote model is only checked afterwards.
+        let avoid: Vec<String> = existing
+            .iter()
+            .map(|name| name.to_string())
+            .chain(std::iter::once(junk_context.venture.clone()))
+            .chain(junk_context.ventures.iter().cloned())
+            .chain(junk_context.shown.iter().cloned())
+            .chain(junk_context.block_names.iter().cloned())
+            .collect();
         let checker = Checker::new(&first.schema, existing.clone())
             .map_err(|issue| Error::Schema {
                 file: first.schema_file.clone(),
@@ -561,9 +572,9 @@ impl Run<'_> {
                 messages: messages.clone(),
                 schema: schema_sent.clone(),
                 params,
-                avoid_names: existing
+                avoid_names: avoid
                     .iter()
-                    .map(|name| name.to_string())
+                    .cloned()
                     .chain(kept.iter().map(|item| item.name.clone()))
                     .collect(),
             };

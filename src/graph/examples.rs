@@ -355,7 +355,10 @@ pub fn split_packed(lines: &[(usize, String)]) -> Vec<PackedItem> {
             }),
             LineShape::Statement => Some(statement_item(*line, text)),
         };
-        return item.into_iter().filter(|item| !item.name.is_empty()).collect();
+        return item
+            .into_iter()
+            .filter(|item| !item.name.is_empty())
+            .collect();
     }
     let shapes: Vec<LineShape> = lines.iter().map(|(_, text)| line_shape(text)).collect();
     let rank = |shape: &LineShape| match shape {
