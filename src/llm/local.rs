@@ -451,8 +451,13 @@ impl ChatModel for LocalModel {
 /// `Loyalty Club','description':'...` into it, or lists several names in one.
 const NAME_PATTERN: &str = r#"^[^"\\'`,:;{}\[\]\x00-\x1f]+$"#;
 
-/// One sentence: the text ends at its first full stop.
-const SENTENCE_PATTERN: &str = r"^[^.]+\.$";
+/// One sentence of plain text: it ends at its first full stop and holds none of the characters
+/// of code or markup (`{ } < > $ \` and backticks), which a small model otherwise copies from
+/// JSON and HTML it has seen.
+const SENTENCE_PATTERN: &str = r"^[^.{}<>$\\`\x00-\x1f]+\.$";
+
+/// A text inside a field (a list entry, an object's value): plain text on one line.
+const PLAIN_PATTERN: &str = r"^[^{}<>$\\`\x00-\x1f]+$";
 
 /// Cap the `maxLength` of the item name and of every other text field of an answer schema.
 fn cap_texts(schema: &mut Value, name: usize, text: usize) {
@@ -464,9 +469,16 @@ fn cap_texts(schema: &mut Value, name: usize, text: usize) {
         let Some(property) = property.as_object_mut() else {
             continue;
         };
-        if property.get("type").and_then(Value::as_str) != Some("string")
-            || property.contains_key("enum")
-        {
+        if property.get("type").and_then(Value::as_str) != Some("string") {
+            // Lists and objects: every text inside them is plain and capped too.
+            for nested in ["items", "properties", "additionalProperties"] {
+                if let Some(inner) = property.get_mut(nested) {
+                    cap_nested_texts(inner, text);
+                }
+            }
+            continue;
+        }
+        if property.contains_key("enum") {
             continue;
         }
         let cap = if field == "name" { name } else { text };
@@ -489,6 +501,47 @@ fn cap_texts(schema: &mut Value, name: usize, text: usize) {
             false => SENTENCE_PATTERN,
         };
         property.insert("pattern".into(), Value::from(pattern));
+    }
+}
+
+/// Cap and shape every free text in a nested schema (a list's items, an object's properties).
+fn cap_nested_texts(schema: &mut Value, cap: usize) {
+    match schema {
+        Value::Object(object) => {
+            let is_free_text = object.get("type").and_then(Value::as_str) == Some("string")
+                && !["enum", "const", "pattern", "format"]
+                    .iter()
+                    .any(|key| object.contains_key(*key));
+            if is_free_text {
+                let minimum = object.get("minLength").and_then(Value::as_u64).unwrap_or(0) as usize;
+                let length = object
+                    .get("maxLength")
+                    .and_then(Value::as_u64)
+                    .map_or(cap, |length| (length as usize).min(cap))
+                    .max(minimum);
+                object.insert("maxLength".into(), Value::from(length));
+                object.insert("pattern".into(), Value::from(PLAIN_PATTERN));
+                return;
+            }
+            for (key, value) in object.iter_mut() {
+                if key == "properties" {
+                    if let Value::Object(fields) = value {
+                        fields
+                            .values_mut()
+                            .for_each(|field| cap_nested_texts(field, cap));
+                    }
+                } else if matches!(
+                    key.as_str(),
+                    "items" | "additionalProperties" | "anyOf" | "oneOf"
+                ) {
+                    cap_nested_texts(value, cap);
+                }
+            }
+        }
+        Value::Array(variants) => variants
+            .iter_mut()
+            .for_each(|variant| cap_nested_texts(variant, cap)),
+        _ => {}
     }
 }
 
@@ -523,10 +576,29 @@ mod tests {
             fields["kind"],
             json!({"type": "string", "enum": ["a", "b"]})
         );
+        // Texts inside lists and objects are plain and capped as well.
         assert_eq!(
             fields["tags"],
-            json!({"type": "array", "items": {"type": "string"}})
+            json!({"type": "array", "items": {"type": "string", "maxLength": 100, "pattern": PLAIN_PATTERN}})
         );
+    }
+
+    #[test]
+    fn texts_hold_no_code_or_markup() -> Result<(), Box<dyn std::error::Error>> {
+        let matcher = |pattern: &str| -> Result<jsonschema::Validator, Box<dyn std::error::Error>> {
+            Ok(jsonschema::validator_for(
+                &json!({"type": "string", "pattern": pattern}),
+            )?)
+        };
+        let sentence = matcher(SENTENCE_PATTERN)?;
+        let plain = matcher(PLAIN_PATTERN)?;
+        assert!(sentence.is_valid(&json!("Members get a free ride each month.")));
+        assert!(!sentence.is_valid(&json!("A club {with} braces.")));
+        assert!(!sentence.is_valid(&json!("See <ref> here.")));
+        assert!(plain.is_valid(&json!("age 30-55")));
+        assert!(!plain.is_valid(&json!("{ { {$ref} } }")));
+        assert!(!plain.is_valid(&json!("a `code` span")));
+        Ok(())
     }
 
     #[test]
