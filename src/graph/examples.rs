@@ -332,32 +332,10 @@ enum LineShape {
 pub fn split_packed(lines: &[(usize, String)]) -> Vec<PackedItem> {
     // Most groups are one line (an item per block): no need to weigh shapes.
     if let [(line, text)] = lines {
-        let item = match line_shape(text) {
-            LineShape::Tagged { class, name } => Some(PackedItem {
-                line: *line,
-                name,
-                description: String::new(),
-                class: Some(class),
-            }),
-            LineShape::Reference { name, rest } | LineShape::Labelled { name, rest } => {
-                Some(PackedItem {
-                    line: *line,
-                    name,
-                    description: rest,
-                    class: None,
-                })
-            }
-            LineShape::Short => Some(PackedItem {
-                line: *line,
-                name: clean_name(text),
-                description: String::new(),
-                class: None,
-            }),
-            LineShape::Statement => Some(statement_item(*line, text)),
-        };
-        return item
+        let item = item_from(*line, text, line_shape(text));
+        return (!item.name.is_empty())
+            .then_some(item)
             .into_iter()
-            .filter(|item| !item.name.is_empty())
             .collect();
     }
     let shapes: Vec<LineShape> = lines.iter().map(|(_, text)| line_shape(text)).collect();
@@ -391,21 +369,9 @@ pub fn split_packed(lines: &[(usize, String)]) -> Vec<PackedItem> {
             .collect();
     };
     let mut items: Vec<PackedItem> = Vec::new();
-    for (index, (line, text)) in lines.iter().enumerate() {
-        if starts[index] {
-            let (class, name, rest) = match &shapes[index] {
-                LineShape::Tagged { class, name } => (Some(class.clone()), name.clone(), ""),
-                LineShape::Reference { name, rest } | LineShape::Labelled { name, rest } => {
-                    (None, name.clone(), rest.as_str())
-                }
-                LineShape::Short | LineShape::Statement => (None, clean_name(text), ""),
-            };
-            items.push(PackedItem {
-                line: *line,
-                name,
-                description: rest.to_string(),
-                class,
-            });
+    for (((line, text), shape), starts) in lines.iter().zip(shapes).zip(starts) {
+        if starts {
+            items.push(item_from(*line, text, shape));
         } else if let Some(item) = items.last_mut() {
             if !item.description.is_empty() {
                 item.description.push('\n');
@@ -415,6 +381,25 @@ pub fn split_packed(lines: &[(usize, String)]) -> Vec<PackedItem> {
     }
     items.retain(|item| !item.name.is_empty());
     items
+}
+
+/// The item a line starts, from its shape: the name (and the description after a colon) as the
+/// shape found them; a statement named by its head.
+fn item_from(line: usize, text: &str, shape: LineShape) -> PackedItem {
+    let (name, description, class) = match shape {
+        LineShape::Tagged { class, name } => (name, String::new(), Some(class)),
+        LineShape::Reference { name, rest } | LineShape::Labelled { name, rest } => {
+            (name, rest, None)
+        }
+        LineShape::Short => (clean_name(text), String::new(), None),
+        LineShape::Statement => return statement_item(line, text),
+    };
+    PackedItem {
+        line,
+        name,
+        description,
+        class,
+    }
 }
 
 fn line_shape(text: &str) -> LineShape {
