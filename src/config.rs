@@ -98,13 +98,19 @@ pub struct JunkSettings {
     pub variable_signs: String,
     /// Substrings of a URL.
     pub url_markers: Vec<String>,
+    /// Other substrings of code or markup (HTML entities).
+    pub markup_sequences: Vec<String>,
     /// A quote followed by a colon is a JSON or dict key (`'category':`).
     pub quote_characters: String,
     /// One word this many times running is a decoding loop.
     pub repeated_word_run: usize,
+    /// A run of letters and digits longer than this is garbled (words glued together).
+    pub longest_word: usize,
     /// A run of this many words shared with the block's definition, questions or the schema's
     /// descriptions is an echo of the prompt.
     pub echo_words: usize,
+    /// A name sharing a run of this many words with any line of the prompt copies it.
+    pub name_echo_words: usize,
     /// Names made only of these (and the block's own names), numbered or not, are placeholders.
     pub placeholder_words: Vec<String>,
     /// Descriptions with fewer words say nothing.

@@ -116,6 +116,12 @@ pub struct Provenance {
     pub attempts: u32,
     /// Attempts answered from the response cache.
     pub cached_attempts: u32,
+    /// Items the answers held across the attempts (kept, junk and otherwise rejected).
+    #[serde(default)]
+    pub proposed: usize,
+    /// Items rejected for breaking the schema or the name rules (not junk), across the attempts.
+    #[serde(default)]
+    pub invalid: usize,
     /// Junk items rejected across the attempts, by reason (`draft::junk`); none were kept.
     #[serde(default)]
     pub junk: BTreeMap<JunkReason, usize>,
@@ -386,6 +392,26 @@ pub async fn run(
     Ok(report)
 }
 
+/// How many items an answer holds (0 when it is not an object with an `items` array).
+fn answer_items(text: &str) -> usize {
+    crate::draft::parse_answer(text)
+        .ok()
+        .and_then(|answer| answer.get("items").and_then(Value::as_array).map(Vec::len))
+        .unwrap_or(0)
+}
+
+/// How many items of an answer have a problem that is not junk (the schema, the name rules,
+/// a duplicate).
+fn invalid_items(problems: &[Issue]) -> usize {
+    let items: BTreeSet<&str> = problems
+        .iter()
+        .filter(|issue| issue.junk.is_none())
+        .filter_map(|issue| issue.path.strip_prefix("/items/"))
+        .map(|rest| rest.split('/').next().unwrap_or(rest))
+        .collect();
+    items.len()
+}
+
 /// Junk counts as `venture-name 2, code-or-markup 1`, or `None` when there was none.
 pub fn junk_summary(junk: &BTreeMap<JunkReason, usize>) -> Option<String> {
     let parts: Vec<String> = junk
@@ -468,7 +494,7 @@ fn reask_messages(
 }
 
 /// How much hotter the local model samples on each fresh request after the first.
-const RESAMPLE_HEAT: f64 = 0.4;
+const RESAMPLE_HEAT: f64 = 0.2;
 
 /// The state of one run.
 struct Run<'r> {
@@ -539,6 +565,7 @@ impl Run<'_> {
             })?
             .with_junk(Junk::new(&self.settings.junk, &junk_context));
         let mut junk: BTreeMap<JunkReason, usize> = BTreeMap::new();
+        let (mut proposed, mut invalid) = (0, 0);
         let prompt_hash = sha256_hex(
             json!({"messages": first.messages, "schema": first.schema})
                 .to_string()
@@ -616,10 +643,12 @@ impl Run<'_> {
             };
             usage += completion.usage;
             constrained_by = completion.constrained_by.clone();
+            proposed += answer_items(&completion.text);
             problems = checker.review(&completion.text, &mut kept, count);
             for reason in problems.iter().filter_map(|issue| issue.junk) {
                 *junk.entry(reason).or_insert(0) += 1;
             }
+            invalid += invalid_items(&problems);
             if kept.len() >= count {
                 break;
             }
@@ -691,6 +720,8 @@ impl Run<'_> {
                 asked: ask(count),
                 attempts,
                 cached_attempts,
+                proposed,
+                invalid,
                 junk,
                 tokens: usage,
                 cost_usd,

@@ -36,6 +36,8 @@ pub enum JunkReason {
     Placeholder,
     /// The description says (almost) nothing.
     ThinDescription,
+    /// Some text is garbled: words glued together, letters mixed with digits in a name.
+    Garbled,
 }
 
 impl JunkReason {
@@ -48,6 +50,7 @@ impl JunkReason {
             JunkReason::EchoesPrompt => "echoes-prompt",
             JunkReason::Placeholder => "placeholder",
             JunkReason::ThinDescription => "thin-description",
+            JunkReason::Garbled => "garbled",
         }
     }
 }
@@ -84,6 +87,8 @@ pub struct JunkContext {
     pub prompt_texts: Vec<String>,
     /// Names that only name the block: its title, item class and last id segment.
     pub block_names: Vec<String>,
+    /// The whole rendered prompt: a name must not copy a run of its words.
+    pub prompt: String,
 }
 
 impl JunkContext {
@@ -145,6 +150,12 @@ impl JunkContext {
             ),
             prompt_texts,
             block_names,
+            prompt: prompt
+                .messages
+                .iter()
+                .map(|message| message.content.as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
         }
     }
 }
@@ -208,8 +219,12 @@ pub struct Junk {
     echo_runs: HashSet<String>,
     /// Prompt texts shorter than a run, whole.
     short_texts: HashSet<String>,
+    /// Word runs (`name_echo_words` long) of the whole prompt, line by line.
+    name_runs: HashSet<String>,
     /// Placeholder words and the block's own names, as word lists.
     placeholders: HashSet<String>,
+    /// The same without spaces (`buildingblock`).
+    glued_placeholders: HashSet<String>,
 }
 
 impl Junk {
@@ -234,12 +249,27 @@ impl Junk {
             }
             echo_runs.extend(words.windows(run).map(|window| window.join(" ")));
         }
-        let placeholders = settings
+        let name_run = settings.name_echo_words.max(2);
+        let name_runs = context
+            .prompt
+            .lines()
+            .flat_map(|line| {
+                key_words(line)
+                    .windows(name_run)
+                    .map(|window| window.join(" "))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let placeholders: HashSet<String> = settings
             .placeholder_words
             .iter()
             .chain(&context.block_names)
             .map(|name| words(name).join(" "))
             .filter(|name| !name.is_empty())
+            .collect();
+        let glued_placeholders = placeholders
+            .iter()
+            .map(|name| name.replace(' ', ""))
             .collect();
         Junk {
             settings: settings.clone(),
@@ -254,7 +284,9 @@ impl Junk {
                 .collect(),
             echo_runs,
             short_texts,
+            name_runs,
             placeholders,
+            glued_placeholders,
         }
     }
 
@@ -300,6 +332,19 @@ impl Junk {
                 format!("`{name}` already exists in the knowledge base; propose a new idea"),
             ));
         }
+        let run = self.settings.name_echo_words.max(2);
+        if let Some(window) = key_words(name)
+            .windows(run)
+            .find(|window| self.name_runs.contains(&window.join(" ")))
+        {
+            return Some(found(
+                JunkReason::EchoesPrompt,
+                format!(
+                    "`{name}` copies the prompt (`{}`); name the idea itself",
+                    window.join(" ")
+                ),
+            ));
+        }
         if self.is_placeholder(name) {
             return Some(found(
                 JunkReason::Placeholder,
@@ -312,7 +357,12 @@ impl Junk {
     /// A name that is only placeholder words or the block's own names, numbered or not
     /// (`Idea 1`, `Option A`, `Relationship idea 2`).
     fn is_placeholder(&self, name: &str) -> bool {
-        let mut words = words(name);
+        // The venture's own words name nothing new (`Profile & Exotic Pet Rental`).
+        let venture = key_words(&self.venture);
+        let mut words: Vec<String> = words(name)
+            .into_iter()
+            .filter(|word| !venture.contains(&singular(word)))
+            .collect();
         let numbering = |word: &str| {
             word.chars().all(|character| character.is_ascii_digit())
                 || (word.chars().count() == 1
@@ -325,8 +375,22 @@ impl Junk {
             return true;
         }
         let known = |words: &[String]| self.placeholders.contains(&words.join(" "));
-        known(&words)
+        if known(&words)
             || (1..words.len()).any(|split| known(&words[..split]) && known(&words[split..]))
+        {
+            return true;
+        }
+        // Written together or numbered without a space (`BuildingBlock`, `relationship1`,
+        // `Idea_2`): the same words with spaces and a trailing number left out.
+        let joined = words.concat();
+        let joined = joined.trim_end_matches(|character: char| character.is_ascii_digit());
+        let glued = |part: &str| self.glued_placeholders.contains(part);
+        !joined.is_empty()
+            && (glued(joined)
+                || joined
+                    .char_indices()
+                    .skip(1)
+                    .any(|(split, _)| glued(&joined[..split]) && glued(&joined[split..])))
     }
 
     /// Code, markup or an echo of the prompt in any text of the item, nested ones too.
@@ -344,6 +408,15 @@ impl Junk {
                     reason: JunkReason::CodeOrMarkup,
                     path: path.clone(),
                     message: format!("{what}; write plain text"),
+                });
+            }
+        }
+        for (path, text) in &texts {
+            if let Some(what) = self.garbled(text, path == "/name") {
+                return Some(Finding {
+                    reason: JunkReason::Garbled,
+                    path: path.clone(),
+                    message: format!("{what}; write plain words"),
                 });
             }
         }
@@ -381,6 +454,13 @@ impl Junk {
             }
         }
         let lower = text.to_lowercase();
+        if let Some(sequence) = settings
+            .markup_sequences
+            .iter()
+            .find(|sequence| !sequence.is_empty() && lower.contains(&sequence.to_lowercase()))
+        {
+            return Some(format!("the text holds `{sequence}`"));
+        }
         if let Some(marker) = settings
             .url_markers
             .iter()
@@ -406,6 +486,23 @@ impl Junk {
                 "the text repeats `{}` {repeats} times running",
                 window[0]
             ));
+        }
+        None
+    }
+
+    /// What marks `text` as garbled, if anything: a run of letters and digits longer than any
+    /// word, or (in a name) a word mixing letters with a number.
+    fn garbled(&self, text: &str, name: bool) -> Option<String> {
+        let longest = self.settings.longest_word.max(1);
+        let runs = text.split(|character: char| !character.is_alphanumeric());
+        for run in runs.filter(|run| !run.is_empty()) {
+            if run.chars().count() > longest {
+                return Some(format!("`{run}` is not a word"));
+            }
+            let digits = run.chars().filter(char::is_ascii_digit).count();
+            if name && digits >= 3 && run.chars().any(char::is_alphabetic) {
+                return Some(format!("`{run}` mixes letters and digits"));
+            }
         }
         None
     }
@@ -445,14 +542,28 @@ impl Junk {
 
     /// A description too short to say anything, or only the name again.
     fn thin_finding(&self, item: &Item) -> Option<Finding> {
-        let count = words(&item.description).len();
+        let described = words(&item.description);
+        let count = described.len();
+        // Words that say something: not the item's or a venture's name, not a number.
+        let named: HashSet<String> = words(&item.name)
+            .into_iter()
+            .chain(words(&self.venture))
+            .collect();
+        let saying = described
+            .iter()
+            .filter(|word| !named.contains(*word) && !word.chars().all(|c| c.is_ascii_digit()))
+            .count();
         let message = if count < self.settings.min_description_words {
             format!(
                 "the description has {count} word(s); say what the idea is in at least {}",
                 self.settings.min_description_words
             )
-        } else if words(&item.description) == words(&item.name) {
+        } else if described == words(&item.name) {
             "the description only repeats the name".into()
+        } else if saying < self.settings.min_description_words
+            || self.ventures.contains(&described.concat())
+        {
+            "the description only names the idea or the venture; say what the idea is".into()
         } else {
             return None;
         };
@@ -464,9 +575,33 @@ impl Junk {
     }
 }
 
-/// Names compared by their letters and digits only (`Space-X`, `space x.` and `SpaceX` are one).
+/// Names compared by their letters and digits only, plurals as singulars (`Space-X`,
+/// `space x.` and `SpaceX` are one; so are `Families with Young Children` and `Family with
+/// young children`).
 fn name_words_key(name: &str) -> String {
-    words(name).concat()
+    words(name).iter().map(|word| singular(word)).collect()
+}
+
+/// A lowercase English word without its plural ending (`families` and `family` -> `family`,
+/// `clubs` -> `club`, `cookies` and `cookie` -> `cooky`: a key, not a spelling); short words
+/// and `-ss` words are left as they are.
+fn singular(word: &str) -> String {
+    if word.len() <= 3 || !word.is_ascii() {
+        return word.to_string();
+    }
+    let stem = match word.strip_suffix('s') {
+        Some(stem) if !stem.ends_with('s') => stem,
+        _ => word,
+    };
+    match stem.strip_suffix("ie") {
+        Some(root) => format!("{root}y"),
+        None => stem.to_string(),
+    }
+}
+
+/// The words of a text as keys: lowercase, plurals as singulars.
+fn key_words(text: &str) -> Vec<String> {
+    words(text).iter().map(|word| singular(word)).collect()
 }
 
 /// The lowercase words of a text: runs of letters and digits.
@@ -527,6 +662,8 @@ mod tests {
                 "Roles deciding".into(),
             ],
             block_names: vec!["Relationship".into(), "relationship".into()],
+            prompt: "What is already known about the venture in related building blocks:\nAbout the venture: Rents solar-assisted electric bikes to commuters."
+                .into(),
         }
     }
 
@@ -587,6 +724,24 @@ mod tests {
         );
         // Containing a known name is not copying it.
         assert_eq!(reason("Solar Bikes Night Club", GOOD, json!({})), None);
+        // A name copying a run of 4 words of any line of the prompt echoes it.
+        for name in ["What Is Already Known", "Solar Assisted Electric Bikes"] {
+            assert_eq!(
+                reason(name, GOOD, json!({})),
+                Some(JunkReason::EchoesPrompt),
+                "{name}"
+            );
+        }
+        assert_eq!(reason("Electric Bikes Club", GOOD, json!({})), None);
+        // Plurals are singulars: a copied name stays copied.
+        assert_eq!(
+            reason("Government Space Agency", GOOD, json!({})),
+            Some(JunkReason::ShownInPrompt)
+        );
+        assert_eq!(
+            reason("Solar Bike", GOOD, json!({})),
+            Some(JunkReason::VentureName)
+        );
     }
 
     #[test]
@@ -612,6 +767,9 @@ mod tests {
             "A `code` span for riders here.",
             "Riders ride ride ride all day long.",
             "The \"type\" : value pair here.",
+            "Fleece &amp sassafras for every rider.",
+            "This [brand name] offer for riders.",
+            "Pros of the club | 1 for riders.",
         ] {
             assert_eq!(
                 reason("Ride Club", text, json!({})),
@@ -619,6 +777,18 @@ mod tests {
                 "{text}"
             );
         }
+        // Glued words and numbered names are garbled.
+        assert_eq!(
+            reason("petscanada3210568794", GOOD, json!({})),
+            Some(JunkReason::Garbled)
+        );
+        assert_eq!(
+            markup(
+                json!({"segmentation": [{"criterion": "environmentismepeopelagosisamellenaiwoiw", "value": "x"}]})
+            ),
+            Some((JunkReason::Garbled, "/segmentation/0/criterion".into()))
+        );
+        assert_eq!(reason("Route 66 Club", GOOD, json!({})), None);
         // A price, apostrophes and words repeated twice are plain text.
         assert_eq!(
             reason(
@@ -689,6 +859,11 @@ mod tests {
             "Relationship 2",
             "Relationship idea 3",
             "Idea",
+            "relationship1",
+            "Relationship & Solar Bikes",
+            "BuildingBlock",
+            "Idea_2",
+            "ideaOption",
         ] {
             assert_eq!(
                 reason(name, GOOD, json!({})),
@@ -700,6 +875,8 @@ mod tests {
             "Personal Relationship Desk",
             "Option Pass",
             "Plan B Rentals",
+            "Ideaworks",
+            "Relationship42 Lounge",
         ] {
             assert_eq!(reason(name, GOOD, json!({})), None, "{name}");
         }
@@ -716,6 +893,22 @@ mod tests {
             Some(JunkReason::ThinDescription)
         );
         assert_eq!(reason("Ride Club", "A club for riders.", json!({})), None);
+        // Only names and a number say nothing either.
+        for description in [
+            "Solar Bikes 2.",
+            "Exotic Pet Rental.",
+            "Ride Club of Solar Bikes.",
+        ] {
+            assert_eq!(
+                reason("Ride Club", description, json!({})),
+                Some(JunkReason::ThinDescription),
+                "{description}"
+            );
+        }
+        assert_eq!(
+            reason("Ride Club", "Solar Bikes riders meet weekly.", json!({})),
+            None
+        );
     }
 
     #[test]
@@ -785,6 +978,17 @@ mod tests {
                 context
                     .shown
                     .retain(|name| !own_names.contains(&name_words_key(name)));
+                // Nor are the lines of the prompt that show them (the venture's existing items).
+                let own_keys: Vec<String> = own_names.iter().cloned().collect();
+                context.prompt = context
+                    .prompt
+                    .lines()
+                    .filter(|line| {
+                        let line = name_words_key(line);
+                        !own_keys.iter().any(|own| line.contains(own.as_str()))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n");
                 let junk = Junk::new(&settings, &context);
                 for example in own {
                     checked += 1;

@@ -205,10 +205,16 @@ impl LocalModel {
         })
     }
 
-    /// A matcher of JSON valid under `schema` with its texts capped (see the module docs).
-    fn grammar(&self, schema: &Value) -> Result<Matcher, Error> {
+    /// `schema` with its texts capped and shaped (see the module docs).
+    fn capped(&self, schema: &Value) -> Value {
         let mut schema = schema.clone();
         cap_texts(&mut schema, self.max_name_length, self.max_text_length);
+        schema
+    }
+
+    /// A matcher of JSON valid under `schema` with its texts capped (see the module docs).
+    fn grammar(&self, schema: &Value) -> Result<Matcher, Error> {
+        let mut schema = self.capped(schema);
         if let Some(object) = schema.as_object_mut() {
             object.insert("x-guidance".into(), json!({"whitespace_flexible": false}));
         }
@@ -414,8 +420,16 @@ impl LocalModel {
             timings.n_eval(),
             f64::from(timings.n_eval()) / (timings.t_eval_ms() / 1000.0).max(1e-9),
         );
+        let mut text = String::from_utf8_lossy(&answer).into_owned();
+        // A text the grammar ended at its cap was cut wherever the cap fell: end it at its
+        // last whole word instead.
+        if let Ok(mut value) = serde_json::from_str::<Value>(&text)
+            && end_capped_texts_at_words(&mut value, &self.capped(&request.schema))
+        {
+            text = value.to_string();
+        }
         Ok(Completion {
-            text: String::from_utf8_lossy(&answer).into_owned(),
+            text,
             usage: Usage {
                 prompt_tokens: prompt.len() as u64,
                 completion_tokens: u64::from(generated),
@@ -447,17 +461,23 @@ impl ChatModel for LocalModel {
     }
 }
 
-/// A name without the punctuation of code or lists: a small model otherwise writes
-/// `Loyalty Club','description':'...` into it, or lists several names in one.
-const NAME_PATTERN: &str = r#"^[^"\\'`,:;{}\[\]\x00-\x1f]+$"#;
+/// A name of 2 to 6 words of letters (an apostrophe or hyphen inside; `&` as a word), the
+/// first capitalised, no word over 16 letters: a small model otherwise writes
+/// `Loyalty Club','description':'...` into it, lists several names in one, numbers it
+/// (`Idea 1`, `petscanada3210568794`) or glues words together.
+const NAME_PATTERN: &str = r"^[A-Z][A-Za-z'-]{0,15}( (&|[A-Za-z][A-Za-z'-]{0,15})){1,5}$";
 
-/// One sentence of plain text: it ends at its first full stop and holds none of the characters
-/// of code or markup (`{ } < > $ \` and backticks), which a small model otherwise copies from
-/// JSON and HTML it has seen.
-const SENTENCE_PATTERN: &str = r"^[^.{}<>$\\`\x00-\x1f]+\.$";
+/// One sentence of plain words: it starts with a capital or a digit, ends at its first full
+/// stop, has single spaces and no word over 20 characters, and holds none of the characters
+/// of code or markup (`{ } < > [ ] | $ \ "` and backticks), which a small model otherwise
+/// copies from JSON and HTML it has seen.
+const SENTENCE_PATTERN: &str =
+    r#"^[A-Z0-9][^ .{}<>\[\]|$\\`"\x00-\x1f]{0,19}( [^ .{}<>\[\]|$\\`"\x00-\x1f]{1,20})*\.$"#;
 
-/// A text inside a field (a list entry, an object's value): plain text on one line.
-const PLAIN_PATTERN: &str = r"^[^{}<>$\\`\x00-\x1f]+$";
+/// A text inside a field (a list entry, an object's value): plain text on one line, starting
+/// with a letter or digit (not `]["` or `.4,`). Simpler than a sentence: llguidance compiles
+/// word-shaped patterns in nested lists and objects too slowly (minutes for the profile schema).
+const PLAIN_PATTERN: &str = r#"^[A-Za-z0-9][^{}<>\[\]|$\\`"\x00-\x1f]*$"#;
 
 /// Cap the `maxLength` of the item name and of every other text field of an answer schema.
 fn cap_texts(schema: &mut Value, name: usize, text: usize) {
@@ -545,9 +565,132 @@ fn cap_nested_texts(schema: &mut Value, cap: usize) {
     }
 }
 
+/// End every text of `answer` that reached its cap in `schema` (the capped schema) at its last
+/// whole word: the grammar closes a capped text wherever the cap falls, often inside a word
+/// ("... advanced hydrop."). True when some text changed.
+fn end_capped_texts_at_words(answer: &mut Value, schema: &Value) -> bool {
+    match answer {
+        Value::Object(fields) => {
+            let mut changed = false;
+            for (key, value) in fields.iter_mut() {
+                let inner = schema
+                    .get("properties")
+                    .and_then(|properties| properties.get(key))
+                    .or_else(|| schema.get("additionalProperties"));
+                if let Some(inner) = inner {
+                    changed |= end_capped_texts_at_words(value, inner);
+                }
+            }
+            changed
+        }
+        Value::Array(values) => match schema.get("items") {
+            Some(inner) => values.iter_mut().fold(false, |changed, value| {
+                end_capped_texts_at_words(value, inner) | changed
+            }),
+            None => false,
+        },
+        Value::String(text) => {
+            let (Some(cap), Some(pattern)) = (
+                schema.get("maxLength").and_then(Value::as_u64),
+                schema.get("pattern").and_then(Value::as_str),
+            ) else {
+                return false;
+            };
+            if ![NAME_PATTERN, SENTENCE_PATTERN, PLAIN_PATTERN].contains(&pattern) {
+                return false;
+            }
+            let minimum = schema.get("minLength").and_then(Value::as_u64).unwrap_or(0);
+            let sentence = pattern == SENTENCE_PATTERN;
+            match end_at_word(text, cap as usize, minimum as usize, sentence) {
+                Some(shorter) => {
+                    *text = shorter;
+                    true
+                }
+                None => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// Small words a text cut short must not end on.
+const DANGLING_WORDS: &[&str] = &[
+    "a", "an", "the", "and", "or", "but", "of", "to", "for", "with", "in", "on", "at", "by",
+    "from", "as", "into", "than", "that", "which", "who", "their", "its", "our", "your", "is",
+    "are", "be",
+];
+
+/// `text` without the word the cap cut into (and without a dangling small word or punctuation
+/// before it), ending in a full stop again when it is a sentence; `None` when `text` did not
+/// reach its cap or nothing of at least `minimum` characters would be left.
+fn end_at_word(text: &str, cap: usize, minimum: usize, sentence: bool) -> Option<String> {
+    let body = match sentence {
+        true => text.strip_suffix('.')?,
+        false => text,
+    };
+    if text.chars().count() < cap {
+        return None;
+    }
+    let mut words: Vec<&str> = body.split_whitespace().collect();
+    words.pop();
+    while let Some(last) = words.last() {
+        let bare = last.trim_end_matches(|character: char| !character.is_alphanumeric());
+        if bare.is_empty() || DANGLING_WORDS.contains(&bare.to_lowercase().as_str()) {
+            words.pop();
+        } else {
+            break;
+        }
+    }
+    let joined = words.join(" ");
+    let mut shorter = joined
+        .trim_end_matches(|character: char| !character.is_alphanumeric() && character != ')')
+        .to_string();
+    if sentence {
+        shorter.push('.');
+    }
+    let letters = shorter
+        .chars()
+        .filter(|character| character.is_alphanumeric())
+        .count();
+    (letters > 0 && shorter.chars().count() >= minimum).then_some(shorter)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_capped_text_ends_at_its_last_whole_word() {
+        let cut = "Growers learn to run advanced hydrop.";
+        assert_eq!(
+            end_at_word(cut, cut.chars().count(), 0, true).as_deref(),
+            Some("Growers learn to run advanced.")
+        );
+        // A dangling small word and punctuation go with the cut word.
+        let cut = "Members swap seeds, and the";
+        assert_eq!(
+            end_at_word(cut, cut.chars().count(), 0, false).as_deref(),
+            Some("Members swap seeds")
+        );
+        // Under the cap nothing changes; nor when too little would be left.
+        assert_eq!(end_at_word("Short and whole.", 40, 0, true), None);
+        assert_eq!(end_at_word("Hydroponi", 9, 0, false), None);
+        assert_eq!(end_at_word("Seed Swap Clu", 13, 12, false), None);
+        let mut schema = json!({"type": "object", "properties": {"items": {"type": "array",
+            "items": {"type": "object", "properties": {
+                "name": {"type": "string", "maxLength": 80},
+                "description": {"type": "string", "maxLength": 400},
+                "segmentation": {"type": "array", "items": {"type": "string", "maxLength": 60}}}}}}});
+        cap_texts(&mut schema, 13, 20);
+        let mut answer = json!({"items": [{"name": "Seed Swap Clu", "description": "Members swap seeds.",
+            "segmentation": ["Urban growers with sma"]}]});
+        assert!(end_capped_texts_at_words(&mut answer, &schema));
+        assert_eq!(
+            answer,
+            json!({"items": [{"name": "Seed Swap", "description": "Members swap seeds.",
+                "segmentation": ["Urban growers"]}]})
+        );
+    }
 
     #[test]
     fn texts_are_capped_and_shaped_without_loosening_the_schema() {
@@ -595,9 +738,16 @@ mod tests {
         assert!(sentence.is_valid(&json!("Members get a free ride each month.")));
         assert!(!sentence.is_valid(&json!("A club {with} braces.")));
         assert!(!sentence.is_valid(&json!("See <ref> here.")));
+        assert!(!sentence.is_valid(&json!("this [brand name] offer.")));
+        assert!(!sentence.is_valid(&json!(
+            "Glued environmentismepeopelagosisamellenaiwoiw words."
+        )));
         assert!(plain.is_valid(&json!("age 30-55")));
         assert!(!plain.is_valid(&json!("{ { {$ref} } }")));
         assert!(!plain.is_valid(&json!("a `code` span")));
+        for bad in ["][", "] ],", ".4,", "say \"hi\""] {
+            assert!(!plain.is_valid(&json!(bad)), "{bad:?}");
+        }
         Ok(())
     }
 
@@ -659,8 +809,13 @@ mod tests {
     {
         let name = jsonschema::validator_for(&json!({"type": "string", "pattern": NAME_PATTERN}))?;
         assert!(name.is_valid(&json!("Loyalty Club for Families")));
-        assert!(name.is_valid(&json!("Pets & Parents (VIP)")));
+        assert!(name.is_valid(&json!("Pets & Parents' VIP-Club")));
         for bad in [
+            "Idea 1",
+            "religion",
+            "Concierge",
+            "petscanada3210568794 x",
+            "Two  Spaces",
             "Club','description':'x",
             "A, B",
             "Club\n",
