@@ -475,8 +475,8 @@ const SENTENCE_PATTERN: &str =
     r#"^[A-Z0-9][^ .{}<>\[\]|$\\`"\x00-\x1f]{0,19}( [^ .{}<>\[\]|$\\`"\x00-\x1f]{1,20})*\.$"#;
 
 /// A text inside a field (a list entry, an object's value): plain text on one line, starting
-/// with a letter or digit (not `]["` or `.4,`). Simpler than a sentence: llguidance compiles
-/// word-shaped patterns in nested lists and objects too slowly (minutes for the profile schema).
+/// with a letter or digit (not `]["` or `.4,`). Not word-shaped like a sentence: glued words
+/// inside fields are left to the junk rules (`garbled`).
 const PLAIN_PATTERN: &str = r#"^[A-Za-z0-9][^{}<>\[\]|$\\`"\x00-\x1f]*$"#;
 
 /// Cap the `maxLength` of the item name and of every other text field of an answer schema.
