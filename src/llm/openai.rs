@@ -335,7 +335,7 @@ impl OpenAiModel {
                 let api = response.api_error;
                 let code = api.code.clone().unwrap_or_default();
                 let kind = api.r#type.clone().unwrap_or_default();
-                let message = api.message.trim().to_string();
+                let message = server_message(&api.message);
                 let lower = message.to_lowercase();
                 if code == "insufficient_quota" || kind == "insufficient_quota" {
                     return Failure::Permanent(RemoteError::Quota {
@@ -508,6 +508,21 @@ fn response_format(format: ResponseFormat, schema: &Value) -> Option<Value> {
         ResponseFormat::JsonObject => Some(json!({"type": "json_object"})),
         ResponseFormat::Text => None,
     }
+}
+
+/// A server's error message on one line. async-openai hands over the whole body of a 5xx
+/// (OpenAI does not promise JSON there), so an OpenAI-shaped body is opened to its
+/// `error.message`; llama-cpp-python's spans lines (a validation error and a traceback).
+fn server_message(message: &str) -> String {
+    let inner = serde_json::from_str::<Value>(message.trim())
+        .ok()
+        .and_then(|body| body["error"]["message"].as_str().map(str::to_string));
+    inner
+        .as_deref()
+        .unwrap_or(message)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The full cause of a transport error ("error sending request: connection reset by peer").
