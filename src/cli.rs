@@ -208,10 +208,12 @@ pub struct OutputArgs {
 impl Cli {
     /// The tracing filter the verbosity flags ask for (`RUST_LOG` wins when set).
     pub fn log_filter(&self) -> &'static str {
+        // async-openai warns about every 5xx itself; `llm::openai` says what happened and what
+        // it does about it (a retry, a weaker response_format), once.
         match (self.quiet, self.verbose) {
             (true, _) => "error",
-            (false, 0) => "warn",
-            (false, 1) => "info",
+            (false, 0) => "warn,async_openai=error",
+            (false, 1) => "info,async_openai=error",
             (false, 2) => "debug",
             (false, _) => "trace",
         }

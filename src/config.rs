@@ -134,12 +134,19 @@ pub struct ProviderSettings {
     pub retry_budget_secs: u64,
 }
 
-/// How an endpoint is asked for JSON, strongest first.
+/// How an endpoint is asked for JSON, strongest first. An endpoint that refuses one is asked
+/// for the next weaker one ([`ResponseFormat::weaker`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResponseFormat {
+    /// OpenAI's structured output: `{"type": "json_schema", "json_schema": {"schema": ...}}`.
     JsonSchema,
+    /// JSON mode with the schema beside it, `{"type": "json_object", "schema": ...}`: what
+    /// llama-cpp-python's and llama.cpp's servers turn into a grammar that constrains decoding.
+    JsonObjectSchema,
+    /// Bare JSON mode, `{"type": "json_object"}`: any JSON object.
     JsonObject,
+    /// No `response_format` at all.
     Text,
 }
 
@@ -147,6 +154,7 @@ impl ResponseFormat {
     pub fn as_str(self) -> &'static str {
         match self {
             ResponseFormat::JsonSchema => "json_schema",
+            ResponseFormat::JsonObjectSchema => "json_object_schema",
             ResponseFormat::JsonObject => "json_object",
             ResponseFormat::Text => "text",
         }
@@ -155,7 +163,8 @@ impl ResponseFormat {
     /// The next weaker format, if any.
     pub fn weaker(self) -> Option<ResponseFormat> {
         match self {
-            ResponseFormat::JsonSchema => Some(ResponseFormat::JsonObject),
+            ResponseFormat::JsonSchema => Some(ResponseFormat::JsonObjectSchema),
+            ResponseFormat::JsonObjectSchema => Some(ResponseFormat::JsonObject),
             ResponseFormat::JsonObject => Some(ResponseFormat::Text),
             ResponseFormat::Text => None,
         }
@@ -455,5 +464,30 @@ mod tests {
             "{message}"
         );
         Ok(())
+    }
+
+    /// The names a config file uses, and the order a refusing endpoint is walked down.
+    #[test]
+    fn response_formats_weaken_one_step_at_a_time() -> Result<(), Box<dyn std::error::Error>> {
+        let mut chain = vec![ResponseFormat::JsonSchema];
+        while let Some(weaker) = chain.last().and_then(|format| format.weaker()) {
+            chain.push(weaker);
+        }
+        let names: Vec<&str> = chain.iter().map(|format| format.as_str()).collect();
+        assert_eq!(
+            names,
+            ["json_schema", "json_object_schema", "json_object", "text"]
+        );
+        for format in chain {
+            let parsed: ProviderFormat =
+                toml::from_str(&format!("response_format = \"{}\"", format.as_str()))?;
+            assert_eq!(parsed.response_format, format);
+        }
+        Ok(())
+    }
+
+    #[derive(Deserialize)]
+    struct ProviderFormat {
+        response_format: ResponseFormat,
     }
 }

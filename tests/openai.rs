@@ -273,7 +273,11 @@ async fn server_error_then_success() -> TestResult {
     .await;
     let report = generate_with(&graph, &settings(&server.uri())?, &request()).await?;
     assert!(report.failed.is_empty(), "{:?}", report.failed);
-    assert_eq!(bodies(&server).await.len(), 2);
+    let sent = bodies(&server).await;
+    assert_eq!(sent.len(), 2);
+    // A server error that does not name the format is retried, not taken as a refusal.
+    assert_eq!(sent[1]["response_format"]["type"], "json_schema");
+    assert_eq!(report.drafts[0].provenance.constrained_by, "json_schema");
     Ok(())
 }
 
@@ -420,20 +424,203 @@ async fn junk_that_never_goes_away_is_a_failure_naming_its_reasons() -> TestResu
     Ok(())
 }
 
+/// What llama-cpp-python 0.3.36's server answered to `"type": "json_schema"` (recorded from
+/// `scripts/llama-cpp-python serve`): HTTP 500, a pydantic validation error and a traceback.
+fn llama_cpp_python_refusal() -> ResponseTemplate {
+    let message = "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', 'ctx': {'expected': \"'text' or 'json_object'\"}}\n\n  File \"/work/venvs/llamacpp/lib/python3.11/site-packages/llama_cpp/server/app.py\", line 376, in create_chat_completion\n    POST /v1/chat/completions";
+    ResponseTemplate::new(500).set_body_json(json!({
+        "error": {"message": message, "type": "internal_server_error", "param": null, "code": null}
+    }))
+}
+
+/// The format a request body asks for: `json_schema`, `json_object_schema`, `json_object` or
+/// `text` (no response_format).
+fn format_of(body: &Value) -> &'static str {
+    let format = &body["response_format"];
+    match (format["type"].as_str(), format.get("schema").is_some()) {
+        (None, _) => "text",
+        (Some("json_schema"), _) => "json_schema",
+        (Some("json_object"), true) => "json_object_schema",
+        (Some("json_object"), false) => "json_object",
+        (Some(_), _) => "other",
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn an_endpoint_refusing_json_schema_gets_json_object() -> TestResult {
+async fn an_endpoint_refusing_json_schema_gets_json_object_with_the_schema() -> TestResult {
     let (_folder, graph) = graph_copy()?;
-    // llama-cpp-python's server refuses json_schema with a 500.
-    let refusal = ResponseTemplate::new(500).set_body_json(json!({
-        "error": {"message": "1 validation error: response_format.type Input should be 'text' or 'json_object'", "type": "internal_server_error", "param": null, "code": null}
-    }));
-    let server = server(vec![refusal, streamed(&good_answer())]).await;
+    let server = server(vec![llama_cpp_python_refusal(), streamed(&good_answer())]).await;
     let report = generate_with(&graph, &settings(&server.uri())?, &request()).await?;
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     let sent = bodies(&server).await;
-    assert_eq!(sent[0]["response_format"]["type"], "json_schema");
-    assert_eq!(sent[1]["response_format"]["type"], "json_object");
-    assert_eq!(report.drafts[0].provenance.constrained_by, "json_object");
+    assert_eq!(sent.len(), 2, "one refusal, one answer");
+    let schema = &sent[0]["response_format"]["json_schema"]["schema"];
+    assert_eq!(schema["properties"]["items"]["minItems"], 2);
+    assert_eq!(
+        sent[1]["response_format"],
+        json!({"type": "json_object", "schema": schema})
+    );
+    // Nothing else changes with the format.
+    let without_format = |body: &Value| {
+        let mut body = body.clone();
+        body.as_object_mut()
+            .map(|body| body.remove("response_format"));
+        body
+    };
+    assert_eq!(without_format(&sent[0]), without_format(&sent[1]));
+    assert_eq!(
+        report.drafts[0].provenance.constrained_by,
+        "json_object_schema"
+    );
+    assert_eq!(
+        report.drafts[0].provenance.attempts, 1,
+        "a refusal is no attempt"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_weaker_format_is_asked_only_after_a_refusal() -> TestResult {
+    let (_folder, graph) = graph_copy()?;
+    // Refusals in turn, whatever was asked: the bodies show that each one moved the client
+    // exactly one step down the chain.
+    let server = server(vec![
+        llama_cpp_python_refusal(),
+        api_error(
+            400,
+            "response_format.schema: Extra inputs are not permitted",
+            Some("invalid_request_error"),
+        ),
+        api_error(
+            422,
+            "'response_format.type' must be 'json_schema' or 'text'",
+            None,
+        ),
+        streamed(&good_answer()),
+    ])
+    .await;
+    let report = generate_with(&graph, &settings(&server.uri())?, &request()).await?;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let sent = bodies(&server).await;
+    let formats: Vec<&str> = sent.iter().map(format_of).collect();
+    assert_eq!(
+        formats,
+        ["json_schema", "json_object_schema", "json_object", "text"]
+    );
+    let schema = &sent[0]["response_format"]["json_schema"]["schema"];
+    assert_eq!(
+        sent[0]["response_format"],
+        json!({"type": "json_schema", "json_schema": {"name": "draft", "schema": schema}})
+    );
+    assert_eq!(
+        sent[1]["response_format"],
+        json!({"type": "json_object", "schema": schema})
+    );
+    assert_eq!(sent[2]["response_format"], json!({"type": "json_object"}));
+    assert!(sent[3].get("response_format").is_none(), "{}", sent[3]);
+    assert_eq!(report.drafts[0].provenance.constrained_by, "text");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_preset_may_start_lower_in_the_chain() -> TestResult {
+    let (_folder, graph) = graph_copy()?;
+    let server = server(vec![streamed(&good_answer())]).await;
+    let mut settings = settings(&server.uri())?;
+    if let Some(openai) = settings.providers.get_mut("openai") {
+        openai.response_format = ResponseFormat::JsonObjectSchema;
+    }
+    let report = generate_with(&graph, &settings, &request()).await?;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let sent = bodies(&server).await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(format_of(&sent[0]), "json_object_schema");
+    assert_eq!(
+        report.drafts[0].provenance.constrained_by,
+        "json_object_schema"
+    );
+    Ok(())
+}
+
+/// Refuses the formats in `refused` as the servers that do not know them would, and answers
+/// every other request with items of the block's schema.
+struct RefusingFormats(&'static [&'static str]);
+
+impl Respond for RefusingFormats {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        match format_of(&body) {
+            "json_schema" if self.0.contains(&"json_schema") => llama_cpp_python_refusal(),
+            "json_object_schema" if self.0.contains(&"json_object_schema") => api_error(
+                400,
+                "response_format.schema: Extra inputs are not permitted",
+                None,
+            ),
+            "json_object" if self.0.contains(&"json_object") => api_error(
+                400,
+                "'response_format.type' must be 'json_schema' or 'text'",
+                None,
+            ),
+            _ => streamed(&answer_for_block(&String::from_utf8_lossy(&request.body))),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_format_is_said_once_and_not_asked_again_in_the_run() -> TestResult {
+    let (folder, _graph) = graph_copy()?;
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(RefusingFormats(&["json_schema", "json_object_schema"]))
+        .mount(&server)
+        .await;
+    // Two blocks in one run (the profile, then the relationship), at the default log level.
+    let url = format!("{}/v1", server.uri());
+    let arguments = ["generate", "--venture", VENTURE, "--block", "profile"];
+    let mut run = command(folder.path(), &arguments);
+    run.args(["--block", BLOCK, "--count", "2", "--json"])
+        .env_remove("RUST_LOG")
+        .env("OPENAI_API_KEY", KEY)
+        .env("OPENAI_BASE_URL", url);
+    let output = tokio::task::block_in_place(|| run.output())?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let report: Value = serde_json::from_slice(&output.stdout)?;
+    let drafts = report["drafts"].as_array().ok_or("drafts")?;
+    assert_eq!(drafts.len(), 2);
+    for draft in drafts {
+        assert_eq!(draft["provenance"]["constrained_by"], "json_object");
+        assert_eq!(draft["provenance"]["attempts"], 1);
+    }
+
+    let sent = bodies(&server).await;
+    let formats: Vec<&str> = sent.iter().map(format_of).collect();
+    assert_eq!(
+        formats,
+        [
+            "json_schema",
+            "json_object_schema",
+            "json_object",
+            "json_object"
+        ],
+        "the second block went straight to the format that worked"
+    );
+    for refused in ["json_schema", "json_object_schema"] {
+        let said = format!("refused response_format {refused} (");
+        assert_eq!(stderr.matches(&said).count(), 1, "{said}\n{stderr}");
+    }
+    // The server's own words, once, on one line (async-openai's warning about the 500 is
+    // left out of the default log).
+    assert_eq!(
+        stderr
+            .matches("Input should be 'text' or 'json_object'\", 'input': 'json_schema'")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(!stderr.contains("{\"error\""), "{stderr}");
+    assert_eq!(stderr.lines().count(), 2, "{stderr}");
     Ok(())
 }
 
@@ -695,19 +882,22 @@ struct ByBlock(Duration);
 
 impl Respond for ByBlock {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        let body = String::from_utf8_lossy(&request.body);
-        let answer = if body.contains("segmentation") {
-            json!({"items": [
-                {"name": "Weekend Riders", "description": "People who ride for fun on weekends.",
-                 "segmentation": [{"criterion": "use", "value": "leisure"}], "decision_makers": ["the riders"]},
-                {"name": "Hotel Guests", "description": "Tourists who rent a bike from their hotel.",
-                 "segmentation": [{"criterion": "use", "value": "tourism"}], "decision_makers": ["hotel concierges"]}
-            ]})
-            .to_string()
-        } else {
-            good_answer()
-        };
-        streamed(&answer).set_delay(self.0)
+        streamed(&answer_for_block(&String::from_utf8_lossy(&request.body))).set_delay(self.0)
+    }
+}
+
+/// Two items of the schema of the block a request body asks about (profile or relationship).
+fn answer_for_block(body: &str) -> String {
+    if body.contains("segmentation") {
+        json!({"items": [
+            {"name": "Weekend Riders", "description": "People who ride for fun on weekends.",
+             "segmentation": [{"criterion": "use", "value": "leisure"}], "decision_makers": ["the riders"]},
+            {"name": "Hotel Guests", "description": "Tourists who rent a bike from their hotel.",
+             "segmentation": [{"criterion": "use", "value": "tourism"}], "decision_makers": ["hotel concierges"]}
+        ]})
+        .to_string()
+    } else {
+        good_answer()
     }
 }
 

@@ -9,10 +9,15 @@
 //! (429, 5xx, timeouts, dropped connections, truncated or unreadable bodies) with exponential
 //! backoff and jitter, honouring `Retry-After`, within `max_retries` and `retry_budget_secs`.
 //!
-//! Structured output: the preset says which `response_format` to ask for. An endpoint that
-//! refuses `json_schema` (llama-cpp-python answers HTTP 500 "Input should be 'text' or
-//! 'json_object'") is asked for `json_object`, then plain text, for the rest of the run, and
-//! the user is told once. Answers are validated on our side whatever the endpoint promised.
+//! Structured output: the preset says which `response_format` to ask for first. An endpoint that
+//! refuses it (a 400, 422 or 5xx naming the format) is asked for the next weaker one, for the
+//! rest of the run, and the user is told once per refused format: `json_schema` (OpenAI's
+//! structured output), then `json_object` with the schema beside it (llama-cpp-python refuses
+//! `json_schema` with HTTP 500 "Input should be 'text' or 'json_object'" but turns this one into
+//! a grammar that constrains decoding; so does llama.cpp's server), then bare `json_object`, then
+//! plain text. async-openai's typed `ResponseFormat` cannot say the second one, so the request is
+//! its typed request with our own `response_format` beside it ([`WireRequest`]), sent through its
+//! bring-your-own-types call. Answers are validated on our side whatever the endpoint promised.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,10 +30,11 @@ use async_openai::middleware::{HttpRequestFactory, ReqwestService};
 use async_openai::types::chat::{
     ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage,
     ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage,
-    ChatCompletionStreamOptions, CreateChatCompletionRequest, FinishReason,
-    ResponseFormat as WireFormat, ResponseFormatJsonSchema,
+    ChatCompletionStreamOptions, CreateChatCompletionRequest, CreateChatCompletionStreamResponse,
+    FinishReason,
 };
 use futures::StreamExt;
+use serde_json::{Value, json};
 
 use super::{ChatModel, ChatRequest, Completion, ModelError, Progress, Provider, Usage};
 use crate::config::{ProviderSettings, ResponseFormat};
@@ -190,11 +196,7 @@ impl OpenAiModel {
 
     // `seed` is deprecated by OpenAI but honoured by vLLM, llama.cpp, Ollama and others.
     #[allow(deprecated)]
-    fn wire_request(
-        &self,
-        request: &ChatRequest,
-        format: ResponseFormat,
-    ) -> CreateChatCompletionRequest {
+    fn wire_request(&self, request: &ChatRequest, format: ResponseFormat) -> WireRequest {
         let messages = request
             .messages
             .iter()
@@ -210,31 +212,24 @@ impl OpenAiModel {
                 ),
             })
             .collect();
-        let response_format = match format {
-            ResponseFormat::JsonSchema => Some(WireFormat::JsonSchema {
-                json_schema: ResponseFormatJsonSchema {
-                    description: None,
-                    name: "draft".into(),
-                    schema: request.schema.clone(),
-                    strict: None,
-                },
-            }),
-            ResponseFormat::JsonObject => Some(WireFormat::JsonObject),
-            ResponseFormat::Text => None,
-        };
-        CreateChatCompletionRequest {
+        let typed = CreateChatCompletionRequest {
             messages,
             model: self.model.clone(),
             temperature: Some(request.params.temperature as f32),
             max_completion_tokens: Some(request.params.max_tokens),
             seed: Some(request.params.seed),
-            response_format,
+            // Beside it, in `WireRequest`.
+            response_format: None,
             stream: Some(true),
             stream_options: Some(ChatCompletionStreamOptions {
                 include_usage: Some(true),
                 include_obfuscation: None,
             }),
             ..Default::default()
+        };
+        WireRequest {
+            typed,
+            response_format: response_format(format, &request.schema),
         }
     }
 
@@ -254,7 +249,11 @@ impl OpenAiModel {
             .with_http_client(self.http.clone())
             .with_http_service(service);
         let wire = self.wire_request(request, format);
-        let mut stream = match client.chat().create_stream(wire).await {
+        let sent = client
+            .chat()
+            .create_stream_byot::<_, CreateChatCompletionStreamResponse>(&wire)
+            .await;
+        let mut stream = match sent {
             Ok(stream) => stream,
             Err(error) => {
                 let seen = seen.lock().map(|seen| *seen).unwrap_or_default();
@@ -336,7 +335,7 @@ impl OpenAiModel {
                 let api = response.api_error;
                 let code = api.code.clone().unwrap_or_default();
                 let kind = api.r#type.clone().unwrap_or_default();
-                let message = api.message.trim().to_string();
+                let message = server_message(&api.message);
                 let lower = message.to_lowercase();
                 if code == "insufficient_quota" || kind == "insufficient_quota" {
                     return Failure::Permanent(RemoteError::Quota {
@@ -485,6 +484,45 @@ impl ChatModel for OpenAiModel {
             tokio::time::sleep(wait).await;
         }
     }
+}
+
+/// The request body: async-openai's typed request, and the `response_format` beside it.
+#[derive(serde::Serialize)]
+struct WireRequest {
+    #[serde(flatten)]
+    typed: CreateChatCompletionRequest,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<Value>,
+}
+
+/// The `response_format` that asks for `format`; none for plain text.
+fn response_format(format: ResponseFormat, schema: &Value) -> Option<Value> {
+    match format {
+        ResponseFormat::JsonSchema => Some(json!({
+            "type": "json_schema",
+            "json_schema": {"name": "draft", "schema": schema},
+        })),
+        // The shape llama-cpp-python documents (after Anyscale's JSON mode) and llama.cpp's
+        // server reads too.
+        ResponseFormat::JsonObjectSchema => Some(json!({"type": "json_object", "schema": schema})),
+        ResponseFormat::JsonObject => Some(json!({"type": "json_object"})),
+        ResponseFormat::Text => None,
+    }
+}
+
+/// A server's error message on one line. async-openai hands over the whole body of a 5xx
+/// (OpenAI does not promise JSON there), so an OpenAI-shaped body is opened to its
+/// `error.message`; llama-cpp-python's spans lines (a validation error and a traceback).
+fn server_message(message: &str) -> String {
+    let inner = serde_json::from_str::<Value>(message.trim())
+        .ok()
+        .and_then(|body| body["error"]["message"].as_str().map(str::to_string));
+    inner
+        .as_deref()
+        .unwrap_or(message)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The full cause of a transport error ("error sending request: connection reset by peer").
