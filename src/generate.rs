@@ -649,6 +649,9 @@ impl Run<'_> {
                 *junk.entry(reason).or_insert(0) += 1;
             }
             invalid += invalid_items(&problems);
+            for issue in &problems {
+                tracing::info!("{} attempt {attempt}: {issue}", block.id);
+            }
             if kept.len() >= count {
                 break;
             }
