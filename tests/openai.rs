@@ -343,6 +343,11 @@ async fn a_schema_invalid_answer_is_re_asked_and_fixed() -> TestResult {
         draft.provenance.tokens.prompt_tokens, 1800,
         "tokens summed over attempts"
     );
+    // Four items proposed; the made-up type is invalid, the existing name is junk.
+    assert_eq!(
+        (draft.provenance.proposed, draft.provenance.invalid),
+        (4, 1)
+    );
 
     let sent = bodies(&server).await;
     let reask = sent[1]["messages"].as_array().cloned().unwrap_or_default();
@@ -373,6 +378,10 @@ async fn junk_items_are_re_asked_counted_and_never_written() -> TestResult {
     let names: Vec<&str> = draft.items.iter().map(|item| item.name.as_str()).collect();
     assert_eq!(names, ["Keeper Hotline", "Renter Circle"]);
     assert_eq!(draft.provenance.attempts, 2);
+    assert_eq!(
+        (draft.provenance.proposed, draft.provenance.invalid),
+        (3 + 2, 0)
+    );
     let counted = serde_json::to_value(&draft.provenance)?["junk"].clone();
     assert_eq!(
         counted,

@@ -209,7 +209,8 @@ pub fn prompt_labels<'t>(texts: impl IntoIterator<Item = &'t str>) -> Vec<String
 #[derive(Debug, Clone)]
 pub struct Junk {
     settings: JunkSettings,
-    venture: String,
+    /// The venture's name as a key (`name_words_key`).
+    venture_key: String,
     ventures: HashSet<String>,
     known_items: HashSet<String>,
     shown: HashSet<String>,
@@ -219,6 +220,8 @@ pub struct Junk {
     echo_runs: HashSet<String>,
     /// Prompt texts shorter than a run, whole.
     short_texts: HashSet<String>,
+    /// The venture's name as key words (`key_words`).
+    venture_words: HashSet<String>,
     /// Word runs (`name_echo_words` long) of the whole prompt, line by line.
     name_runs: HashSet<String>,
     /// Placeholder words and the block's own names, as word lists.
@@ -273,7 +276,7 @@ impl Junk {
             .collect();
         Junk {
             settings: settings.clone(),
-            venture: context.venture.clone(),
+            venture_key: name_words_key(&context.venture),
             ventures: keys(&context.ventures),
             known_items: keys(&context.known_items),
             shown: keys(&context.shown),
@@ -284,6 +287,7 @@ impl Junk {
                 .collect(),
             echo_runs,
             short_texts,
+            venture_words: key_words(&context.venture).into_iter().collect(),
             name_runs,
             placeholders,
             glued_placeholders,
@@ -308,7 +312,7 @@ impl Junk {
             message,
         };
         let name = name.trim();
-        if key == name_words_key(&self.venture) {
+        if key == self.venture_key {
             return Some(found(
                 JunkReason::VentureName,
                 format!("`{name}` is the venture's own name, not an idea"),
@@ -358,10 +362,9 @@ impl Junk {
     /// (`Idea 1`, `Option A`, `Relationship idea 2`).
     fn is_placeholder(&self, name: &str) -> bool {
         // The venture's own words name nothing new (`Profile & Exotic Pet Rental`).
-        let venture = key_words(&self.venture);
         let mut words: Vec<String> = words(name)
             .into_iter()
-            .filter(|word| !venture.contains(&singular(word)))
+            .filter(|word| !self.venture_words.contains(&singular(word)))
             .collect();
         let numbering = |word: &str| {
             word.chars().all(|character| character.is_ascii_digit())
@@ -544,14 +547,16 @@ impl Junk {
     fn thin_finding(&self, item: &Item) -> Option<Finding> {
         let described = words(&item.description);
         let count = described.len();
-        // Words that say something: not the item's or a venture's name, not a number.
-        let named: HashSet<String> = words(&item.name)
-            .into_iter()
-            .chain(words(&self.venture))
-            .collect();
+        // Words that say something: not the item's or the venture's name, not a number.
+        let named: HashSet<String> = key_words(&item.name).into_iter().collect();
         let saying = described
             .iter()
-            .filter(|word| !named.contains(*word) && !word.chars().all(|c| c.is_ascii_digit()))
+            .map(|word| singular(word))
+            .filter(|word| {
+                !named.contains(word)
+                    && !self.venture_words.contains(word)
+                    && !word.chars().all(|c| c.is_ascii_digit())
+            })
             .count();
         let message = if count < self.settings.min_description_words {
             format!(
@@ -579,7 +584,7 @@ impl Junk {
 /// `space x.` and `SpaceX` are one; so are `Families with Young Children` and `Family with
 /// young children`).
 fn name_words_key(name: &str) -> String {
-    words(name).iter().map(|word| singular(word)).collect()
+    key_words(name).concat()
 }
 
 /// A lowercase English word without its plural ending (`families` and `family` -> `family`,
@@ -979,13 +984,12 @@ mod tests {
                     .shown
                     .retain(|name| !own_names.contains(&name_words_key(name)));
                 // Nor are the lines of the prompt that show them (the venture's existing items).
-                let own_keys: Vec<String> = own_names.iter().cloned().collect();
                 context.prompt = context
                     .prompt
                     .lines()
                     .filter(|line| {
                         let line = name_words_key(line);
-                        !own_keys.iter().any(|own| line.contains(own.as_str()))
+                        !own_names.iter().any(|own| line.contains(own.as_str()))
                     })
                     .collect::<Vec<_>>()
                     .join("\n");

@@ -212,9 +212,10 @@ impl LocalModel {
         schema
     }
 
-    /// A matcher of JSON valid under `schema` with its texts capped (see the module docs).
-    fn grammar(&self, schema: &Value) -> Result<Matcher, Error> {
-        let mut schema = self.capped(schema);
+    /// A matcher of JSON valid under `capped`, the answer schema with its texts capped
+    /// ([`LocalModel::capped`]).
+    fn grammar(&self, capped: &Value) -> Result<Matcher, Error> {
+        let mut schema = capped.clone();
         if let Some(object) = schema.as_object_mut() {
             object.insert("x-guidance".into(), json!({"whitespace_flexible": false}));
         }
@@ -308,7 +309,8 @@ impl LocalModel {
         context.reset_timings();
         // `forced` follows the same tokens as the grammar inside `sampler`, to say which
         // tokens the grammar forces next and to go back to the start of a repeated name.
-        let mut forced = self.grammar(&request.schema)?;
+        let capped = self.capped(&request.schema);
+        let mut forced = self.grammar(&capped)?;
         let (temperature, seed) = (request.params.temperature, request.params.seed);
         let mut sampler = self.sampler(forced.deep_clone(), &[], temperature, seed);
         let mut names = NameGuard::new(&request.avoid_names);
@@ -424,7 +426,7 @@ impl LocalModel {
         // A text the grammar ended at its cap was cut wherever the cap fell: end it at its
         // last whole word instead.
         if let Ok(mut value) = serde_json::from_str::<Value>(&text)
-            && end_capped_texts_at_words(&mut value, &self.capped(&request.schema))
+            && end_capped_texts_at_words(&mut value, &capped)
         {
             text = value.to_string();
         }
