@@ -17,6 +17,8 @@ pub struct Cache {
     dir: PathBuf,
     /// `--no-cache`: answers are not read from the cache (fresh ones are still stored).
     read: bool,
+    /// `--dry-run`: nothing is written, the cache included.
+    write: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -28,7 +30,19 @@ struct Entry {
 
 impl Cache {
     pub fn new(dir: PathBuf, read: bool) -> Cache {
-        Cache { dir, read }
+        Cache {
+            dir,
+            read,
+            write: true,
+        }
+    }
+
+    /// The same cache, read but never written.
+    pub fn read_only(self) -> Cache {
+        Cache {
+            write: false,
+            ..self
+        }
     }
 
     /// The key of a request to a model identified by `identity`.
@@ -56,6 +70,9 @@ impl Cache {
 
     /// Store an answer; a failure to write is a warning (the answer is still used).
     pub fn put(&self, key: &str, completion: &Completion) {
+        if !self.write {
+            return;
+        }
         let entry = Entry {
             key: key.to_string(),
             completion: completion.clone(),

@@ -5,12 +5,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Settings};
-use crate::generate::{Event, GenerateRequest};
+use crate::generate::{EventKind, Events, GenerateRequest};
 use crate::graph::Graph;
 use crate::pipeline::{self, Request};
 use crate::prompt::Library;
@@ -57,6 +58,13 @@ pub enum Command {
     /// write them into the graph marked `draft:: true`. Exit code 1 when some items could not be
     /// drafted or written.
     Generate(GenerateArgs),
+    /// Draft items for every (venture, block) pair of the graph that has none (or fewer than
+    /// --min-items): concurrently, within --budget, journaled (run it again after a crash: no
+    /// finished pair is asked again). --plan shows the pairs and their cost without sending
+    /// anything. Exit code 1 when some pairs failed.
+    Enrich(EnrichArgs),
+    /// The runs of `generate` and `enrich` recorded in the graph's journal, newest first.
+    Runs(RunsArgs),
     /// The drafts in the graph: list them, accept them (they become ordinary content), or
     /// reject them (they are removed).
     #[command(subcommand)]
@@ -71,6 +79,75 @@ pub enum DraftsCommand {
     Accept(DraftsDecideArgs),
     /// Remove the selected drafts from the graph; human-written blocks are never touched.
     Reject(DraftsDecideArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EnrichArgs {
+    /// Only this venture (case-insensitive); repeat for several; all ventures when absent.
+    #[arg(long = "venture")]
+    pub ventures: Vec<String>,
+    /// Only this block (id, title, last part of its id, their words, or its item class); repeat
+    /// for several; all blocks when absent.
+    #[arg(long = "block")]
+    pub blocks: Vec<String>,
+    /// Pairs with fewer items than this are enriched (1: pairs with none).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub min_items: usize,
+    /// Every selected pair, whatever it holds (its unaccepted drafts are replaced).
+    #[arg(long)]
+    pub force: bool,
+    /// How many items per pair [config: generate.count].
+    #[arg(long)]
+    pub count: Option<usize>,
+    /// `local` or a provider preset of the config [default: openai with a key, else local].
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// The model (for `local`, a GGUF file).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Show the pairs, waves, tokens and estimated cost; send nothing, load no model.
+    #[arg(long)]
+    pub plan: bool,
+    /// Refuse a plan estimated above this many USD, and stop before a request would pass it
+    /// [config: generate.budget_usd].
+    #[arg(long, value_name = "USD")]
+    pub budget: Option<f64>,
+    /// Pairs asked at once from a remote provider [config: enrich.concurrency].
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// When an unfinished run is resumed, ask again the pairs it recorded as failed.
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// Ask the model even when the cache has the answer (fresh answers are still cached).
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Write nothing (no page, draft file, cache entry or journal): print the change as a diff.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON (`{run_id, drafts, failed, totals}`; with --plan, the plan) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    #[command(subcommand)]
+    pub command: Option<RunsCommand>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// The pairs of one run: state, attempts, items, tokens, cost, reason.
+    Show {
+        /// The run id (`runs` lists them).
+        id: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Which drafts: every given flag must match.
@@ -246,7 +323,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         graph_path.display()
     );
     let output = match &cli.command {
-        Command::Generate(args) => return generate(&cli, args, &settings, &graph),
+        Command::Generate(args) => return generate(&cli, args, &settings, graph),
+        Command::Enrich(args) => return enrich(&cli, args, settings, graph),
+        Command::Runs(args) => runs(&graph, args)?,
         Command::Drafts(DraftsCommand::List(args)) => {
             let drafts = writeback::list(&graph, &args.selection.selection(false))?;
             if args.json {
@@ -331,7 +410,7 @@ fn generate(
     cli: &Cli,
     args: &GenerateArgs,
     settings: &Settings,
-    graph: &Graph,
+    graph: Graph,
 ) -> anyhow::Result<ExitCode> {
     let request = GenerateRequest {
         venture: args.request.venture.clone(),
@@ -363,41 +442,47 @@ fn generate(
             provider.model()
         );
     }
+    let engine = crate::generate::engine(
+        Arc::new(graph),
+        Arc::new(settings.clone()),
+        Arc::new(library),
+        args.request.provider.as_deref(),
+        args.request.model.as_deref(),
+        Arc::new(config::env_var),
+        !args.no_cache,
+    )?;
+    let engine = Arc::new(match args.dry_run {
+        true => engine.dry_run(),
+        false => engine,
+    });
     let progress = progress_bar(cli.quiet);
-    let pieces = std::sync::atomic::AtomicUsize::new(0);
-    let events = |event: Event<'_>| match event {
-        Event::Attempt {
-            block,
-            attempt,
-            cached,
-        } => {
-            pieces.store(0, std::sync::atomic::Ordering::Relaxed);
-            let source = if cached { "from cache" } else { "asking" };
-            progress.set_message(format!("{block}: attempt {attempt}, {source}"));
+    let runtime = runtime()?;
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<crate::run::Event>();
+    let shown = progress.clone();
+    let listener = runtime.spawn(async move {
+        let mut pieces = 0_u64;
+        while let Some(event) = receiver.recv().await {
+            match event.kind {
+                EventKind::Attempt { attempt, cached } => {
+                    pieces = 0;
+                    let source = if cached { "from cache" } else { "asking" };
+                    shown.set_message(format!("{}: attempt {attempt}, {source}", event.block));
+                }
+                EventKind::Piece { .. } => {
+                    pieces += 1;
+                    shown.set_position(pieces);
+                }
+                EventKind::Done { items, wanted, .. } => {
+                    shown.println(format!("{}: {items} of {wanted} item(s)", event.block))
+                }
+            }
         }
-        Event::Piece(_) => {
-            let count = pieces.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            progress.set_position(count as u64);
-        }
-        Event::Done {
-            block,
-            items,
-            wanted,
-        } => progress.println(format!("{block}: {items} of {wanted} item(s)")),
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let report = runtime.block_on(crate::generate::run(
-        graph,
-        settings,
-        &library,
-        &request,
-        &config::env_var,
-        &events,
-    ));
+    });
+    let report = runtime.block_on(async {
+        let report = crate::generate::run(engine, &request, Events::new(sender)).await;
+        let _ = listener.await;
+        report
+    });
     progress.finish_and_clear();
     let report = report?;
     let output = if args.json {
@@ -411,6 +496,225 @@ fn generate(
     } else {
         ExitCode::from(EXIT_SOME_FAILED)
     })
+}
+
+fn enrich(
+    cli: &Cli,
+    args: &EnrichArgs,
+    mut settings: Settings,
+    graph: Graph,
+) -> anyhow::Result<ExitCode> {
+    if let Some(budget) = args.budget {
+        anyhow::ensure!(
+            budget.is_finite() && budget >= 0.0,
+            "--budget must be a number of USD, 0 or more (0: no budget)"
+        );
+        settings.generate.budget_usd = budget;
+    }
+    let concurrency = args.concurrency.unwrap_or(settings.enrich.concurrency);
+    anyhow::ensure!(concurrency >= 1, "--concurrency must be 1 or more");
+    let library = library(cli, &settings)?;
+    let budget = settings.generate.budget_usd;
+    let engine = crate::generate::engine(
+        Arc::new(graph),
+        Arc::new(settings.clone()),
+        Arc::new(library),
+        args.provider.as_deref(),
+        args.model.as_deref(),
+        Arc::new(config::env_var),
+        !args.no_cache,
+    )?;
+    let engine = match args.dry_run {
+        true => engine.dry_run(),
+        false => engine,
+    };
+    let selection = crate::run::plan::Selection {
+        ventures: args.ventures.clone(),
+        blocks: args.blocks.clone(),
+        min_items: args.min_items,
+        force: args.force,
+        count: args.count.unwrap_or(settings.generate.count),
+    };
+    let plan = crate::enrich::plan(&engine, &selection)?;
+    if args.plan {
+        let output = match args.json {
+            true => serde_json::to_string_pretty(&plan)? + "\n",
+            false => report::plan_text(&plan),
+        };
+        print!("{output}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if budget > 0.0 {
+        let Some(cost) = plan.cost_usd else {
+            anyhow::bail!(
+                "model `{}` has no price, so a budget cannot be kept: add it to the config's [prices] table (input and output USD per million tokens)",
+                plan.model
+            );
+        };
+        anyhow::ensure!(
+            cost <= budget,
+            "the plan is estimated at {cost:.4} USD, over the budget of {budget:.4} USD: raise --budget, or narrow the run with --venture, --block or --count (see --plan)"
+        );
+    }
+    if plan.pairs.is_empty() {
+        print!("{}", report::plan_text(&plan));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !plan.name_only_ventures.is_empty() && !cli.quiet {
+        tracing::warn!(
+            "{} venture(s) are known by name only (no brief, no items): their drafts stand on the name alone; a brief page (`type:: venture`) improves them",
+            plan.name_only_ventures.len()
+        );
+    }
+    let request = crate::enrich::EnrichRequest {
+        selection,
+        concurrency,
+        retry_failed: args.retry_failed,
+        dry_run: args.dry_run,
+    };
+    let pairs = plan.pairs.len() as u64;
+    let runtime = runtime()?;
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<crate::run::Event>();
+    let progress = enrich_progress(cli.quiet, pairs);
+    let shown = progress.clone();
+    let listener = runtime.spawn(async move {
+        let (mut done, mut cached, mut failed, mut tokens, mut cost) = (0, 0, 0, 0_u64, 0.0);
+        while let Some(event) = receiver.recv().await {
+            let EventKind::Done {
+                items,
+                wanted,
+                cached: from_cache,
+                tokens: used,
+                cost_usd,
+                failure,
+            } = event.kind
+            else {
+                continue;
+            };
+            done += 1;
+            cached += usize::from(from_cache);
+            failed += usize::from(failure.is_some());
+            tokens += used.prompt_tokens + used.completion_tokens;
+            cost += cost_usd;
+            let line = format!(
+                "[{done}/{pairs}] {} / {}: {items} of {wanted} item(s){}{}",
+                event.venture,
+                event.block,
+                if from_cache { ", from cache" } else { "" },
+                failure
+                    .map(|failure| format!(" (failed: {failure})"))
+                    .unwrap_or_default()
+            );
+            match &shown {
+                PairProgress::Bar(bar) => {
+                    bar.set_position(done as u64);
+                    bar.set_message(format!(
+                        "{cached} from cache, {failed} failed, {tokens} tokens, ${cost:.4}"
+                    ));
+                    bar.println(line);
+                }
+                PairProgress::Lines => eprintln!("{line}"),
+                PairProgress::Quiet => {}
+            }
+        }
+    });
+    let report = runtime.block_on(async {
+        let report =
+            crate::enrich::run(Arc::new(engine), plan, &request, Events::new(sender)).await;
+        let _ = listener.await;
+        report
+    });
+    if let PairProgress::Bar(bar) = progress {
+        bar.finish_and_clear();
+    }
+    let report = report?;
+    let output = match args.json {
+        true => serde_json::to_string_pretty(&report)? + "\n",
+        false => report::enrich_text(&report),
+    };
+    print!("{output}");
+    Ok(match report.failed.is_empty() {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::from(EXIT_SOME_FAILED),
+    })
+}
+
+/// How `enrich` shows its progress on stderr.
+#[derive(Clone)]
+enum PairProgress {
+    /// `--quiet`.
+    Quiet,
+    /// stderr is not a terminal: a plain line per pair.
+    Lines,
+    /// A bar: pairs done, from cache, failed, tokens, cost, ETA.
+    Bar(indicatif::ProgressBar),
+}
+
+fn enrich_progress(quiet: bool, pairs: u64) -> PairProgress {
+    use std::io::IsTerminal;
+    if quiet {
+        return PairProgress::Quiet;
+    }
+    if !std::io::stderr().is_terminal() {
+        return PairProgress::Lines;
+    }
+    let bar = indicatif::ProgressBar::new(pairs);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:30} {pos}/{len} pairs, {msg} ({elapsed}, ETA {eta})",
+    ) {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(250));
+    PairProgress::Bar(bar)
+}
+
+/// `runs` and `runs show ID`.
+fn runs(graph: &Graph, args: &RunsArgs) -> anyhow::Result<String> {
+    let journal = crate::run::Journal::open_existing(&graph.root)?;
+    match &args.command {
+        None => {
+            let runs = match &journal {
+                Some(journal) => journal.runs()?,
+                None => Vec::new(),
+            };
+            Ok(match args.json {
+                true => serde_json::to_string_pretty(&runs)? + "\n",
+                false => report::runs_table(&runs),
+            })
+        }
+        Some(RunsCommand::Show { id, json }) => {
+            let run = journal
+                .as_ref()
+                .map(|journal| journal.run(id))
+                .transpose()?
+                .flatten()
+                .with_context(|| {
+                    format!(
+                        "no run `{id}` in the journal of this graph (`inncopilot runs` lists them)"
+                    )
+                })?;
+            let pairs = match &journal {
+                Some(journal) => journal.pairs(id)?,
+                None => Vec::new(),
+            };
+            Ok(match *json || args.json {
+                true => {
+                    serde_json::to_string_pretty(&serde_json::json!({"run": run, "pairs": pairs}))?
+                        + "\n"
+                }
+                false => report::run_pairs_table(&run, &pairs),
+            })
+        }
+    }
+}
+
+/// The async runtime of a command that asks a model.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 /// A spinner on stderr with the pieces received so far; hidden when stderr is not a terminal.

@@ -34,6 +34,7 @@ pub struct Settings {
     pub graph: GraphSettings,
     pub prompts: PromptSettings,
     pub generate: GenerateSettings,
+    pub enrich: EnrichSettings,
     pub local: LocalSettings,
     pub junk: JunkSettings,
     pub providers: BTreeMap<String, ProviderSettings>,
@@ -67,6 +68,12 @@ pub struct GenerateSettings {
     pub drafts_dir: PathBuf,
     /// 0 for no budget.
     pub budget_usd: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrichSettings {
+    pub concurrency: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

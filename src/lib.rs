@@ -6,7 +6,8 @@
 //! - [`prompt`]: templates, their context, and the rendered chat messages.
 //! - [`draft`]: answer schemas and validation.
 //! - [`llm`]: providers, models, token counts.
-//! - [`generate`]: drafts for a venture, checked, re-asked, cached, with provenance.
+//! - [`run`]: the run engine: (venture, block) pairs planned, drafted, checked, re-asked,
+//!   cached, written and journaled; [`generate`] runs it for one venture.
 //! - [`config`]: settings, layered defaults < file < environment < flags.
 //! - [`writeback`]: drafts into the graph (placed, marked, accepted, rejected), atomically, locked.
 //! - [`report`]: the JSON and table output of the commands.
@@ -16,6 +17,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod draft;
+pub mod enrich;
 pub mod fsutil;
 pub mod generate;
 pub mod graph;
@@ -23,4 +25,5 @@ pub mod llm;
 pub mod pipeline;
 pub mod prompt;
 pub mod report;
+pub mod run;
 pub mod writeback;

@@ -9,6 +9,8 @@ use serde_json::{Map, Value, json};
 use crate::generate::{Draft, RunReport};
 use crate::graph::{Block, Graph, Key, Tool, Venture, Warning, WarningKind};
 use crate::pipeline::Preview;
+use crate::run::journal::{PairRecord, RunRecord};
+use crate::run::plan::Plan;
 use crate::writeback::ListedDraft;
 
 /// One block in `blocks --json`.
@@ -275,15 +277,34 @@ pub fn preview_text(preview: &Preview) -> String {
     out
 }
 
-/// `generate` as text: per block, the items and how they were made; then the failures.
+/// `generate` as text: per block, the items and how they were made; then the failures and a
+/// summary with the next step.
 pub fn generate_text(report: &RunReport) -> String {
+    run_text(report, true)
+}
+
+/// `enrich` as text: one line per pair drafted (the items are in the graph and `drafts list`),
+/// the failures, and a summary with the next step.
+pub fn enrich_text(report: &RunReport) -> String {
+    run_text(report, false)
+}
+
+fn run_text(report: &RunReport, items: bool) -> String {
     let mut out = format!(
         "run {}: {} ({})\n",
         report.run_id, report.provider, report.model
     );
-    for draft in &report.drafts {
+    let price_known = report.totals.cost_usd.is_some();
+    if !items && !report.drafts.is_empty() {
         out.push('\n');
-        out.push_str(&draft_text(draft, report.diff.is_some()));
+    }
+    for draft in &report.drafts {
+        if items {
+            out.push('\n');
+            out.push_str(&draft_text(draft, report.diff.is_some(), price_known));
+        } else {
+            out.push_str(&draft_line(draft, price_known));
+        }
     }
     if !report.failed.is_empty() {
         out.push_str("\nfailed:\n");
@@ -298,7 +319,50 @@ pub fn generate_text(report: &RunReport) -> String {
         out.push_str("\nwould change (--dry-run, nothing written):\n");
         out.push_str(if diff.is_empty() { "  nothing\n" } else { diff });
     }
+    out.push('\n');
+    out.push_str(&summary_line(report));
     out
+}
+
+/// Cost in USD, or `cost unknown` for a model without a price.
+fn cost_text(cost: Option<f64>) -> String {
+    match cost {
+        Some(cost) => format!("${cost:.6}"),
+        None => "cost unknown".to_string(),
+    }
+}
+
+/// The run in one line, and what to do next.
+fn summary_line(report: &RunReport) -> String {
+    let totals = &report.totals;
+    let mut parts = vec![format!(
+        "{} item(s) in {} of {} pair(s)",
+        totals.items, totals.drafted, totals.pairs
+    )];
+    if totals.from_cache > 0 {
+        parts.push(format!("{} from cache", totals.from_cache));
+    }
+    if totals.resumed > 0 {
+        parts.push(format!("{} finished by an earlier try", totals.resumed));
+    }
+    if totals.failed > 0 {
+        parts.push(format!("{} failed", totals.failed));
+    }
+    parts.push(format!(
+        "{} + {} tokens",
+        totals.tokens.prompt_tokens, totals.tokens.completion_tokens
+    ));
+    parts.push(cost_text(totals.cost_usd));
+    parts.push(format!("{:.1} s", totals.seconds));
+    let next = match (report.diff.is_some(), totals.items > 0) {
+        (true, _) => "nothing was written (--dry-run)".to_string(),
+        (false, true) => format!(
+            "next: inncopilot drafts list --run {id}, then drafts accept --run {id} or drafts reject --run {id}",
+            id = report.run_id
+        ),
+        (false, false) => "nothing was written".to_string(),
+    };
+    format!("{}\n{next}\n", parts.join(", "))
 }
 
 /// Draft items as text (`drafts list|accept|reject`): one line per item, with where it is.
@@ -322,7 +386,27 @@ pub fn drafts_text(drafts: &[ListedDraft]) -> String {
     out
 }
 
-fn draft_text(draft: &Draft, dry_run: bool) -> String {
+/// One pair of an `enrich` run in one line.
+fn draft_line(draft: &Draft, price_known: bool) -> String {
+    let provenance = &draft.provenance;
+    format!(
+        "{} / {}: {} item(s), {} attempt(s){}, {} + {} tokens, {}, {:.1} s\n",
+        draft.venture,
+        draft.block,
+        draft.items.len(),
+        provenance.attempts,
+        match provenance.cached_attempts {
+            0 => String::new(),
+            cached => format!(", {cached} from cache"),
+        },
+        provenance.tokens.prompt_tokens,
+        provenance.tokens.completion_tokens,
+        cost_text(price_known.then_some(provenance.cost_usd)),
+        provenance.seconds,
+    )
+}
+
+fn draft_text(draft: &Draft, dry_run: bool, price_known: bool) -> String {
     let provenance = &draft.provenance;
     let cached = if provenance.cached_attempts > 0 {
         format!(", {} from cache", provenance.cached_attempts)
@@ -330,14 +414,14 @@ fn draft_text(draft: &Draft, dry_run: bool) -> String {
         String::new()
     };
     let mut out = format!(
-        "{} / {}: {} item(s), {} attempt(s){cached}, {} + {} tokens, ${:.6}, {:.1} s\n",
+        "{} / {}: {} item(s), {} attempt(s){cached}, {} + {} tokens, {}, {:.1} s\n",
         draft.venture,
         draft.block,
         draft.items.len(),
         provenance.attempts,
         provenance.tokens.prompt_tokens,
         provenance.tokens.completion_tokens,
-        provenance.cost_usd,
+        cost_text(price_known.then_some(provenance.cost_usd)),
         provenance.seconds,
     );
     if let Some(summary) = crate::generate::junk_summary(&provenance.junk) {
@@ -368,4 +452,119 @@ fn draft_text(draft: &Draft, dry_run: bool) -> String {
         }
     }
     out
+}
+
+/// `enrich --plan` as text: the pairs by wave, and the totals.
+pub fn plan_text(plan: &Plan) -> String {
+    let rows = plan
+        .pairs
+        .iter()
+        .map(|pair| {
+            vec![
+                pair.wave.to_string(),
+                pair.venture.clone(),
+                pair.block.clone(),
+                pair.existing.to_string(),
+                pair.count.to_string(),
+                pair.prompt_tokens.to_string(),
+                cost_text(pair.cost_usd),
+            ]
+        })
+        .collect();
+    let mut out = format!("plan: {} ({})\n", plan.provider, plan.model);
+    if plan.pairs.is_empty() {
+        out.push_str("no pair needs items (see --min-items and --force)\n");
+        return out;
+    }
+    out.push_str(&table(
+        &[
+            "WAVE",
+            "VENTURE",
+            "BLOCK",
+            "HAS",
+            "ASK",
+            "PROMPT TOKENS",
+            "COST",
+        ],
+        rows,
+    ));
+    out.push_str(&format!(
+        "{} pair(s) in {} wave(s), {} prompt + {} answer tokens (estimated), {}\n",
+        plan.pairs.len(),
+        plan.waves,
+        plan.prompt_tokens,
+        plan.output_tokens,
+        cost_text(plan.cost_usd),
+    ));
+    if !plan.name_only_ventures.is_empty() {
+        out.push_str(&format!(
+            "{} venture(s) known by name only (no brief, no items): {}\n",
+            plan.name_only_ventures.len(),
+            plan.name_only_ventures.join(", ")
+        ));
+    }
+    out
+}
+
+/// `runs` as a table, newest first.
+pub fn runs_table(runs: &[RunRecord]) -> String {
+    if runs.is_empty() {
+        return "no runs recorded\n".to_string();
+    }
+    let rows = runs
+        .iter()
+        .map(|run| {
+            vec![
+                run.id.clone(),
+                run.command.clone(),
+                run.state.clone(),
+                format!("{}/{}", run.done, run.pairs),
+                run.failed.to_string(),
+                run.items.to_string(),
+                format!(
+                    "{}+{}",
+                    run.tokens.prompt_tokens, run.tokens.completion_tokens
+                ),
+                format!("${:.6}", run.cost_usd),
+                format!("{} ({})", run.provider, run.model),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "RUN", "COMMAND", "STATE", "DONE", "FAILED", "ITEMS", "TOKENS", "COST", "PROVIDER",
+        ],
+        rows,
+    )
+}
+
+/// `runs show ID` as a table, in plan order.
+pub fn run_pairs_table(run: &RunRecord, pairs: &[PairRecord]) -> String {
+    let rows = pairs
+        .iter()
+        .map(|pair| {
+            vec![
+                pair.venture.clone(),
+                pair.block.clone(),
+                pair.state.clone(),
+                pair.attempts.to_string(),
+                pair.items.to_string(),
+                format!(
+                    "{}+{}",
+                    pair.tokens.prompt_tokens, pair.tokens.completion_tokens
+                ),
+                format!("${:.6}", pair.cost_usd),
+                pair.reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    format!(
+        "run {} ({}, {}): {}, started {}\n",
+        run.id, run.command, run.provider, run.state, run.started_at
+    ) + &table(
+        &[
+            "VENTURE", "BLOCK", "STATE", "ATTEMPTS", "ITEMS", "TOKENS", "COST", "REASON",
+        ],
+        rows,
+    )
 }

@@ -2,6 +2,8 @@
 //! by scripts/setup), constrained by llguidance to the block's answer schema. No mock anywhere.
 #![cfg(feature = "local")]
 
+use std::sync::Arc;
+
 use inncopilot::config::Settings;
 use inncopilot::draft::schema::validate;
 use inncopilot::generate::{self, GenerateRequest, RunReport};
@@ -47,7 +49,16 @@ async fn exotic_pet_relationships(
         use_cache: true,
         ..GenerateRequest::default()
     };
-    let report = generate::run(&graph, settings, &library, &request, &no_env, &|_| {}).await?;
+    let engine = generate::engine(
+        Arc::new(Graph::load(folder.path())?),
+        Arc::new(settings.clone()),
+        Arc::new(library),
+        None,
+        None,
+        Arc::new(no_env),
+        true,
+    )?;
+    let report = generate::run(Arc::new(engine), &request, generate::Events::none()).await?;
     Ok((folder, graph, report))
 }
 

@@ -65,8 +65,16 @@ async fn generate_with(
     settings: &Settings,
     request: &GenerateRequest,
 ) -> Result<RunReport, generate::Error> {
-    let library = Library::new(None)?;
-    generate::run(graph, settings, &library, request, &env, &|_| {}).await
+    let engine = generate::engine(
+        Arc::new(Graph::load(&graph.root)?),
+        Arc::new(settings.clone()),
+        Arc::new(Library::new(None)?),
+        request.provider.as_deref(),
+        request.model.as_deref(),
+        Arc::new(env),
+        request.use_cache,
+    )?;
+    generate::run(Arc::new(engine), request, generate::Events::none()).await
 }
 
 fn item(name: &str, kind: &str) -> Value {

@@ -130,7 +130,24 @@ pub fn chat_prompt(model: &LlamaModel, path: &Path, messages: &[Message]) -> Res
 
 /// How many tokens the model reads for these messages, with its own tokenizer.
 pub fn count_prompt_tokens(path: &Path, messages: &[Message]) -> Result<usize, Error> {
-    let model = load_model(path, true)?;
+    // The vocabulary is read once per file and process: `enrich --plan` counts hundreds of
+    // prompts, and each read takes ~0.1 s.
+    static VOCABULARIES: Mutex<Vec<(PathBuf, Arc<LlamaModel>)>> = Mutex::new(Vec::new());
+    let known = VOCABULARIES.lock().ok().and_then(|read| {
+        read.iter()
+            .find(|(file, _)| file == path)
+            .map(|(_, model)| model.clone())
+    });
+    let model = match known {
+        Some(model) => model,
+        None => {
+            let model = Arc::new(load_model(path, true)?);
+            if let Ok(mut read) = VOCABULARIES.lock() {
+                read.push((path.to_path_buf(), model.clone()));
+            }
+            model
+        }
+    };
     let text = chat_prompt(&model, path, messages)?;
     Ok(model.vocab().tokenize(text.as_bytes(), true, true).len())
 }

@@ -94,6 +94,11 @@ impl Workspace {
         })
     }
 
+    /// The graph's folder.
+    pub fn root(&self) -> &Path {
+        &self.graph.root
+    }
+
     /// Take `edits` into the graph (not yet to disk).
     pub fn apply(&mut self, edits: Vec<PageText>) {
         if edits.is_empty() {

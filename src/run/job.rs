@@ -1,0 +1,418 @@
+//! One (venture, block) pair: render the prompt, ask the model (or the cache), check the answer
+//! against the schema and the item rules, keep the usable items, and re-ask with the problems
+//! listed until the count is met or the attempts run out.
+//!
+//! The local model may be over-asked (`local.over_ask`), is told which names to avoid (its
+//! engine takes a repeated name back), and is asked again with a fresh, short request rather
+//! than the conversation. What could not be filled is a [`Failure`] with its reason, next to the
+//! draft of what could.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use super::{Draft, Engine, Error, EventKind, Events, Failure, FailureKind, Provenance};
+use crate::draft::{AnswerSchema, Checker, Issue, Item, Junk, JunkContext, JunkReason};
+use crate::graph::Block;
+use crate::llm::{ChatRequest, Params, Provider, Usage, tokens};
+use crate::prompt::library::sha256_hex;
+use crate::prompt::{self, Library, Message, Role, VentureInput};
+
+/// How much hotter the local model samples on each fresh request after the first.
+const RESAMPLE_HEAT: f64 = 0.2;
+
+/// What one pair came to: the draft of the items kept (if any) and why it falls short (if it
+/// does).
+#[derive(Debug)]
+pub struct PairOutcome {
+    pub draft: Option<Draft>,
+    pub failure: Option<Failure>,
+    /// Every attempt was answered from the cache.
+    pub cached: bool,
+    pub attempts: u32,
+    pub tokens: Usage,
+    pub cost_usd: f64,
+}
+
+/// Draft `count` items of `block` for `venture`.
+pub async fn draft_pair(
+    engine: &Engine,
+    run_id: &str,
+    venture: &VentureInput,
+    block: &Block,
+    count: usize,
+    events: &Events,
+) -> Result<PairOutcome, Error> {
+    let started = Instant::now();
+    let started_at = chrono::Utc::now().to_rfc3339();
+    let library: &Library = &engine.library;
+    let budget = crate::pipeline::prompt_options(&engine.settings, &engine.provider);
+    let schema = AnswerSchema::for_block(library, block)?;
+    let over_ask = engine.over_ask();
+    // Over-asking never goes past the schema's maximum (asking beyond it is a usage error).
+    let ask = |missing: usize| (missing + over_ask).min(schema.max_items()).max(missing);
+    let first = prompt::render(library, &engine.graph, block, venture, ask(count), budget)?;
+    let existing: Vec<&str> = first
+        .context
+        .existing
+        .iter()
+        .map(|item| item.name.as_str())
+        .collect();
+    let junk_context = JunkContext::new(&engine.graph, block, &first, venture.keep_drafts);
+    // Names the embedded model takes back as soon as it writes them (`llm::local`): the
+    // venture's items, every venture of the graph, every name the prompt shows, and the block's
+    // own names. A remote model is only checked afterwards.
+    let avoid: Vec<String> = existing
+        .iter()
+        .map(|name| name.to_string())
+        .chain(std::iter::once(junk_context.venture.clone()))
+        .chain(junk_context.ventures.iter().cloned())
+        .chain(junk_context.shown.iter().cloned())
+        .chain(junk_context.block_names.iter().cloned())
+        .collect();
+    let checker = Checker::new(&first.schema, existing.clone())
+        .map_err(|issue| Error::Schema {
+            file: first.schema_file.clone(),
+            message: issue.to_string(),
+        })?
+        .with_junk(Junk::new(&engine.settings.junk, &junk_context));
+    let mut junk: BTreeMap<JunkReason, usize> = BTreeMap::new();
+    let (mut proposed, mut invalid) = (0, 0);
+    let prompt_hash = sha256_hex(
+        json!({"messages": first.messages, "schema": first.schema})
+            .to_string()
+            .as_bytes(),
+    );
+    let mut kept: Vec<Item> = Vec::new();
+    let mut usage = Usage::default();
+    let mut cost_usd = 0.0;
+    let (mut attempts, mut cached_attempts) = (0_u32, 0_u32);
+    let mut constrained_by = String::new();
+    let mut messages = first.messages.clone();
+    let mut schema_sent = first.schema.clone();
+    let mut asked = ask(count);
+    let mut problems = Vec::new();
+    let mut failure = None;
+    let price = engine.settings.prices.get(engine.provider.model());
+    for attempt in 1..=engine.settings.generate.attempts.max(1) {
+        attempts = attempt;
+        // A new seed each attempt; the local model's fresh requests also sample hotter, or it
+        // gives the same few ideas again.
+        let hotter = match budget.constrained {
+            true => RESAMPLE_HEAT * f64::from(attempt - 1),
+            false => 0.0,
+        };
+        let params = Params {
+            seed: engine.params.seed + i64::from(attempt - 1),
+            temperature: engine.params.temperature + hotter,
+            ..engine.params.clone()
+        };
+        let chat = ChatRequest {
+            messages: messages.clone(),
+            schema: schema_sent.clone(),
+            params,
+            avoid_names: avoid
+                .iter()
+                .cloned()
+                .chain(kept.iter().map(|item| item.name.clone()))
+                .collect(),
+        };
+        let key = crate::cache::Cache::key(&engine.identity, &chat);
+        let cached = engine.cache.get(&key);
+        events.send(
+            &venture.name,
+            &block.id,
+            EventKind::Attempt {
+                attempt,
+                cached: cached.is_some(),
+            },
+        );
+        let completion = match cached {
+            Some(completion) => {
+                cached_attempts += 1;
+                completion
+            }
+            None => {
+                let estimate = tokens::cost_usd(
+                    &engine.provider,
+                    price,
+                    tokens::prompt_tokens(&engine.provider, &chat.messages).tokens,
+                    tokens::expected_output_tokens(asked, &chat.params),
+                );
+                if let Err(exceeded) = engine.budget.reserve(estimate) {
+                    failure = Some(exceeded);
+                    break;
+                }
+                let model = match engine.model().await {
+                    Ok(model) => model,
+                    Err(connect) => {
+                        engine.budget.settle(estimate, 0.0);
+                        return Err(connect.into());
+                    }
+                };
+                let piece = |text: &str| {
+                    events.send(
+                        &venture.name,
+                        &block.id,
+                        EventKind::Piece {
+                            text: text.to_string(),
+                        },
+                    )
+                };
+                let answer = model.complete(&chat, &piece).await;
+                let paid = answer.as_ref().map(|done| done.usage).unwrap_or_default();
+                let cost = tokens::cost_usd(
+                    &engine.provider,
+                    price,
+                    paid.prompt_tokens as usize,
+                    paid.completion_tokens as usize,
+                );
+                engine.budget.settle(estimate, cost);
+                cost_usd += cost;
+                match answer {
+                    Ok(completion) => {
+                        engine.cache.put(&key, &completion);
+                        completion
+                    }
+                    Err(error) => {
+                        failure = Some(Failure::model(&error));
+                        break;
+                    }
+                }
+            }
+        };
+        usage += completion.usage;
+        constrained_by = completion.constrained_by.clone();
+        proposed += answer_items(&completion.text);
+        problems = checker.review(&completion.text, &mut kept, count);
+        for reason in problems.iter().filter_map(|issue| issue.junk) {
+            *junk.entry(reason).or_insert(0) += 1;
+        }
+        invalid += invalid_items(&problems);
+        for issue in &problems {
+            tracing::info!("{} / {} attempt {attempt}: {issue}", venture.name, block.id);
+        }
+        if kept.len() >= count {
+            break;
+        }
+        let missing = count - kept.len();
+        asked = ask(missing);
+        schema_sent = schema.bound_to(asked)?;
+        let kept_names: Vec<&str> = kept.iter().map(|item| item.name.as_str()).collect();
+        messages = match budget.constrained {
+            // Decoding under the schema, the local model cannot break the JSON, only repeat
+            // itself: a fresh request is shorter than the conversation it would read again.
+            true => {
+                let again = prompt::render(library, &engine.graph, block, venture, asked, budget)?;
+                fresh_messages(library, again.messages, &kept_names)?
+            }
+            false => reask_messages(
+                library,
+                &first.messages,
+                &completion.text,
+                &problems,
+                &kept_names,
+                asked,
+            )?,
+        };
+    }
+    if failure.is_none() && kept.len() < count {
+        let listed: Vec<String> = problems.iter().take(5).map(ToString::to_string).collect();
+        failure = Some(Failure::new(
+            FailureKind::TooFewItems,
+            format!(
+                "{} of {count} items after {attempts} attempt(s){}; last problems: {}",
+                kept.len(),
+                super::junk_summary(&junk)
+                    .map(|summary| format!(", junk rejected: {summary}"))
+                    .unwrap_or_default(),
+                listed.join("; ")
+            ),
+        ));
+    }
+    let draft = (!kept.is_empty()).then(|| Draft {
+        venture: venture.name.clone(),
+        block: block.id.clone(),
+        items: kept,
+        provenance: Provenance {
+            run_id: run_id.to_string(),
+            provider: engine.provider.name().to_string(),
+            model: engine.provider.model().to_string(),
+            base_url: match &engine.provider {
+                Provider::Openai { base_url, .. } => Some(base_url.clone()),
+                Provider::Local { .. } => None,
+            },
+            constrained_by,
+            templates_hash: library.templates_hash(&first.templates),
+            schema_file: first.schema_file.clone(),
+            schema_hash: sha256_hex(schema.value.to_string().as_bytes()),
+            prompt_hash,
+            params: engine.params.clone(),
+            asked: ask(count),
+            attempts,
+            cached_attempts,
+            proposed,
+            invalid,
+            junk,
+            tokens: usage,
+            cost_usd,
+            seconds: started.elapsed().as_secs_f64(),
+            started_at,
+            inncopilot_version: env!("CARGO_PKG_VERSION").to_string(),
+        },
+        written_to: None,
+        pages: Vec::new(),
+    });
+    Ok(PairOutcome {
+        draft,
+        failure,
+        cached: attempts > 0 && cached_attempts == attempts,
+        attempts,
+        tokens: usage,
+        cost_usd,
+    })
+}
+
+/// How many items an answer holds (0 when it is not an object with an `items` array).
+fn answer_items(text: &str) -> usize {
+    crate::draft::parse_answer(text)
+        .ok()
+        .and_then(|answer| answer.get("items").and_then(Value::as_array).map(Vec::len))
+        .unwrap_or(0)
+}
+
+/// How many items of an answer have a problem that is not junk (the schema, the name rules, a
+/// duplicate).
+fn invalid_items(problems: &[Issue]) -> usize {
+    let items: BTreeSet<&str> = problems
+        .iter()
+        .filter(|issue| issue.junk.is_none())
+        .filter_map(|issue| issue.path.strip_prefix("/items/"))
+        .map(|rest| rest.split('/').next().unwrap_or(rest))
+        .collect();
+    items.len()
+}
+
+/// A fresh request for the missing items (`again`, rendered for their count), with the items
+/// kept so far listed as taken (`resample.j2`) at the end of its user message.
+fn fresh_messages(
+    library: &Library,
+    mut again: Vec<Message>,
+    kept: &[&str],
+) -> Result<Vec<Message>, Error> {
+    let taken = library.render("resample.j2", &json!({ "kept": kept }))?;
+    if let Some(last) = again.last_mut().filter(|_| !taken.trim().is_empty()) {
+        last.content = format!("{}\n\n{}", last.content.trim_end(), taken.trim());
+    }
+    Ok(again)
+}
+
+/// The conversation of a re-ask: the first request, the model's answer, and what was wrong with
+/// it (`reask.j2`), asking for `asked` new items.
+fn reask_messages(
+    library: &Library,
+    first: &[Message],
+    answer: &str,
+    problems: &[Issue],
+    kept: &[&str],
+    asked: usize,
+) -> Result<Vec<Message>, Error> {
+    let reask = library.render(
+        "reask.j2",
+        &json!({
+            "issues": problems.iter().take(12).map(ToString::to_string).collect::<Vec<_>>(),
+            "kept": kept,
+            "count": asked,
+        }),
+    )?;
+    let mut messages = first.to_vec();
+    messages.push(Message {
+        role: Role::Assistant,
+        content: answer.to_string(),
+    });
+    messages.push(Message {
+        role: Role::User,
+        content: reask.trim().to_string(),
+    });
+    Ok(messages)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::graph::Graph;
+
+    #[test]
+    fn a_fresh_request_lists_the_kept_items_and_a_reask_carries_the_conversation()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let library = Library::new(None)?;
+        let graph = Graph::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-graph"))?;
+        let block = graph.find_block("relationship")?;
+        let venture = crate::pipeline::resolve_venture(&graph, "Space X", None)?;
+        let options = prompt::PromptOptions {
+            tokens: 150,
+            ventures: 4,
+            constrained: true,
+        };
+        let again = prompt::render(&library, &graph, block, &venture, 2, options)?;
+        let roles = |messages: &[Message]| messages.iter().map(|m| m.role).collect::<Vec<_>>();
+        let user = |messages: &[Message]| {
+            messages
+                .last()
+                .map(|message| message.content.clone())
+                .unwrap_or_default()
+        };
+
+        // Fresh: the request for the missing count, not a conversation, the kept items last.
+        let fresh = fresh_messages(
+            &library,
+            again.messages.clone(),
+            &["Keeper Hotline", "Pet Club"],
+        )?;
+        assert_eq!(roles(&fresh), [Role::System, Role::User]);
+        let text = user(&fresh);
+        assert!(text.starts_with(user(&again.messages).trim_end()));
+        assert!(text.contains("Propose 2 new Relationship ideas for Space X."));
+        assert!(
+            text.ends_with("do not repeat them:\n- Keeper Hotline\n- Pet Club"),
+            "{text}"
+        );
+        assert_eq!(
+            fresh_messages(&library, again.messages.clone(), &[])?,
+            again.messages
+        );
+
+        // Re-ask: the first request, the answer, and its problems.
+        let problems = [Issue {
+            path: "/items/1/name".into(),
+            message: "`Pet Club` is named twice".into(),
+            junk: None,
+        }];
+        let answer = r#"{"items":[]}"#;
+        let reask = reask_messages(
+            &library,
+            &again.messages,
+            answer,
+            &problems,
+            &["Keeper Hotline"],
+            1,
+        )?;
+        assert_eq!(
+            roles(&reask),
+            [Role::System, Role::User, Role::Assistant, Role::User]
+        );
+        assert_eq!(reask[..2], again.messages[..]);
+        assert_eq!(reask[2].content, answer);
+        let text = user(&reask);
+        assert!(
+            text.contains("/items/1/name: `Pet Club` is named twice"),
+            "{text}"
+        );
+        assert!(text.contains("- Keeper Hotline"));
+        assert!(text.contains("with 1 new ideas"));
+        Ok(())
+    }
+}

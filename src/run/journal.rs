@@ -1,0 +1,428 @@
+//! The journal: every run and pair, recorded durably in `<graph>/.inncopilot/journal.sqlite`.
+//!
+//! A pair is recorded done only after its pages and its JSON draft are on disk, so a run killed
+//! at any moment (`kill -9` included) and started again redoes nothing that finished. SQLite in
+//! WAL mode with full sync: each record is its own transaction, on disk when the call returns.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::llm::Usage;
+
+/// The file of the journal, inside the graph's state folder.
+pub const FILE: &str = "journal.sqlite";
+
+#[derive(Debug, thiserror::Error)]
+#[error("journal {path}: {source}")]
+pub struct Error {
+    path: PathBuf,
+    #[source]
+    source: rusqlite::Error,
+}
+
+/// A run as `runs` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub command: String,
+    /// `running`, `finished`, `stopped` (budget or a fatal model error), or `interrupted` (the
+    /// process ended without finishing it).
+    pub state: String,
+    pub provider: String,
+    pub model: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub pairs: usize,
+    pub done: usize,
+    pub failed: usize,
+    pub items: usize,
+    pub tokens: Usage,
+    pub cost_usd: f64,
+    /// What the run was asked (its selection), as JSON.
+    pub args: String,
+}
+
+/// A pair as `runs show` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PairRecord {
+    pub venture: String,
+    pub block: String,
+    /// `planned`, `running`, `done` or `failed`.
+    pub state: String,
+    pub attempts: u32,
+    pub items: usize,
+    pub tokens: Usage,
+    pub cost_usd: f64,
+    pub reason: Option<String>,
+    pub draft_file: Option<String>,
+    pub updated_at: String,
+}
+
+pub struct Journal {
+    path: PathBuf,
+    connection: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    command TEXT NOT NULL,
+    args TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    state TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT
+);
+CREATE TABLE IF NOT EXISTS pairs (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    venture TEXT NOT NULL,
+    block TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    items INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    reason TEXT,
+    draft_file TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, venture, block)
+);
+";
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339()
+}
+
+impl Journal {
+    /// Open (or create) the journal of the graph at `graph_root`.
+    pub fn open(graph_root: &Path) -> Result<Journal, Error> {
+        let path = graph_root.join(".inncopilot").join(FILE);
+        let error = |source| Error {
+            path: path.clone(),
+            source,
+        };
+        if let Some(folder) = path.parent() {
+            std::fs::create_dir_all(folder)
+                .map_err(|io| error(rusqlite::Error::ToSqlConversionFailure(Box::new(io))))?;
+        }
+        let connection = Connection::open(&path).map_err(error)?;
+        connection
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(error)?;
+        connection
+            .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
+            .map_err(error)?;
+        connection.execute_batch(SCHEMA).map_err(error)?;
+        Ok(Journal {
+            path,
+            connection: Mutex::new(connection),
+        })
+    }
+
+    /// Open the journal only if the graph has one (readers never create it).
+    pub fn open_existing(graph_root: &Path) -> Result<Option<Journal>, Error> {
+        match graph_root.join(".inncopilot").join(FILE).exists() {
+            true => Journal::open(graph_root).map(Some),
+            false => Ok(None),
+        }
+    }
+
+    fn with<T>(&self, work: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, Error> {
+        let connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        work(&connection).map_err(|source| Error {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Runs recorded as running belong to processes that ended without finishing them: called
+    /// by a writer holding the graph's lock, when no other run can be going on.
+    pub fn mark_interrupted(&self) -> Result<usize, Error> {
+        self.with(|db| {
+            db.execute(
+                "UPDATE runs SET state = 'interrupted' WHERE state = 'running'",
+                [],
+            )?;
+            db.execute(
+                "UPDATE pairs SET state = 'planned' WHERE state = 'running'",
+                [],
+            )
+        })
+    }
+
+    /// The latest unfinished run of `command` asked the same `args`: the one to resume.
+    pub fn resumable(&self, command: &str, args: &str) -> Result<Option<String>, Error> {
+        self.with(|db| {
+            db.query_row(
+                "SELECT id FROM runs WHERE command = ?1 AND args = ?2 AND state != 'finished'
+                 ORDER BY started_at DESC, id DESC LIMIT 1",
+                params![command, args],
+                |row| row.get(0),
+            )
+            .optional()
+        })
+    }
+
+    /// The latest run of `command` asked the same `args`, finished or not.
+    pub fn latest(&self, command: &str, args: &str) -> Result<Option<String>, Error> {
+        self.with(|db| {
+            db.query_row(
+                "SELECT id FROM runs WHERE command = ?1 AND args = ?2
+                 ORDER BY started_at DESC, id DESC LIMIT 1",
+                params![command, args],
+                |row| row.get(0),
+            )
+            .optional()
+        })
+    }
+
+    /// Record a new run, or mark a resumed one running again.
+    pub fn start_run(
+        &self,
+        id: &str,
+        command: &str,
+        args: &str,
+        provider: &str,
+        model: &str,
+    ) -> Result<(), Error> {
+        self.with(|db| {
+            db.execute(
+                "INSERT INTO runs (id, command, args, provider, model, state, started_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6)
+                 ON CONFLICT(id) DO UPDATE SET state = 'running', finished_at = NULL,
+                   provider = excluded.provider, model = excluded.model",
+                params![id, command, args, provider, model, now()],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Record the planned pairs of a run (pairs already recorded keep their state).
+    pub fn plan_pairs(&self, run_id: &str, pairs: &[(String, String)]) -> Result<(), Error> {
+        self.with(|db| {
+            let transaction = db.unchecked_transaction()?;
+            {
+                let mut insert = transaction.prepare(
+                    "INSERT INTO pairs (run_id, venture, block, position, state, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, 'planned', ?5)
+                     ON CONFLICT(run_id, venture, block) DO NOTHING",
+                )?;
+                let at = now();
+                for (position, (venture, block)) in pairs.iter().enumerate() {
+                    insert.execute(params![run_id, venture, block, position as i64, at])?;
+                }
+            }
+            transaction.commit()
+        })
+    }
+
+    /// The state of each recorded pair of a run.
+    pub fn pair_states(&self, run_id: &str) -> Result<BTreeMap<(String, String), String>, Error> {
+        self.with(|db| {
+            let mut query =
+                db.prepare("SELECT venture, block, state FROM pairs WHERE run_id = ?1")?;
+            let rows = query.query_map(params![run_id], |row| {
+                Ok(((row.get(0)?, row.get(1)?), row.get(2)?))
+            })?;
+            rows.collect()
+        })
+    }
+
+    pub fn pair_running(&self, run_id: &str, venture: &str, block: &str) -> Result<(), Error> {
+        self.with(|db| {
+            db.execute(
+                "UPDATE pairs SET state = 'running', updated_at = ?4
+                 WHERE run_id = ?1 AND venture = ?2 AND block = ?3",
+                params![run_id, venture, block, now()],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Record how a pair ended: `done` (its drafts are on disk) or `failed`.
+    pub fn pair_finished(&self, run_id: &str, record: &PairRecord) -> Result<(), Error> {
+        self.with(|db| {
+            db.execute(
+                "INSERT INTO pairs (run_id, venture, block, position, state, attempts, items,
+                   prompt_tokens, completion_tokens, cost_usd, reason, draft_file, updated_at)
+                 VALUES (?1, ?2, ?3, -1, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                 ON CONFLICT(run_id, venture, block) DO UPDATE SET state = excluded.state,
+                   attempts = excluded.attempts, items = excluded.items,
+                   prompt_tokens = excluded.prompt_tokens,
+                   completion_tokens = excluded.completion_tokens, cost_usd = excluded.cost_usd,
+                   reason = excluded.reason, draft_file = excluded.draft_file,
+                   updated_at = excluded.updated_at",
+                params![
+                    run_id,
+                    record.venture,
+                    record.block,
+                    record.state,
+                    record.attempts,
+                    record.items as i64,
+                    record.tokens.prompt_tokens as i64,
+                    record.tokens.completion_tokens as i64,
+                    record.cost_usd,
+                    record.reason,
+                    record.draft_file,
+                    now(),
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Record how a run ended: `finished` or `stopped`.
+    pub fn finish_run(&self, run_id: &str, state: &str) -> Result<(), Error> {
+        self.with(|db| {
+            db.execute(
+                "UPDATE runs SET state = ?2, finished_at = ?3 WHERE id = ?1",
+                params![run_id, state, now()],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Every run, newest first, with its pairs counted.
+    pub fn runs(&self) -> Result<Vec<RunRecord>, Error> {
+        self.select_runs("")
+    }
+
+    pub fn run(&self, id: &str) -> Result<Option<RunRecord>, Error> {
+        let mut runs = self.select_runs(id)?;
+        Ok(runs.pop())
+    }
+
+    fn select_runs(&self, id: &str) -> Result<Vec<RunRecord>, Error> {
+        self.with(|db| {
+            let mut query = db.prepare(
+                "SELECT r.id, r.command, r.state, r.provider, r.model, r.started_at,
+                   r.finished_at, r.args,
+                   COUNT(p.block),
+                   COALESCE(SUM(p.state = 'done'), 0), COALESCE(SUM(p.state = 'failed'), 0),
+                   COALESCE(SUM(p.items), 0), COALESCE(SUM(p.prompt_tokens), 0),
+                   COALESCE(SUM(p.completion_tokens), 0), COALESCE(SUM(p.cost_usd), 0)
+                 FROM runs r LEFT JOIN pairs p ON p.run_id = r.id
+                 WHERE ?1 = '' OR r.id = ?1
+                 GROUP BY r.id ORDER BY r.started_at DESC, r.id DESC",
+            )?;
+            let rows = query.query_map(params![id], |row| {
+                Ok(RunRecord {
+                    id: row.get(0)?,
+                    command: row.get(1)?,
+                    state: row.get(2)?,
+                    provider: row.get(3)?,
+                    model: row.get(4)?,
+                    started_at: row.get(5)?,
+                    finished_at: row.get(6)?,
+                    args: row.get(7)?,
+                    pairs: row.get::<_, i64>(8)? as usize,
+                    done: row.get::<_, i64>(9)? as usize,
+                    failed: row.get::<_, i64>(10)? as usize,
+                    items: row.get::<_, i64>(11)? as usize,
+                    tokens: Usage {
+                        prompt_tokens: row.get::<_, i64>(12)? as u64,
+                        completion_tokens: row.get::<_, i64>(13)? as u64,
+                    },
+                    cost_usd: row.get(14)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// The pairs of a run, in plan order.
+    pub fn pairs(&self, run_id: &str) -> Result<Vec<PairRecord>, Error> {
+        self.with(|db| {
+            let mut query = db.prepare(
+                "SELECT venture, block, state, attempts, items, prompt_tokens, completion_tokens,
+                   cost_usd, reason, draft_file, updated_at
+                 FROM pairs WHERE run_id = ?1 ORDER BY position, venture, block",
+            )?;
+            let rows = query.query_map(params![run_id], |row| {
+                Ok(PairRecord {
+                    venture: row.get(0)?,
+                    block: row.get(1)?,
+                    state: row.get(2)?,
+                    attempts: row.get(3)?,
+                    items: row.get::<_, i64>(4)? as usize,
+                    tokens: Usage {
+                        prompt_tokens: row.get::<_, i64>(5)? as u64,
+                        completion_tokens: row.get::<_, i64>(6)? as u64,
+                    },
+                    cost_usd: row.get(7)?,
+                    reason: row.get(8)?,
+                    draft_file: row.get(9)?,
+                    updated_at: row.get(10)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(venture: &str, block: &str, state: &str) -> PairRecord {
+        PairRecord {
+            venture: venture.into(),
+            block: block.into(),
+            state: state.into(),
+            attempts: 1,
+            items: 2,
+            tokens: Usage {
+                prompt_tokens: 100,
+                completion_tokens: 50,
+            },
+            cost_usd: 0.25,
+            reason: None,
+            draft_file: None,
+            updated_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_run_left_running_is_interrupted_and_resumable_with_its_done_pairs()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let graph = tempfile::tempdir()?;
+        let journal = Journal::open(graph.path())?;
+        let pairs = [("A".to_string(), "x".to_string()), ("B".into(), "x".into())];
+        journal.start_run("r1", "enrich", "{}", "openai", "m")?;
+        journal.plan_pairs("r1", &pairs)?;
+        journal.pair_running("r1", "A", "x")?;
+        journal.pair_finished("r1", &record("A", "x", "done"))?;
+        journal.pair_running("r1", "B", "x")?;
+        drop(journal);
+
+        // The process died: the next writer finds the run interrupted and resumes it.
+        let journal = Journal::open(graph.path())?;
+        assert_eq!(journal.mark_interrupted()?, 1);
+        assert_eq!(journal.resumable("enrich", "{}")?.as_deref(), Some("r1"));
+        assert_eq!(journal.resumable("enrich", "{\"other\":1}")?, None);
+        let states = journal.pair_states("r1")?;
+        assert_eq!(states[&pairs[0]], "done");
+        assert_eq!(states[&pairs[1]], "planned");
+        let run = journal.run("r1")?.ok_or("no run")?;
+        assert_eq!(
+            (run.state.as_str(), run.pairs, run.done),
+            ("interrupted", 2, 1)
+        );
+        assert_eq!(run.tokens.prompt_tokens, 100);
+
+        journal.finish_run("r1", "finished")?;
+        assert_eq!(journal.resumable("enrich", "{}")?, None);
+        assert_eq!(journal.latest("enrich", "{}")?.as_deref(), Some("r1"));
+        Ok(())
+    }
+}

@@ -1,0 +1,536 @@
+//! The run engine: one (venture, block) pair is the unit of work, for `generate` (one venture,
+//! streaming, one pair at a time), `enrich` (every pair of the graph that lacks items,
+//! concurrently) and, later, the HTTP service.
+//!
+//! - [`plan`]: which pairs, in what order (dependency waves, heavier blocks first), at what
+//!   estimated cost.
+//! - [`job`]: one pair: render, ask (or the cache), check, re-ask, record what it cost.
+//! - [`schedule`]: pairs run up to the allowed concurrency, each after the pairs its prompt
+//!   reads; one writer puts finished drafts into the graph and the journal.
+//! - [`journal`]: runs and pairs recorded durably (SQLite), so a killed run resumes.
+//!
+//! The [`Engine`] owns what every pair shares (graph, settings, prompts, the model, the cache,
+//! the budget); progress leaves as owned [`Event`]s over a channel.
+
+pub mod job;
+pub mod journal;
+pub mod plan;
+pub mod schedule;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::cache::Cache;
+use crate::config::Settings;
+use crate::draft::{Item, JunkReason};
+use crate::graph::name::file_name_from_page_name;
+use crate::graph::{self, Graph};
+use crate::llm::{self, ChatModel, ModelError, Params, Provider, Usage, openai::RemoteError};
+use crate::prompt::{self, Library};
+use crate::writeback;
+
+pub use journal::Journal;
+
+/// An environment lookup (API keys), shared by the pairs of a run.
+pub type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// What every pair of a run shares. Owned, so that runs can outlive the request that started
+/// them (the HTTP service) and pairs can run as tasks of their own.
+pub struct Engine {
+    pub graph: Arc<Graph>,
+    pub settings: Arc<Settings>,
+    pub library: Arc<Library>,
+    pub provider: Provider,
+    pub params: Params,
+    /// What besides the request shapes an answer (the cache key's model part).
+    identity: Value,
+    cache: Cache,
+    /// Connected on the first request the cache cannot answer, then shared by every pair.
+    model: tokio::sync::OnceCell<Arc<dyn ChatModel>>,
+    env: Env,
+    pub budget: Budget,
+}
+
+impl Engine {
+    /// An engine for `provider`; the model is connected when first needed (a re-run of
+    /// finished work loads no model and sends nothing).
+    pub fn new(
+        graph: Arc<Graph>,
+        settings: Arc<Settings>,
+        library: Arc<Library>,
+        provider: Provider,
+        params: Params,
+        env: Env,
+        use_cache: bool,
+    ) -> Engine {
+        let (cache_dir, _) = state_dirs(&settings, &graph.root);
+        Engine {
+            identity: model_identity(&provider, &settings),
+            cache: Cache::new(cache_dir, use_cache),
+            budget: Budget::new(settings.generate.budget_usd),
+            model: tokio::sync::OnceCell::new(),
+            graph,
+            settings,
+            library,
+            provider,
+            params,
+            env,
+        }
+    }
+
+    /// Use `model` instead of connecting to the provider (a model already loaded by the
+    /// process, or a scripted one in tests).
+    pub fn with_model(self, model: Arc<dyn ChatModel>) -> Engine {
+        Engine {
+            model: tokio::sync::OnceCell::new_with(Some(model)),
+            ..self
+        }
+    }
+
+    /// Write nothing at all (`--dry-run`): answers are read from the cache but not stored.
+    pub fn dry_run(self) -> Engine {
+        Engine {
+            cache: self.cache.read_only(),
+            ..self
+        }
+    }
+
+    async fn model(&self) -> Result<Arc<dyn ChatModel>, ModelError> {
+        self.model
+            .get_or_try_init(|| async {
+                llm::connect(&self.settings, &self.provider, |name| (self.env)(name))
+            })
+            .await
+            .cloned()
+    }
+
+    /// Extra items asked of the model beyond the wanted count.
+    fn over_ask(&self) -> usize {
+        match self.provider {
+            Provider::Local { .. } => self.settings.local.over_ask,
+            Provider::Openai { .. } => 0,
+        }
+    }
+
+    /// The price of the model, when the price table knows it (the local model is free).
+    pub fn price_known(&self) -> bool {
+        matches!(self.provider, Provider::Local { .. })
+            || self.settings.prices.contains_key(self.provider.model())
+    }
+}
+
+/// The run's budget: a request reserves its estimated cost before it is sent and settles at
+/// its real cost after, so concurrent pairs cannot all pass the check at once.
+#[derive(Debug)]
+pub struct Budget {
+    /// USD; 0 for none.
+    pub limit: f64,
+    state: Mutex<BudgetState>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct BudgetState {
+    spent: f64,
+    reserved: f64,
+}
+
+impl Budget {
+    pub fn new(limit: f64) -> Budget {
+        Budget {
+            limit: limit.max(0.0),
+            state: Mutex::new(BudgetState::default()),
+        }
+    }
+
+    /// Reserve `estimate` USD, or say why not.
+    pub fn reserve(&self, estimate: f64) -> Result<(), Failure> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if self.limit > 0.0 && state.spent + state.reserved + estimate > self.limit {
+            return Err(Failure::new(
+                FailureKind::Budget,
+                format!(
+                    "the run's budget of {:.4} USD would be exceeded (spent {:.4} USD, {:.4} USD in flight, the next request is estimated at {estimate:.4} USD): raise --budget or generate.budget_usd",
+                    self.limit, state.spent, state.reserved
+                ),
+            ));
+        }
+        state.reserved += estimate;
+        Ok(())
+    }
+
+    /// Replace a reservation of `estimate` with what the request really cost.
+    pub fn settle(&self, estimate: f64, cost: f64) {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        state.reserved = (state.reserved - estimate).max(0.0);
+        state.spent += cost;
+    }
+
+    /// USD spent so far.
+    pub fn spent(&self) -> f64 {
+        self.state
+            .lock()
+            .map(|state| state.spent)
+            .unwrap_or_default()
+    }
+}
+
+/// Why a pair has fewer items than asked, typed so that the scheduler, the journal and (later)
+/// HTTP statuses can act on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureKind {
+    /// The answers never held enough usable items.
+    TooFewItems,
+    /// The next request would have taken the run past its budget: the run stops.
+    Budget,
+    /// The model failed for this pair (retries exhausted, cut off, ...).
+    Model,
+    /// The model cannot answer any pair (refused key, no quota, unknown model, wrong URL): the
+    /// run stops at once.
+    Fatal,
+    /// Drafted, but the graph could not take the drafts.
+    Write,
+    /// Not attempted because the run stopped first.
+    NotAttempted,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(kind: FailureKind, message: String) -> Failure {
+        Failure { kind, message }
+    }
+
+    /// A model's failure, fatal when no other pair could succeed either.
+    pub fn model(error: &ModelError) -> Failure {
+        let fatal = match error {
+            ModelError::Remote(remote) => !matches!(
+                remote,
+                RemoteError::GaveUp { .. }
+                    | RemoteError::TokenLimit { .. }
+                    | RemoteError::Rejected { .. }
+            ),
+            #[cfg(feature = "local")]
+            ModelError::Local(local) => !matches!(
+                local,
+                llm::local::Error::TokenLimit { .. }
+                    | llm::local::Error::TooLong { .. }
+                    | llm::local::Error::Decode(_)
+                    | llm::local::Error::Grammar(_)
+            ),
+            ModelError::NoLocalEngine => true,
+        };
+        let kind = match fatal {
+            true => FailureKind::Fatal,
+            false => FailureKind::Model,
+        };
+        Failure::new(kind, error.to_string())
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.message)
+    }
+}
+
+/// What happens, as it happens: owned, so the progress bar, plain lines, JSON and server-sent
+/// events can all consume it from a channel.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub venture: String,
+    pub block: String,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum EventKind {
+    Attempt {
+        attempt: u32,
+        cached: bool,
+    },
+    /// A piece of the answer as the model writes it.
+    Piece {
+        text: String,
+    },
+    /// The pair is finished (written, or failed).
+    Done {
+        items: usize,
+        wanted: usize,
+        /// Every attempt came from the cache.
+        cached: bool,
+        tokens: Usage,
+        cost_usd: f64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        failure: Option<Failure>,
+    },
+}
+
+/// Where events go; `None` when nobody listens.
+#[derive(Clone, Default)]
+pub struct Events(Option<UnboundedSender<Event>>);
+
+impl Events {
+    pub fn new(sender: UnboundedSender<Event>) -> Events {
+        Events(Some(sender))
+    }
+
+    pub fn none() -> Events {
+        Events(None)
+    }
+
+    fn send(&self, venture: &str, block: &str, kind: EventKind) {
+        if let Some(sender) = &self.0 {
+            // A listener that went away does not stop the run.
+            let _ = sender.send(Event {
+                venture: venture.to_string(),
+                block: block.to_string(),
+                kind,
+            });
+        }
+    }
+}
+
+/// `generate --json` and `enrich --json`: PRODUCT.md section 9, plus the run's totals.
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub provider: String,
+    pub model: String,
+    pub drafts: Vec<Draft>,
+    pub failed: Vec<Failed>,
+    /// With `--dry-run`: what writing would change in the graph, as a unified diff.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+    pub totals: Totals,
+}
+
+/// What a run did, in numbers.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Totals {
+    pub pairs: usize,
+    pub drafted: usize,
+    /// Pairs whose every attempt came from the cache.
+    pub from_cache: usize,
+    pub failed: usize,
+    /// Pairs skipped because a resumed run had finished them already.
+    pub resumed: usize,
+    pub items: usize,
+    pub tokens: Usage,
+    /// `None` when the model has no price in the price table.
+    pub cost_usd: Option<f64>,
+    pub seconds: f64,
+}
+
+/// The items drafted for one (venture, block), with where they came from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Draft {
+    pub venture: String,
+    pub block: String,
+    pub items: Vec<Item>,
+    pub provenance: Provenance,
+    /// The JSON draft file, relative to the graph when inside it (`None` with `--dry-run`).
+    pub written_to: Option<String>,
+    /// The graph pages the items were written into (relative to the graph).
+    #[serde(default)]
+    pub pages: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Failed {
+    pub venture: String,
+    pub block: String,
+    pub reason: String,
+    pub kind: FailureKind,
+}
+
+/// Everything needed to tell how a draft was made. Never holds a key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Provenance {
+    pub run_id: String,
+    pub provider: String,
+    pub model: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// `grammar` (local), or the response_format the endpoint was asked for.
+    pub constrained_by: String,
+    pub templates_hash: String,
+    pub schema_file: String,
+    pub schema_hash: String,
+    /// sha256 of the first request's messages and schema.
+    pub prompt_hash: String,
+    pub params: Params,
+    pub asked: usize,
+    pub attempts: u32,
+    /// Attempts answered from the response cache.
+    pub cached_attempts: u32,
+    /// Items the answers held across the attempts (kept, junk and otherwise rejected).
+    #[serde(default)]
+    pub proposed: usize,
+    /// Items rejected for breaking the schema or the name rules (not junk), across the attempts.
+    #[serde(default)]
+    pub invalid: usize,
+    /// Junk items rejected across the attempts, by reason (`draft::junk`); none were kept.
+    #[serde(default)]
+    pub junk: BTreeMap<JunkReason, usize>,
+    pub tokens: Usage,
+    /// What the requests sent in this run cost (cached answers are free).
+    pub cost_usd: f64,
+    pub seconds: f64,
+    pub started_at: String,
+    pub inncopilot_version: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Graph(#[from] graph::Error),
+    #[error(transparent)]
+    Prompt(#[from] prompt::Error),
+    #[error(transparent)]
+    Provider(#[from] llm::Error),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("answer schema {file}: {message}")]
+    Schema { file: String, message: String },
+    #[error(transparent)]
+    Writeback(#[from] writeback::Error),
+    #[error(transparent)]
+    Journal(#[from] journal::Error),
+    #[error("cannot write the draft file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A new run id: UTC time and a random suffix, sortable and unique enough.
+pub fn new_run_id() -> String {
+    format!(
+        "{}-{:04x}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        fastrand::u16(..)
+    )
+}
+
+/// Where the cache and the drafts live: the configured folders, else `.inncopilot/` inside
+/// the graph.
+pub fn state_dirs(settings: &Settings, graph_root: &Path) -> (PathBuf, PathBuf) {
+    let state = graph_root.join(".inncopilot");
+    let pick = |configured: &Path, default: &str| {
+        if configured.as_os_str().is_empty() {
+            state.join(default)
+        } else {
+            configured.to_path_buf()
+        }
+    };
+    (
+        pick(&settings.generate.cache_dir, "cache"),
+        pick(&settings.generate.drafts_dir, "drafts"),
+    )
+}
+
+/// The identity of a model for the cache key: what besides the request shapes its answer.
+fn model_identity(provider: &Provider, settings: &Settings) -> Value {
+    match provider {
+        Provider::Local { model, path } => json!({
+            "provider": "local",
+            "model": model,
+            "file": path.file_name().map(|name| name.to_string_lossy().into_owned()),
+            "bytes": std::fs::metadata(path).map(|meta| meta.len()).unwrap_or(0),
+            "max_name_length": settings.local.max_name_length,
+            "max_text_length": settings.local.max_text_length,
+        }),
+        Provider::Openai {
+            preset,
+            model,
+            base_url,
+            ..
+        } => json!({
+            "provider": preset,
+            "model": model,
+            "base_url": base_url,
+            "response_format": settings
+                .providers
+                .get(preset)
+                .map(|preset| preset.response_format.as_str()),
+        }),
+    }
+}
+
+/// The JSON draft file of a (venture, block).
+pub fn draft_path(drafts_dir: &Path, venture: &str, block_id: &str) -> PathBuf {
+    let stem = |name: &str| {
+        let file = file_name_from_page_name(name);
+        file.strip_suffix(".md").unwrap_or(&file).to_string()
+    };
+    drafts_dir
+        .join(stem(venture))
+        .join(format!("{}.json", stem(block_id)))
+}
+
+/// Junk counts as `venture-name 2, code-or-markup 1`, or `None` when there was none.
+pub fn junk_summary(junk: &BTreeMap<JunkReason, usize>) -> Option<String> {
+    let parts: Vec<String> = junk
+        .iter()
+        .filter(|(_, count)| **count > 0)
+        .map(|(reason, count)| format!("{reason} {count}"))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draft_files_use_logseq_file_names() {
+        let path = draft_path(
+            Path::new("/g/.inncopilot/drafts"),
+            "Space X",
+            "profile-(id)/relationship",
+        );
+        assert_eq!(
+            path,
+            Path::new("/g/.inncopilot/drafts/Space X/profile-(id)___relationship.json")
+        );
+    }
+
+    #[test]
+    fn reservations_count_against_the_budget_until_settled() {
+        let budget = Budget::new(1.0);
+        assert!(budget.reserve(0.4).is_ok());
+        assert!(budget.reserve(0.4).is_ok());
+        // Two requests in flight hold 0.8: a third of 0.4 would pass the limit.
+        let refused = budget.reserve(0.4);
+        assert!(
+            matches!(&refused, Err(failure) if failure.kind == FailureKind::Budget
+                && failure.message.contains("0.8000 USD in flight")),
+            "{refused:?}"
+        );
+        // One settles cheaper than estimated: room again.
+        budget.settle(0.4, 0.1);
+        assert!(budget.reserve(0.4).is_ok());
+        assert!((budget.spent() - 0.1).abs() < 1e-9);
+        // No limit: everything passes.
+        assert!(Budget::new(0.0).reserve(1e9).is_ok());
+    }
+}

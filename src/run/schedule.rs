@@ -1,0 +1,409 @@
+//! Running a plan: pairs start as tasks, up to the allowed concurrency, each once the pairs of
+//! its venture that its prompt reads are finished; one [`Writer`] takes every finished draft
+//! into the graph, the draft files and the journal, one pair at a time.
+//!
+//! A fatal model failure (a refused key, no quota, an unknown model) or the budget stops the
+//! run: pairs in flight finish and are written, the rest are recorded as not attempted.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::task::JoinSet;
+
+use super::job::{self, PairOutcome};
+use super::journal::{self, Journal, PairRecord};
+use super::plan::PlannedPair;
+use super::{
+    Draft, Engine, Error, EventKind, Events, Failed, Failure, FailureKind, RunReport, Totals,
+};
+use crate::fsutil::write_atomic;
+use crate::prompt::{VentureInput, context};
+use crate::writeback::{self, DraftSet, GraphLock, Workspace};
+
+/// What to run.
+pub struct RunSpec {
+    pub run_id: String,
+    /// `generate` or `enrich`.
+    pub command: String,
+    /// What the run was asked, as JSON: a run asked the same is resumed.
+    pub args: String,
+    /// In plan order.
+    pub pairs: Vec<PlannedPair>,
+    /// The ventures of the pairs, by name as the pairs spell it.
+    pub ventures: BTreeMap<String, VentureInput>,
+    /// A new venture's brief, written on a page of its own with its first drafts.
+    pub briefs: BTreeMap<String, String>,
+    pub concurrency: usize,
+    /// Keep the venture's earlier unaccepted drafts of a block (replaced otherwise).
+    pub append: bool,
+    /// Stop at any model failure (`generate`), not only at fatal ones (`enrich`).
+    pub stop_on_model_error: bool,
+    /// Pairs a resumed run finished already (they are skipped).
+    pub skip: BTreeSet<(String, String)>,
+}
+
+/// The one writer of a run: holds the graph's lock (unless it is a dry run), the graph as it
+/// will be, and the journal.
+pub struct Writer {
+    _lock: Option<GraphLock>,
+    workspace: Workspace,
+    journal: Option<Journal>,
+    drafts_dir: PathBuf,
+    dry_run: bool,
+}
+
+impl Writer {
+    /// Take the graph's lock and open its journal; with `dry_run`, neither: nothing at all is
+    /// written.
+    pub fn open(engine: &Engine, dry_run: bool) -> Result<Writer, Error> {
+        let root = &engine.graph.root;
+        let lock = match dry_run {
+            true => None,
+            false => Some(GraphLock::acquire(root)?),
+        };
+        let journal = match dry_run {
+            true => None,
+            false => {
+                let journal = Journal::open(root)?;
+                // We hold the lock: a run recorded as running died with its process.
+                journal.mark_interrupted()?;
+                Some(journal)
+            }
+        };
+        Ok(Writer {
+            _lock: lock,
+            workspace: Workspace::load(root)?,
+            journal,
+            drafts_dir: super::state_dirs(&engine.settings, root).1,
+            dry_run,
+        })
+    }
+
+    pub fn journal(&self) -> Option<&Journal> {
+        self.journal.as_ref()
+    }
+
+    /// Put a pair's drafts into the graph (committed, or kept in the workspace for the diff of a
+    /// dry run) and its JSON draft file next to it. A graph that cannot take them is the pair's
+    /// failure; nothing of it reaches the disk then.
+    fn write(
+        &mut self,
+        draft: &mut Draft,
+        brief: Option<&str>,
+        append: bool,
+        generated_by: &str,
+    ) -> Result<Option<Failure>, Error> {
+        draft.items = draft
+            .items
+            .iter()
+            .filter_map(writeback::text::safe_item)
+            .collect();
+        let set = DraftSet {
+            venture: &draft.venture,
+            brief,
+            block_id: &draft.block,
+            items: &draft.items,
+            generated_by,
+            run: &draft.provenance.run_id,
+        };
+        let written =
+            writeback::write_drafts(&mut self.workspace, &set, append).and_then(|pages| match self
+                .dry_run
+            {
+                true => self.workspace.changes().map(|_| pages),
+                false => self.workspace.commit().map(|_| pages),
+            });
+        let failure = match written {
+            Ok(pages) => {
+                draft.pages = pages;
+                None
+            }
+            Err(error) => {
+                // The pages stay as last committed.
+                self.workspace.rollback();
+                Some(Failure::new(
+                    FailureKind::Write,
+                    format!("drafted, but not written into the graph: {error}"),
+                ))
+            }
+        };
+        if !self.dry_run {
+            let path = super::draft_path(&self.drafts_dir, &draft.venture, &draft.block);
+            draft.written_to = Some(
+                path.strip_prefix(self.workspace.root())
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+            let bytes = serde_json::to_vec_pretty(&draft).map_err(std::io::Error::other);
+            bytes
+                .and_then(|bytes| write_atomic(&path, &bytes))
+                .map_err(|source| Error::Write {
+                    path: path.clone(),
+                    source,
+                })?;
+        }
+        Ok(failure)
+    }
+
+    fn record(&self, run_id: &str, record: &PairRecord) -> Result<(), journal::Error> {
+        match &self.journal {
+            Some(journal) => journal.pair_finished(run_id, record),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Run `spec` on `engine`, writing through `writer`.
+pub async fn execute(
+    engine: Arc<Engine>,
+    spec: RunSpec,
+    mut writer: Writer,
+    events: Events,
+) -> Result<RunReport, Error> {
+    let started = Instant::now();
+    let RunSpec {
+        run_id,
+        command,
+        args,
+        pairs,
+        mut ventures,
+        briefs,
+        concurrency,
+        append,
+        stop_on_model_error,
+        skip,
+    } = spec;
+    if let Some(journal) = writer.journal() {
+        journal.start_run(
+            &run_id,
+            &command,
+            &args,
+            engine.provider.name(),
+            engine.provider.model(),
+        )?;
+        let keys: Vec<(String, String)> = pairs
+            .iter()
+            .map(|pair| (pair.venture.clone(), pair.block.clone()))
+            .collect();
+        journal.plan_pairs(&run_id, &keys)?;
+    }
+    let generated_by = writeback::generated_by(engine.provider.name(), engine.provider.model());
+    let mut report = RunReport {
+        run_id: run_id.clone(),
+        provider: engine.provider.name().to_string(),
+        model: engine.provider.model().to_string(),
+        drafts: Vec::new(),
+        failed: Vec::new(),
+        diff: None,
+        totals: Totals {
+            pairs: pairs.len(),
+            cost_usd: engine.price_known().then_some(0.0),
+            ..Totals::default()
+        },
+    };
+    // Each pair waits for the earlier pairs of its venture whose blocks it relates to.
+    let waits_for: Vec<Vec<usize>> = pairs
+        .iter()
+        .enumerate()
+        .map(|(index, pair)| {
+            let relations = engine
+                .graph
+                .find_block(&pair.block)
+                .map(|block| block.relations.clone())
+                .unwrap_or_default();
+            pairs[..index]
+                .iter()
+                .enumerate()
+                .filter(|(_, earlier)| {
+                    earlier.venture == pair.venture && relations.contains(&earlier.block)
+                })
+                .map(|(earlier, _)| earlier)
+                .collect()
+        })
+        .collect();
+    let mut finished = vec![false; pairs.len()];
+    let mut pending: Vec<usize> = Vec::new();
+    for (index, pair) in pairs.iter().enumerate() {
+        match skip.contains(&(pair.venture.clone(), pair.block.clone())) {
+            true => {
+                finished[index] = true;
+                report.totals.resumed += 1;
+            }
+            false => pending.push(index),
+        }
+    }
+    let mut in_flight: JoinSet<(usize, Result<PairOutcome, Error>)> = JoinSet::new();
+    let mut stop: Option<Failure> = None;
+    let mut order: BTreeMap<(String, String), usize> = BTreeMap::new();
+    loop {
+        while stop.is_none() && in_flight.len() < concurrency.max(1) {
+            let Some(position) = pending
+                .iter()
+                .position(|&index| waits_for[index].iter().all(|&earlier| finished[earlier]))
+            else {
+                break;
+            };
+            let index = pending.remove(position);
+            let pair = &pairs[index];
+            order.insert((pair.venture.clone(), pair.block.clone()), index);
+            if let Some(journal) = writer.journal() {
+                journal.pair_running(&run_id, &pair.venture, &pair.block)?;
+            }
+            let venture = ventures
+                .get(&pair.venture)
+                .cloned()
+                .unwrap_or_else(|| VentureInput {
+                    name: pair.venture.clone(),
+                    ..VentureInput::default()
+                });
+            let (engine, events, run_id) = (engine.clone(), events.clone(), run_id.clone());
+            let (block_id, count) = (pair.block.clone(), pair.count);
+            in_flight.spawn(async move {
+                let outcome = match engine.graph.find_block(&block_id) {
+                    Ok(block) => {
+                        job::draft_pair(&engine, &run_id, &venture, block, count, &events).await
+                    }
+                    Err(error) => Err(error.into()),
+                };
+                (index, outcome)
+            });
+        }
+        let Some(joined) = in_flight.join_next().await else {
+            break;
+        };
+        let (index, outcome) = joined.map_err(|join| Error::Write {
+            path: engine.graph.root.clone(),
+            source: std::io::Error::other(format!("a pair's task failed: {join}")),
+        })?;
+        let outcome = outcome?;
+        finished[index] = true;
+        let pair = &pairs[index];
+        let mut failure = outcome.failure;
+        let mut draft_file = None;
+        let mut items = 0;
+        if let Some(mut draft) = outcome.draft {
+            let brief = briefs.get(&pair.venture).map(String::as_str);
+            if let Some(written) = writer.write(&mut draft, brief, append, &generated_by)? {
+                failure.get_or_insert(written);
+            }
+            draft_file = draft.written_to.clone();
+            items = draft.items.len();
+            if let Some(venture) = ventures.get_mut(&pair.venture) {
+                venture.drafted.insert(
+                    pair.block.clone(),
+                    draft
+                        .items
+                        .iter()
+                        .map(|item| context::Item {
+                            name: item.name.clone(),
+                            description: item.description.clone(),
+                        })
+                        .collect(),
+                );
+            }
+            report.drafts.push(draft);
+        }
+        let stops = failure.as_ref().is_some_and(|failure| match failure.kind {
+            FailureKind::Fatal | FailureKind::Budget => true,
+            FailureKind::Model => stop_on_model_error,
+            _ => false,
+        });
+        if stops && stop.is_none() {
+            stop = failure.clone();
+        }
+        writer.record(
+            &run_id,
+            &PairRecord {
+                venture: pair.venture.clone(),
+                block: pair.block.clone(),
+                state: match failure {
+                    Some(_) => "failed",
+                    None => "done",
+                }
+                .to_string(),
+                attempts: outcome.attempts,
+                items,
+                tokens: outcome.tokens,
+                cost_usd: outcome.cost_usd,
+                reason: failure.as_ref().map(ToString::to_string),
+                draft_file,
+                updated_at: String::new(),
+            },
+        )?;
+        report.totals.drafted += usize::from(items > 0);
+        report.totals.from_cache += usize::from(outcome.cached);
+        report.totals.items += items;
+        report.totals.tokens += outcome.tokens;
+        if let Some(cost) = report.totals.cost_usd.as_mut() {
+            *cost += outcome.cost_usd;
+        }
+        events.send(
+            &pair.venture,
+            &pair.block,
+            EventKind::Done {
+                items,
+                wanted: pair.count,
+                cached: outcome.cached,
+                tokens: outcome.tokens,
+                cost_usd: outcome.cost_usd,
+                failure: failure.clone(),
+            },
+        );
+        if let Some(failure) = failure {
+            report.totals.failed += 1;
+            report.failed.push(Failed {
+                venture: pair.venture.clone(),
+                block: pair.block.clone(),
+                reason: failure.message,
+                kind: failure.kind,
+            });
+        }
+    }
+    // The run stopped: what was not started is recorded as such.
+    for index in pending {
+        let pair = &pairs[index];
+        order.insert((pair.venture.clone(), pair.block.clone()), index);
+        let reason = format!(
+            "not attempted: {}",
+            stop.as_ref()
+                .map_or("the run stopped", |stop| stop.message.as_str())
+        );
+        report.totals.failed += 1;
+        report.failed.push(Failed {
+            venture: pair.venture.clone(),
+            block: pair.block.clone(),
+            reason,
+            kind: FailureKind::NotAttempted,
+        });
+    }
+    // Reports list pairs in plan order, whatever order they finished in.
+    let position = |venture: &str, block: &str| {
+        order
+            .get(&(venture.to_string(), block.to_string()))
+            .copied()
+            .unwrap_or(usize::MAX)
+    };
+    report
+        .drafts
+        .sort_by_key(|draft| position(&draft.venture, &draft.block));
+    report
+        .failed
+        .sort_by_key(|failed| position(&failed.venture, &failed.block));
+    if writer.dry_run {
+        report.diff = Some(writer.workspace.diff()?);
+    }
+    if let Some(journal) = writer.journal() {
+        journal.finish_run(
+            &run_id,
+            match stop {
+                Some(_) => "stopped",
+                None => "finished",
+            },
+        )?;
+    }
+    report.totals.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
