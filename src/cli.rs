@@ -671,10 +671,18 @@ fn enrich_progress(quiet: bool, pairs: u64) -> PairProgress {
 /// `runs` and `runs show ID`.
 fn runs(graph: &Graph, args: &RunsArgs) -> anyhow::Result<String> {
     let journal = crate::run::Journal::open_existing(&graph.root)?;
+    // A run recorded as running while no process holds the graph's lock was killed.
+    let live = writeback::lock::is_held(&graph.root);
+    let shown = |mut run: crate::run::journal::RunRecord| {
+        if run.state == "running" && !live {
+            run.state = "interrupted".to_string();
+        }
+        run
+    };
     match &args.command {
         None => {
             let runs = match &journal {
-                Some(journal) => journal.runs()?,
+                Some(journal) => journal.runs()?.into_iter().map(shown).collect(),
                 None => Vec::new(),
             };
             Ok(match args.json {
@@ -688,6 +696,7 @@ fn runs(graph: &Graph, args: &RunsArgs) -> anyhow::Result<String> {
                 .map(|journal| journal.run(id))
                 .transpose()?
                 .flatten()
+                .map(shown)
                 .with_context(|| {
                     format!(
                         "no run `{id}` in the journal of this graph (`inncopilot runs` lists them)"

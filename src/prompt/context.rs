@@ -124,21 +124,20 @@ pub fn build(
         .relations
         .iter()
         .filter_map(|id| graph.blocks.iter().find(|candidate| candidate.id == *id))
-        .map(|related_block| RelatedItems {
-            id: related_block.id.clone(),
-            title: related_block.title.clone(),
-            items: graph
-                .examples_of(related_block, &venture.name)
-                .map(item)
-                .chain(
-                    venture
-                        .drafted
-                        .get(&related_block.id)
-                        .into_iter()
-                        .flatten()
-                        .cloned(),
-                )
-                .collect(),
+        .map(|related_block| {
+            // Drafted in this run, the block's earlier drafts were replaced (unless kept).
+            let fresh = venture.drafted.get(&related_block.id);
+            let replaced = fresh.is_some() && !venture.keep_drafts;
+            RelatedItems {
+                id: related_block.id.clone(),
+                title: related_block.title.clone(),
+                items: graph
+                    .examples_of(related_block, &venture.name)
+                    .filter(|example| !(replaced && example.draft))
+                    .map(item)
+                    .chain(fresh.into_iter().flatten().cloned())
+                    .collect(),
+            }
         })
         .filter(|related| !related.items.is_empty())
         .collect();

@@ -60,6 +60,22 @@ impl GraphLock {
     }
 }
 
+/// Whether a writer holds the graph's lock now (a shared lock cannot be had while it does; the
+/// probe lets go of it at once).
+pub fn is_held(graph_root: &Path) -> bool {
+    let path = graph_root.join(".inncopilot").join("lock");
+    match OpenOptions::new().read(true).open(&path) {
+        Ok(file) => match file.try_lock_shared() {
+            Ok(()) => {
+                let _ = file.unlock();
+                false
+            }
+            Err(_) => true,
+        },
+        Err(_) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,7 +91,9 @@ mod tests {
                 if holder.contains(&format!("pid {}", std::process::id()))),
             "expected Locked, got {second:?}"
         );
+        assert!(is_held(graph.path()));
         drop(first);
+        assert!(!is_held(graph.path()));
         GraphLock::acquire(graph.path())?;
         Ok(())
     }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test file uses its own part
 
+pub mod mock;
+
 use std::path::Path;
 
 use inncopilot::draft::Item;

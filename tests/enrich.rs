@@ -1,0 +1,491 @@
+//! `enrich` and `runs` against a scripted OpenAI-compatible server that records when each
+//! (venture, block) was asked: the plan's order and filters, concurrency, pairs waiting for the
+//! pairs their prompt reads, the journal across `kill -9`, a fatal model error, the budget.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use inncopilot::config::Settings;
+use inncopilot::enrich::{self, EnrichRequest};
+use inncopilot::generate::{self, Events};
+use inncopilot::graph::Graph;
+use inncopilot::prompt::Library;
+use inncopilot::run::FailureKind;
+use inncopilot::run::plan::Selection;
+use serde_json::Value;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+mod common;
+
+use common::mock::{KEY, answer_for_block, api_error, command, streamed};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+const PROFILE: &str = "profile-(id)";
+const RELATIONSHIP: &str = "profile-(id)/relationship";
+const VENTURES: usize = 5;
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    venture: String,
+    block: &'static str,
+    at: Instant,
+}
+
+/// Answers each block with items of its schema after `delay` (or with `refuse`), and records
+/// which (venture, block) each request was for and when it came.
+#[derive(Clone)]
+struct Recorder {
+    delay: Duration,
+    refuse: Option<ResponseTemplate>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Recorder {
+    async fn start(delay: Duration, refuse: Option<ResponseTemplate>) -> (MockServer, Recorder) {
+        let recorder = Recorder {
+            delay,
+            refuse,
+            seen: Arc::default(),
+        };
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/chat/completions"))
+            .respond_with(recorder.clone())
+            .mount(&server)
+            .await;
+        (server, recorder)
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen
+            .lock()
+            .map(|seen| seen.clone())
+            .unwrap_or_default()
+    }
+
+    fn clear(&self) {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.clear();
+        }
+    }
+}
+
+impl Respond for Recorder {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body = String::from_utf8_lossy(&request.body);
+        let venture = body
+            .rsplit_once("ideas for ")
+            .and_then(|(_, rest)| rest.split_once('.'))
+            .map(|(name, _)| name.to_string())
+            .unwrap_or_default();
+        let block = match body.contains("segmentation") {
+            true => PROFILE,
+            false => RELATIONSHIP,
+        };
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.push(Seen {
+                venture: venture.clone(),
+                block,
+                at: Instant::now(),
+            });
+        }
+        // Each venture gets names of its own: another venture's drafts are items of the graph,
+        // and copying them would be junk.
+        let word: String = venture
+            .split_whitespace()
+            .filter_map(|word| word.chars().next())
+            .collect::<String>()
+            .to_uppercase();
+        let answer = [
+            "Keeper Hotline",
+            "Renter Circle",
+            "Weekend Riders",
+            "Hotel Guests",
+        ]
+        .iter()
+        .fold(answer_for_block(&body), |answer, name| {
+            answer.replace(&format!("\"{name}\""), &format!("\"{name} {word}\""))
+        });
+        match &self.refuse {
+            Some(refusal) => refusal.clone(),
+            None => streamed(&answer).set_delay(self.delay),
+        }
+    }
+}
+
+/// The binary on `graph` against `server`, with the key.
+fn inncopilot(graph: &Path, server: &MockServer, arguments: &[&str]) -> std::process::Command {
+    let mut child = command(graph, arguments);
+    child
+        .env("OPENAI_API_KEY", KEY)
+        .env("OPENAI_BASE_URL", format!("{}/v1", server.uri()));
+    child
+}
+
+fn output(command: &mut std::process::Command) -> std::io::Result<(Option<i32>, String, String)> {
+    let output = tokio::task::block_in_place(|| command.output())?;
+    Ok((
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    ))
+}
+
+const FORCE: [&str; 8] = [
+    "enrich",
+    "--force",
+    "--count",
+    "2",
+    "--provider",
+    "openai",
+    "--concurrency",
+    "4",
+];
+
+fn engine(
+    graph: &Path,
+    base_url: &str,
+    budget: f64,
+) -> Result<generate::Engine, Box<dyn std::error::Error>> {
+    let mut settings = Settings::load(None)?;
+    let openai = settings
+        .providers
+        .get_mut("openai")
+        .ok_or("no openai preset")?;
+    openai.base_url = format!("{base_url}/v1");
+    settings.generate.budget_usd = budget;
+    Ok(generate::engine(
+        Arc::new(Graph::load(graph)?),
+        Arc::new(settings),
+        Arc::new(Library::new(None)?),
+        Some("openai"),
+        None,
+        Arc::new(|name: &str| (name == "OPENAI_API_KEY").then(|| KEY.to_string())),
+        true,
+    )?)
+}
+
+fn pairs_of(plan: &inncopilot::run::plan::Plan) -> Vec<(usize, &str, &str)> {
+    plan.pairs
+        .iter()
+        .map(|pair| (pair.wave, pair.venture.as_str(), pair.block.as_str()))
+        .collect()
+}
+
+#[test]
+fn the_plan_covers_the_pairs_lacking_items_related_blocks_first() -> TestResult {
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-graph");
+    let engine = engine(&sample, "http://127.0.0.1:9", 0.0)?;
+    let selection = |min_items: usize| Selection {
+        min_items,
+        count: 5,
+        ..Selection::default()
+    };
+    // Every pair of the sample graph has items: nothing to do by default.
+    assert!(enrich::plan(&engine, &selection(1))?.pairs.is_empty());
+
+    // Fewer than 4 items: the five profiles (2 or 3 each), and Space X's 3 relationships, which
+    // wait for its profile (relationship relates to profile).
+    let plan = enrich::plan(&engine, &selection(4))?;
+    assert_eq!(
+        pairs_of(&plan),
+        [
+            (1, "Exotic Pet Rental", PROFILE),
+            (1, "extinguished animals meat", PROFILE),
+            (1, "Space X", PROFILE),
+            (1, "Underwater restaurant", PROFILE),
+            (1, "vein visualizer", PROFILE),
+            (2, "Space X", RELATIONSHIP),
+        ]
+    );
+    assert_eq!(plan.waves, 2);
+    let total: f64 = plan.pairs.iter().filter_map(|pair| pair.cost_usd).sum();
+    assert!(
+        plan.cost_usd
+            .is_some_and(|cost| cost > 0.0 && (cost - total).abs() < 1e-12)
+    );
+    assert!(plan.pairs.iter().all(|pair| pair.prompt_tokens > 300));
+
+    // Filters, case-insensitive; --force takes pairs whatever they hold.
+    let filtered = enrich::plan(
+        &engine,
+        &Selection {
+            ventures: vec!["space x".into(), "VEIN VISUALIZER".into()],
+            blocks: vec!["relationship".into()],
+            force: true,
+            count: 2,
+            ..Selection::default()
+        },
+    )?;
+    assert_eq!(
+        pairs_of(&filtered),
+        [
+            (1, "Space X", RELATIONSHIP),
+            (1, "vein visualizer", RELATIONSHIP)
+        ]
+    );
+
+    // Unknown names are errors naming the known ones.
+    let unknown = enrich::plan(
+        &engine,
+        &Selection {
+            ventures: vec!["Nobody".into()],
+            ..selection(1)
+        },
+    );
+    assert!(
+        matches!(&unknown, Err(error) if error.to_string().contains("Underwater restaurant")),
+        "{unknown:?}"
+    );
+    let unknown = enrich::plan(
+        &engine,
+        &Selection {
+            blocks: vec!["nothing-like-it".into()],
+            ..selection(1)
+        },
+    );
+    assert!(unknown.is_err());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn enrich_asks_pairs_concurrently_each_after_the_pairs_it_reads_and_journals_them()
+-> TestResult {
+    let delay = Duration::from_millis(300);
+    let (server, recorder) = Recorder::start(delay, None).await;
+    let folder = common::sample_graph_copy()?;
+    let mut arguments = FORCE.to_vec();
+    arguments.push("--json");
+    let (code, stdout, stderr) = output(&mut inncopilot(folder.path(), &server, &arguments))?;
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    let report: Value = serde_json::from_str(&stdout)?;
+    assert_eq!(report["totals"]["pairs"], 2 * VENTURES);
+    assert_eq!(report["totals"]["drafted"], 2 * VENTURES);
+    assert_eq!(report["totals"]["items"], 4 * VENTURES);
+    assert_eq!(
+        report["drafts"].as_array().map(Vec::len),
+        Some(2 * VENTURES)
+    );
+    // Plain progress lines when stderr is not a terminal.
+    assert!(stderr.contains(&format!("[10/10] ")), "{stderr}");
+
+    let seen = recorder.seen();
+    assert_eq!(seen.len(), 2 * VENTURES, "{seen:?}");
+    // Four at once: the first four requests came together, not one per delay.
+    let first = seen[0].at;
+    assert!(seen[3].at.duration_since(first) < delay / 2, "{seen:?}");
+    // Each venture's relationships were asked after its profile was answered.
+    for venture in seen.iter().map(|seen| seen.venture.clone()) {
+        let at = |block: &str| {
+            seen.iter()
+                .find(|seen| seen.venture == venture && seen.block == block)
+                .map(|seen| seen.at)
+        };
+        let (profile, relationship) = (at(PROFILE), at(RELATIONSHIP));
+        assert!(
+            matches!((profile, relationship), (Some(profile), Some(relationship))
+                if relationship.duration_since(profile) >= delay),
+            "{venture}: {seen:?}"
+        );
+    }
+
+    // The journal lists the run and its pairs.
+    let (code, runs, _) = output(&mut command(folder.path(), &["runs"]))?;
+    assert_eq!(code, Some(0));
+    let run_id = report["run_id"].as_str().ok_or("no run id")?;
+    assert!(runs.contains(run_id) && runs.contains("finished") && runs.contains("10/10"));
+    let (code, shown, _) = output(&mut command(folder.path(), &["runs", "show", run_id]))?;
+    assert_eq!(code, Some(0));
+    assert_eq!(shown.matches(" done ").count(), 2 * VENTURES, "{shown}");
+
+    // The drafts are in the graph, once each.
+    let (_, listed, _) = output(&mut command(folder.path(), &["drafts", "list", "--json"]))?;
+    let listed: Value = serde_json::from_str(&listed)?;
+    assert_eq!(listed.as_array().map(Vec::len), Some(4 * VENTURES));
+
+    // Run again: every answer comes from the cache, nothing is sent.
+    recorder.clear();
+    let (code, stdout, stderr) = output(&mut inncopilot(folder.path(), &server, &arguments))?;
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    let again: Value = serde_json::from_str(&stdout)?;
+    assert_eq!(again["totals"]["from_cache"], 2 * VENTURES);
+    assert!(recorder.seen().is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_mid_run_and_run_again_no_finished_pair_is_asked_again() -> TestResult {
+    let (server, recorder) = Recorder::start(Duration::from_millis(250), None).await;
+    // No cache: only the journal keeps finished pairs from being asked again.
+    let arguments = [
+        "enrich",
+        "--force",
+        "--count",
+        "2",
+        "--provider",
+        "openai",
+        "--concurrency",
+        "2",
+        "--no-cache",
+        "--json",
+    ];
+    for kill_after in [400_u64, 900, 1500] {
+        recorder.clear();
+        let folder = common::sample_graph_copy()?;
+        let mut child = inncopilot(folder.path(), &server, &arguments)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        tokio::time::sleep(Duration::from_millis(kill_after)).await;
+        child.kill()?;
+        child.wait()?;
+        let asked_first = recorder.seen().len();
+
+        let (_, runs, _) = output(&mut command(folder.path(), &["runs", "--json"]))?;
+        let runs: Value = serde_json::from_str(&runs)?;
+        let run = &runs[0];
+        assert_eq!(run["state"], "interrupted", "{runs}");
+        let run_id = run["id"].as_str().ok_or("no run id")?.to_string();
+        let (_, shown, _) = output(&mut command(
+            folder.path(),
+            &["runs", "show", &run_id, "--json"],
+        ))?;
+        let shown: Value = serde_json::from_str(&shown)?;
+        let done: Vec<(String, String)> = shown["pairs"]
+            .as_array()
+            .ok_or("no pairs")?
+            .iter()
+            .filter(|pair| pair["state"] == "done")
+            .map(|pair| {
+                (
+                    pair["venture"].as_str().unwrap_or_default().to_string(),
+                    pair["block"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        assert!(done.len() < 2 * VENTURES, "killed after {kill_after} ms");
+
+        recorder.clear();
+        let (code, stdout, stderr) = output(&mut inncopilot(folder.path(), &server, &arguments))?;
+        assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+        let report: Value = serde_json::from_str(&stdout)?;
+        assert_eq!(report["run_id"], run_id.as_str(), "the run is resumed");
+        assert_eq!(report["totals"]["resumed"], done.len());
+        let asked_again = recorder.seen();
+        for (venture, block) in &done {
+            assert!(
+                !asked_again
+                    .iter()
+                    .any(|seen| &seen.venture == venture && seen.block == block),
+                "killed after {kill_after} ms: {venture} / {block} was done and asked again"
+            );
+        }
+        assert_eq!(asked_again.len(), 2 * VENTURES - done.len());
+        assert!(asked_first >= done.len());
+
+        // Every pair done once, every draft in the graph once.
+        let (_, runs, _) = output(&mut command(folder.path(), &["runs", "--json"]))?;
+        let runs: Value = serde_json::from_str(&runs)?;
+        assert_eq!(runs.as_array().map(Vec::len), Some(1));
+        assert_eq!(runs[0]["state"], "finished");
+        assert_eq!(runs[0]["done"], 2 * VENTURES);
+        let (_, listed, _) = output(&mut command(folder.path(), &["drafts", "list", "--json"]))?;
+        let listed: Value = serde_json::from_str(&listed)?;
+        assert_eq!(
+            listed.as_array().map(Vec::len),
+            Some(4 * VENTURES),
+            "killed after {kill_after} ms"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_key_stops_the_run_at_once() -> TestResult {
+    let refusal = api_error(401, "Incorrect API key provided", None);
+    let (server, recorder) = Recorder::start(Duration::ZERO, Some(refusal)).await;
+    let folder = common::sample_graph_copy()?;
+    let mut arguments = FORCE.to_vec();
+    arguments.push("--json");
+    let (code, stdout, _) = output(&mut inncopilot(folder.path(), &server, &arguments))?;
+    assert_eq!(code, Some(1));
+    let report: Value = serde_json::from_str(&stdout)?;
+    let failed = report["failed"].as_array().ok_or("no failures")?;
+    assert_eq!(failed.len(), 2 * VENTURES);
+    let kind = |wanted: &str| {
+        failed
+            .iter()
+            .filter(|failed| failed["kind"] == wanted)
+            .count()
+    };
+    // Only the pairs already in flight were asked; the rest were not attempted.
+    let asked = recorder.seen().len();
+    assert!((1..=4).contains(&asked), "{asked} requests");
+    assert_eq!(kind("fatal"), asked);
+    assert_eq!(kind("not-attempted"), 2 * VENTURES - asked);
+    assert!(
+        failed[0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("OPENAI_API_KEY")
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plan_over_budget_is_refused_and_a_run_stops_before_passing_it() -> TestResult {
+    let (server, recorder) = Recorder::start(Duration::ZERO, None).await;
+    let folder = common::sample_graph_copy()?;
+    let mut arguments = FORCE.to_vec();
+    arguments.extend(["--budget", "0.0005"]);
+    let (code, _, stderr) = output(&mut inncopilot(folder.path(), &server, &arguments))?;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("over the budget of 0.0005 USD"), "{stderr}");
+    assert!(recorder.seen().is_empty());
+
+    // Within the run: each request reserves its estimate first; the run stops before one would
+    // pass the budget.
+    let selection = Selection {
+        force: true,
+        count: 2,
+        min_items: 1,
+        ..Selection::default()
+    };
+    let estimate = {
+        let engine = engine(folder.path(), &server.uri(), 0.0)?;
+        let plan = enrich::plan(&engine, &selection)?;
+        plan.pairs[0].cost_usd.ok_or("no price")?
+    };
+    let budget = 3.0 * estimate;
+    let engine = Arc::new(engine(folder.path(), &server.uri(), budget)?);
+    let plan = enrich::plan(&engine, &selection)?;
+    let request = EnrichRequest {
+        selection,
+        concurrency: 1,
+        ..EnrichRequest::default()
+    };
+    let report = enrich::run(engine, plan, &request, Events::none()).await?;
+    assert!(report.totals.drafted >= 1, "{:?}", report.totals);
+    let not_attempted = report
+        .failed
+        .iter()
+        .filter(|failed| failed.kind == FailureKind::NotAttempted)
+        .count();
+    assert!(not_attempted >= 1, "{:?}", report.failed);
+    assert!(
+        report
+            .failed
+            .iter()
+            .any(|failed| failed.kind == FailureKind::Budget && failed.reason.contains("budget")),
+        "{:?}",
+        report.failed
+    );
+    let spent = report.totals.cost_usd.ok_or("no cost")?;
+    assert!(spent > 0.0 && spent <= budget, "{spent} of {budget}");
+    assert_eq!(recorder.seen().len(), report.totals.drafted);
+    Ok(())
+}
