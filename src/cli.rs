@@ -229,14 +229,19 @@ pub struct RequestArgs {
 impl RequestArgs {
     /// The brief from `--brief-file` or `--brief`.
     fn brief(&self) -> anyhow::Result<Option<String>> {
-        match &self.brief_file {
-            Some(file) => {
-                Ok(Some(std::fs::read_to_string(file).with_context(|| {
-                    format!("reading the brief file {}", file.display())
-                })?))
-            }
-            None => Ok(self.brief.clone()),
+        let brief = match &self.brief_file {
+            Some(file) => Some(
+                std::fs::read_to_string(file)
+                    .with_context(|| format!("reading the brief file {}", file.display()))?,
+            ),
+            None => self.brief.clone(),
+        };
+        if brief.as_deref().is_some_and(|text| text.trim().is_empty()) {
+            anyhow::bail!(
+                "the brief is empty: say in a sentence or two what the venture does (--brief TEXT or --brief-file FILE), or leave it out for a venture of the graph"
+            );
         }
+        Ok(brief)
     }
 }
 
@@ -349,7 +354,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ventures(args) if args.json => report::ventures_json(&graph.ventures())? + "\n",
         Command::Ventures(_) => report::ventures_table(&graph.ventures()),
     };
-    print!("{output}");
+    emit(&output);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -371,10 +376,27 @@ fn decide(
     };
     let mut workspace = writeback::Workspace::load(graph_path)?;
     let selection = args.selection.selection(args.all);
-    let (drafts, verb) = match decision {
-        Decision::Accept => (writeback::accept(&mut workspace, &selection)?, "accepted"),
-        Decision::Reject => (writeback::reject(&mut workspace, &selection)?, "rejected"),
+    let (drafts, verb) = match (decision, args.dry_run) {
+        (Decision::Accept, false) => (writeback::accept(&mut workspace, &selection)?, "accepted"),
+        (Decision::Accept, true) => (
+            writeback::accept(&mut workspace, &selection)?,
+            "would accept",
+        ),
+        (Decision::Reject, false) => (writeback::reject(&mut workspace, &selection)?, "rejected"),
+        (Decision::Reject, true) => (
+            writeback::reject(&mut workspace, &selection)?,
+            "would reject",
+        ),
     };
+    if drafts.is_empty() {
+        anyhow::bail!(
+            "no draft matches this selection, so nothing was {}: `inncopilot drafts list` shows the drafts of the graph",
+            match decision {
+                Decision::Accept => "accepted",
+                Decision::Reject => "rejected",
+            }
+        );
+    }
     let diff = workspace.diff()?;
     let pages = match args.dry_run {
         true => Vec::new(),
@@ -393,7 +415,13 @@ fn decide(
         out.push_str("\nwould change (--dry-run, nothing written):\n");
         out.push_str(&diff);
     } else if !pages.is_empty() {
-        out.push_str(&format!("changed {}\n", pages.join(", ")));
+        out.push_str(&match pages.len() {
+            1..=5 => format!("changed {}\n", pages.join(", ")),
+            many => format!(
+                "changed {many} pages: {}, ... (--json lists them all)\n",
+                pages[..3].join(", ")
+            ),
+        });
     }
     Ok(out)
 }
@@ -424,24 +452,6 @@ fn generate(
         append: args.append,
     };
     let library = library(cli, settings)?;
-    let (provider, _) = crate::llm::choose(
-        settings,
-        args.request.provider.as_deref(),
-        args.request.model.as_deref(),
-        config::env_var,
-    )?;
-    let chosen_by_default =
-        args.request.provider.is_none() && settings.generate.provider.is_empty();
-    if !cli.quiet && chosen_by_default && provider.name() == "local" {
-        let variable = settings
-            .providers
-            .get("openai")
-            .map_or("OPENAI_API_KEY", |openai| openai.api_key_env.as_str());
-        eprintln!(
-            "{variable} is not set: using the embedded model {} (set it, or pass --provider, for a remote model)",
-            provider.model()
-        );
-    }
     let engine = crate::generate::engine(
         Arc::new(graph),
         Arc::new(settings.clone()),
@@ -451,6 +461,7 @@ fn generate(
         Arc::new(config::env_var),
         !args.no_cache,
     )?;
+    announce_local(cli, settings, args.request.provider.as_deref(), &engine);
     let engine = Arc::new(match args.dry_run {
         true => engine.dry_run(),
         false => engine,
@@ -490,7 +501,7 @@ fn generate(
     } else {
         report::generate_text(&report)
     };
-    print!("{output}");
+    emit(&output);
     Ok(if report.failed.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -524,6 +535,7 @@ fn enrich(
         Arc::new(config::env_var),
         !args.no_cache,
     )?;
+    announce_local(cli, &settings, args.provider.as_deref(), &engine);
     let engine = match args.dry_run {
         true => engine.dry_run(),
         false => engine,
@@ -541,7 +553,7 @@ fn enrich(
             true => serde_json::to_string_pretty(&plan)? + "\n",
             false => report::plan_text(&plan),
         };
-        print!("{output}");
+        emit(&output);
         return Ok(ExitCode::SUCCESS);
     }
     if budget > 0.0 {
@@ -557,7 +569,7 @@ fn enrich(
         );
     }
     if plan.pairs.is_empty() {
-        print!("{}", report::plan_text(&plan));
+        emit(&report::plan_text(&plan));
         return Ok(ExitCode::SUCCESS);
     }
     if !plan.name_only_ventures.is_empty() && !cli.quiet {
@@ -632,7 +644,7 @@ fn enrich(
         true => serde_json::to_string_pretty(&report)? + "\n",
         false => report::enrich_text(&report),
     };
-    print!("{output}");
+    emit(&output);
     Ok(match report.failed.is_empty() {
         true => ExitCode::SUCCESS,
         false => ExitCode::from(EXIT_SOME_FAILED),
@@ -715,6 +727,30 @@ fn runs(graph: &Graph, args: &RunsArgs) -> anyhow::Result<String> {
             })
         }
     }
+}
+
+/// Say on stderr when the embedded model was chosen because no API key is set.
+fn announce_local(cli: &Cli, settings: &Settings, flag: Option<&str>, engine: &crate::run::Engine) {
+    let chosen_by_default = flag.is_none() && settings.generate.provider.is_empty();
+    if !cli.quiet && chosen_by_default && engine.provider.name() == "local" {
+        let variable = settings
+            .providers
+            .get("openai")
+            .map_or("OPENAI_API_KEY", |openai| openai.api_key_env.as_str());
+        eprintln!(
+            "{variable} is not set: using the embedded model {} (set it, or pass --provider, for a remote model)",
+            engine.provider.model()
+        );
+    }
+}
+
+/// Print a command's output on stdout; a reader that went away (`| head -1`) ends it quietly.
+fn emit(output: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(output.as_bytes())
+        .and_then(|()| stdout.flush());
 }
 
 /// The async runtime of a command that asks a model.

@@ -217,11 +217,11 @@ pub enum Error {
     Defaults(String),
     #[error("invalid settings: {0}")]
     Invalid(String),
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {cause}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        // Said in the message, not a `source`: the error chain would say it twice.
+        cause: std::io::Error,
     },
     #[error("config file {path} is not valid TOML: {message}")]
     Parse { path: PathBuf, message: String },
@@ -252,9 +252,9 @@ impl Settings {
             .map_err(|error: toml::de::Error| Error::Defaults(error.to_string()))?;
         let defaults = merged.clone();
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            let text = std::fs::read_to_string(path).map_err(|cause| Error::Read {
                 path: path.to_path_buf(),
-                source,
+                cause,
             })?;
             let mut overlay: Table =
                 text.parse()

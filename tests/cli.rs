@@ -492,3 +492,79 @@ fn pathdiff(target: &Path, base: &Path) -> PathBuf {
     }
     relative
 }
+
+#[test]
+fn what_a_person_types_wrong_is_said_once_and_plainly() -> TestResult {
+    let folder = tempfile::tempdir()?;
+    let graph = sample_graph();
+    let graph = graph.to_string_lossy();
+
+    // A missing config file: the cause once, not twice.
+    let output = inncopilot(
+        &["--graph", &graph, "--config", "missing.toml", "blocks"],
+        &[],
+        folder.path(),
+    )?;
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    assert!(message.contains("missing.toml"), "{message}");
+    assert_eq!(message.matches("No such file").count(), 1, "{message}");
+
+    // An empty brief is an empty brief, not an unknown venture.
+    let output = inncopilot(
+        &[
+            "--graph",
+            &graph,
+            "preview",
+            "--venture",
+            "Nobody",
+            "--block",
+            "relationship",
+            "--brief",
+            " ",
+        ],
+        &[],
+        folder.path(),
+    )?;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("the brief is empty"),
+        "{}",
+        stderr(&output)
+    );
+
+    // Accepting or rejecting nothing is not a success.
+    for verb in ["accept", "reject"] {
+        let output = inncopilot(
+            &[
+                "--graph",
+                &graph,
+                "drafts",
+                verb,
+                "--venture",
+                "Space X",
+                "--dry-run",
+            ],
+            &[],
+            folder.path(),
+        )?;
+        assert_eq!(output.status.code(), Some(2), "drafts {verb}");
+        assert!(
+            stderr(&output).contains("no draft matches"),
+            "{}",
+            stderr(&output)
+        );
+    }
+
+    // A reader that stops early (`| head -1`) ends the output quietly.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_inncopilot"))
+        .args(["--graph", &graph, "blocks", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    drop(child.stdout.take());
+    let output = child.wait_with_output()?;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("panicked"));
+    Ok(())
+}

@@ -271,7 +271,7 @@ async fn enrich_asks_pairs_concurrently_each_after_the_pairs_it_reads_and_journa
         Some(2 * VENTURES)
     );
     // Plain progress lines when stderr is not a terminal.
-    assert!(stderr.contains(&format!("[10/10] ")), "{stderr}");
+    assert!(stderr.contains("[10/10] "), "{stderr}");
 
     let seen = recorder.seen();
     assert_eq!(seen.len(), 2 * VENTURES, "{seen:?}");
