@@ -127,6 +127,18 @@ pub struct EnrichArgs {
     /// Print JSON (`{run_id, drafts, failed, totals}`; with --plan, the plan) instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Write the first request of every pair of the current wave to FILE in the OpenAI Batch
+    /// API format (OpenAI's Batch API, vLLM's offline runner); nothing is sent.
+    #[arg(long, value_name = "FILE.jsonl", conflicts_with = "plan")]
+    pub batch_export: Option<PathBuf>,
+    /// Take the answers of a Batch API result file, write the drafts, and ask live what they do
+    /// not give (a line that is invalid or missing, too few usable items).
+    #[arg(long, value_name = "RESULTS.jsonl", conflicts_with_all = ["plan", "batch_export"])]
+    pub batch_import: Option<PathBuf>,
+    /// With --batch-import: ask nothing live; what the results do not give waits for the next
+    /// --batch-export.
+    #[arg(long, requires = "batch_import")]
+    pub no_live: bool,
 }
 
 #[derive(Debug, Args)]
@@ -556,6 +568,24 @@ fn enrich(
         emit(&output);
         return Ok(ExitCode::SUCCESS);
     }
+    if let Some(file) = &args.batch_export {
+        let lines = crate::enrich::batch_lines(&engine, &plan)?;
+        let mut text = String::new();
+        for line in &lines {
+            text.push_str(&serde_json::to_string(line)?);
+            text.push('\n');
+        }
+        crate::fsutil::write_atomic(file, text.as_bytes())
+            .with_context(|| format!("writing {}", file.display()))?;
+        emit(&format!(
+            "wrote {} request(s) of {} planned pair(s) to {} (the pairs that wait for no other; the rest go in the next export)\nrun it: OpenAI's Batch API (upload, then create a batch with endpoint /v1/chat/completions), or vLLM: python -m vllm.entrypoints.openai.run_batch -i {} -o results.jsonl --model MODEL\n",
+            lines.len(),
+            plan.pairs.len(),
+            file.display(),
+            file.display()
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
     if budget > 0.0 {
         let Some(cost) = plan.cost_usd else {
             anyhow::bail!(
@@ -578,12 +608,32 @@ fn enrich(
             plan.name_only_ventures.len()
         );
     }
-    let request = crate::enrich::EnrichRequest {
+    let mut request = crate::enrich::EnrichRequest {
         selection,
         concurrency,
         retry_failed: args.retry_failed,
         dry_run: args.dry_run,
+        no_live: args.no_live,
+        ..Default::default()
     };
+    if let Some(file) = &args.batch_import {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading the batch results {}", file.display()))?;
+        let (answers, problems) = crate::enrich::read_batch_results(&text, &plan);
+        for problem in &problems {
+            tracing::warn!("{}: {problem}", file.display());
+        }
+        if !cli.quiet {
+            eprintln!(
+                "{}: {} answer(s) for {} planned pair(s), {} line(s) unusable",
+                file.display(),
+                answers.len(),
+                plan.pairs.len(),
+                problems.len()
+            );
+        }
+        request.imported = answers;
+    }
     let pairs = plan.pairs.len() as u64;
     let runtime = runtime()?;
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<crate::run::Event>();

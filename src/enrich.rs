@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::llm::Provider;
+use crate::llm::{Completion, Provider, Usage};
 use crate::run::plan::{self, Plan, Selection};
 use crate::run::schedule::{self, RunSpec, Writer};
 use crate::run::{Engine, Error, Events, RunReport};
@@ -20,6 +20,10 @@ pub struct EnrichRequest {
     /// When resuming a run, ask again the pairs it recorded as failed.
     pub retry_failed: bool,
     pub dry_run: bool,
+    /// Answers to pairs' first requests, from a Batch API result file (`--batch-import`).
+    pub imported: BTreeMap<(String, String), Completion>,
+    /// Ask nothing live: pairs the imported answers do not fill wait for the next export.
+    pub no_live: bool,
 }
 
 /// The journal's key of a request: a run asked the same is resumed.
@@ -49,10 +53,18 @@ pub fn plan(engine: &Engine, selection: &Selection) -> Result<Plan, Error> {
 /// same, else start a new one.
 pub async fn run(
     engine: Arc<Engine>,
-    plan: Plan,
+    mut plan: Plan,
     request: &EnrichRequest,
     events: Events,
 ) -> Result<RunReport, Error> {
+    if request.no_live {
+        // Only the pairs the batch answered; the others go in the next export.
+        plan.pairs.retain(|pair| {
+            request
+                .imported
+                .contains_key(&(pair.venture.clone(), pair.block.clone()))
+        });
+    }
     let writer = Writer::open(&engine, request.dry_run)?;
     let args = journal_args(&engine, &request.selection);
     let mut run_id = None;
@@ -93,6 +105,128 @@ pub async fn run(
         append: false,
         stop_on_model_error: false,
         skip,
+        imported: request.imported.clone(),
+        live: !request.no_live,
     };
     schedule::execute(engine, spec, writer, events).await
+}
+
+/// `--batch-export`: the first request of every pair that waits for no other pair of the plan
+/// (the current wave), in the OpenAI Batch API file format: `custom_id` (`venture / block`),
+/// `method`, `url`, `body` (what the live path sends, `json_schema`, not streamed).
+pub fn batch_lines(engine: &Engine, plan: &Plan) -> Result<Vec<serde_json::Value>, Error> {
+    let Provider::Openai { model, .. } = &engine.provider else {
+        return Err(Error::Usage(
+            "--batch-export writes requests for an OpenAI-compatible batch runner: pass --provider openai (or another preset)".into(),
+        ));
+    };
+    let ventures: BTreeMap<String, crate::prompt::VentureInput> = engine
+        .graph
+        .ventures()
+        .iter()
+        .map(|venture| (venture.name.clone(), plan::venture_input(venture)))
+        .collect();
+    let mut lines = Vec::new();
+    for pair in &plan.pairs {
+        let block = engine.graph.find_block(&pair.block)?;
+        let waits = plan.pairs.iter().any(|other| {
+            other.venture == pair.venture
+                && other.block != pair.block
+                && block.relations.contains(&other.block)
+        });
+        if waits {
+            continue;
+        }
+        let Some(venture) = ventures.get(&pair.venture) else {
+            continue;
+        };
+        let request = crate::run::job::first_request(engine, venture, block, pair.count)?;
+        lines.push(json!({
+            "custom_id": batch_id(&pair.venture, &pair.block),
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": crate::llm::openai::batch_body(model, &request),
+        }));
+    }
+    Ok(lines)
+}
+
+/// A pair's `custom_id` in batch files.
+pub fn batch_id(venture: &str, block: &str) -> String {
+    format!("{venture} / {block}")
+}
+
+/// The answers of a Batch API result file (OpenAI's, or vLLM's `run_batch`), by pair, and what
+/// was wrong with the lines that gave none (line number and cause: those pairs are asked live,
+/// or left for the next export).
+pub fn read_batch_results(
+    text: &str,
+    plan: &Plan,
+) -> (BTreeMap<(String, String), Completion>, Vec<String>) {
+    let planned: BTreeSet<(String, String)> = plan
+        .pairs
+        .iter()
+        .map(|pair| (pair.venture.clone(), pair.block.clone()))
+        .collect();
+    let mut answers = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let number = index + 1;
+        match batch_answer(line, &planned) {
+            Ok((pair, completion)) => {
+                answers.insert(pair, completion);
+            }
+            Err(problem) => problems.push(format!("line {number}: {problem}")),
+        }
+    }
+    (answers, problems)
+}
+
+/// One result line: its pair and the answer.
+fn batch_answer(
+    line: &str,
+    planned: &BTreeSet<(String, String)>,
+) -> Result<((String, String), Completion), String> {
+    let value: serde_json::Value =
+        serde_json::from_str(line).map_err(|error| format!("not JSON ({error})"))?;
+    let id = value["custom_id"]
+        .as_str()
+        .ok_or("no custom_id")?
+        .to_string();
+    let (venture, block) = id
+        .rsplit_once(" / ")
+        .ok_or_else(|| format!("custom_id `{id}` is not `venture / block`"))?;
+    let pair = (venture.to_string(), block.to_string());
+    if !planned.contains(&pair) {
+        return Err(format!(
+            "`{id}` is not a pair of this plan (it has items by now, or other --venture/--block filters were used)"
+        ));
+    }
+    if !value["error"].is_null() {
+        return Err(format!("`{id}` failed in the batch: {}", value["error"]));
+    }
+    let response = &value["response"];
+    let status = response["status_code"].as_u64().unwrap_or(0);
+    if status != 200 {
+        return Err(format!("`{id}` got HTTP {status} in the batch"));
+    }
+    let body = &response["body"];
+    let text = body["choices"][0]["message"]["content"]
+        .as_str()
+        .ok_or_else(|| format!("`{id}`: the response has no choices[0].message.content"))?;
+    let usage = Usage {
+        prompt_tokens: body["usage"]["prompt_tokens"].as_u64().unwrap_or(0),
+        completion_tokens: body["usage"]["completion_tokens"].as_u64().unwrap_or(0),
+    };
+    Ok((
+        pair,
+        Completion {
+            text: text.to_string(),
+            usage,
+            constrained_by: "batch json_schema".into(),
+        },
+    ))
 }

@@ -98,6 +98,8 @@ pub async fn run(
         append: request.append,
         stop_on_model_error: true,
         skip: Default::default(),
+        imported: Default::default(),
+        live: true,
     };
     let writer = Writer::open(&engine, request.dry_run)?;
     schedule::execute(engine, spec, writer, events).await

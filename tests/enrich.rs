@@ -489,3 +489,106 @@ async fn a_plan_over_budget_is_refused_and_a_run_stops_before_passing_it() -> Te
     assert_eq!(recorder.seen().len(), report.totals.drafted);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batch_export_then_import_with_an_invalid_line_asks_only_that_pair_live() -> TestResult {
+    let (server, recorder) = Recorder::start(Duration::ZERO, None).await;
+    let folder = common::sample_graph_copy()?;
+    let exported = folder.path().join("batch.jsonl");
+    let results = folder.path().join("results.jsonl");
+    let exported_path = exported.to_string_lossy().into_owned();
+    let mut export = FORCE.to_vec();
+    export.extend(["--batch-export", &exported_path]);
+    let (code, stdout, stderr) = output(&mut inncopilot(folder.path(), &server, &export))?;
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(recorder.seen().is_empty(), "an export sends nothing");
+
+    // Only the first wave (the profiles: relationships wait for them), each line the request
+    // the live path would send, not streamed.
+    let lines: Vec<Value> = std::fs::read_to_string(&exported)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(lines.len(), VENTURES);
+    for line in &lines {
+        assert_eq!(line["method"], "POST");
+        assert_eq!(line["url"], "/v1/chat/completions");
+        assert_eq!(line["body"]["response_format"]["type"], "json_schema");
+        assert!(line["body"].get("stream").is_none());
+        assert!(
+            line["custom_id"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with(" / profile-(id)")
+        );
+    }
+
+    // A batch runner's results: every answer, the first one broken.
+    let mut written = String::new();
+    for (index, line) in lines.iter().enumerate() {
+        let venture = line["custom_id"]
+            .as_str()
+            .and_then(|id| id.split_once(" / "))
+            .map(|(venture, _)| venture.to_string())
+            .unwrap_or_default();
+        let initials: String = venture
+            .split_whitespace()
+            .filter_map(|word| word.chars().next())
+            .collect::<String>()
+            .to_uppercase();
+        let content = answer_for_block(&line["body"].to_string())
+            .replace("Weekend Riders", &format!("Weekend Riders {initials}"))
+            .replace("Hotel Guests", &format!("Hotel Guests {initials}"));
+        let result = serde_json::json!({
+            "id": format!("batch_req_{index}"),
+            "custom_id": line["custom_id"],
+            "response": {"status_code": 200, "request_id": "r", "body": {
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
+                "usage": {"prompt_tokens": 900, "completion_tokens": 120}
+            }},
+            "error": null
+        });
+        let text = result.to_string();
+        written.push_str(match index {
+            0 => "{\"custom_id\": \"cut off",
+            _ => &text,
+        });
+        written.push('\n');
+    }
+    std::fs::write(&results, written)?;
+    let broken = lines[0]["custom_id"].as_str().ok_or("no id")?.to_string();
+
+    // Import: the four good answers written as they are; the broken line's pair and the
+    // relationships (the next wave) asked live.
+    let mut import = FORCE.to_vec();
+    let results_path = results.to_string_lossy().into_owned();
+    import.extend(["--batch-import", &results_path, "--json"]);
+    let (code, stdout, stderr) = output(&mut inncopilot(folder.path(), &server, &import))?;
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stderr.contains("line 1: not JSON"), "{stderr}");
+    let report: Value = serde_json::from_str(&stdout)?;
+    assert_eq!(report["totals"]["drafted"], 2 * VENTURES);
+    let live = recorder.seen();
+    let profiles_asked: Vec<String> = live
+        .iter()
+        .filter(|seen| seen.block == PROFILE)
+        .map(|seen| format!("{} / {PROFILE}", seen.venture))
+        .collect();
+    assert_eq!(profiles_asked, [broken]);
+    assert_eq!(live.len(), 1 + VENTURES);
+
+    // --no-live: only what the results give, the rest waits.
+    let folder = common::sample_graph_copy()?;
+    std::fs::copy(&results, folder.path().join("results.jsonl"))?;
+    recorder.clear();
+    let results_path = folder.path().join("results.jsonl");
+    let results_path = results_path.to_string_lossy().into_owned();
+    let mut import = FORCE.to_vec();
+    import.extend(["--batch-import", &results_path, "--no-live", "--json"]);
+    let (code, stdout, stderr) = output(&mut inncopilot(folder.path(), &server, &import))?;
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    let report: Value = serde_json::from_str(&stdout)?;
+    assert_eq!(report["totals"]["drafted"], VENTURES - 1);
+    assert!(recorder.seen().is_empty());
+    Ok(())
+}

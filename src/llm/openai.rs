@@ -194,43 +194,8 @@ impl OpenAiModel {
         }
     }
 
-    // `seed` is deprecated by OpenAI but honoured by vLLM, llama.cpp, Ollama and others.
-    #[allow(deprecated)]
     fn wire_request(&self, request: &ChatRequest, format: ResponseFormat) -> WireRequest {
-        let messages = request
-            .messages
-            .iter()
-            .map(|message| match message.role {
-                Role::System => ChatCompletionRequestMessage::System(
-                    ChatCompletionRequestSystemMessage::from(message.content.as_str()),
-                ),
-                Role::User => ChatCompletionRequestMessage::User(
-                    ChatCompletionRequestUserMessage::from(message.content.as_str()),
-                ),
-                Role::Assistant => ChatCompletionRequestMessage::Assistant(
-                    ChatCompletionRequestAssistantMessage::from(message.content.as_str()),
-                ),
-            })
-            .collect();
-        let typed = CreateChatCompletionRequest {
-            messages,
-            model: self.model.clone(),
-            temperature: Some(request.params.temperature as f32),
-            max_completion_tokens: Some(request.params.max_tokens),
-            seed: Some(request.params.seed),
-            // Beside it, in `WireRequest`.
-            response_format: None,
-            stream: Some(true),
-            stream_options: Some(ChatCompletionStreamOptions {
-                include_usage: Some(true),
-                include_obfuscation: None,
-            }),
-            ..Default::default()
-        };
-        WireRequest {
-            typed,
-            response_format: response_format(format, &request.schema),
-        }
+        wire_request(&self.model, request, format, true)
     }
 
     /// One attempt: send, stream the answer, classify what went wrong.
@@ -483,6 +448,62 @@ impl ChatModel for OpenAiModel {
             );
             tokio::time::sleep(wait).await;
         }
+    }
+}
+
+/// The body of a request as the OpenAI Batch API (and vLLM's offline runner) takes it: what the
+/// live path sends, with `json_schema`, not streamed.
+pub fn batch_body(model: &str, request: &ChatRequest) -> Value {
+    serde_json::to_value(wire_request(
+        model,
+        request,
+        ResponseFormat::JsonSchema,
+        false,
+    ))
+    .unwrap_or(Value::Null)
+}
+
+// `seed` is deprecated by OpenAI but honoured by vLLM, llama.cpp, Ollama and others.
+#[allow(deprecated)]
+fn wire_request(
+    model: &str,
+    request: &ChatRequest,
+    format: ResponseFormat,
+    stream: bool,
+) -> WireRequest {
+    let messages = request
+        .messages
+        .iter()
+        .map(|message| match message.role {
+            Role::System => ChatCompletionRequestMessage::System(
+                ChatCompletionRequestSystemMessage::from(message.content.as_str()),
+            ),
+            Role::User => ChatCompletionRequestMessage::User(
+                ChatCompletionRequestUserMessage::from(message.content.as_str()),
+            ),
+            Role::Assistant => ChatCompletionRequestMessage::Assistant(
+                ChatCompletionRequestAssistantMessage::from(message.content.as_str()),
+            ),
+        })
+        .collect();
+    let typed = CreateChatCompletionRequest {
+        messages,
+        model: model.to_string(),
+        temperature: Some(request.params.temperature as f32),
+        max_completion_tokens: Some(request.params.max_tokens),
+        seed: Some(request.params.seed),
+        // Beside it, in `WireRequest`.
+        response_format: None,
+        stream: stream.then_some(true),
+        stream_options: stream.then_some(ChatCompletionStreamOptions {
+            include_usage: Some(true),
+            include_obfuscation: None,
+        }),
+        ..Default::default()
+    };
+    WireRequest {
+        typed,
+        response_format: response_format(format, &request.schema),
     }
 }
 

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::{Draft, Engine, Error, EventKind, Events, Failure, FailureKind, Provenance};
 use crate::draft::{AnswerSchema, Checker, Issue, Item, Junk, JunkContext, JunkReason};
 use crate::graph::Block;
-use crate::llm::{ChatRequest, Params, Provider, Usage, tokens};
+use crate::llm::{ChatRequest, Completion, Params, Provider, Usage, tokens};
 use crate::prompt::library::sha256_hex;
 use crate::prompt::{self, Library, Message, Role, VentureInput};
 
@@ -35,6 +35,24 @@ pub struct PairOutcome {
     pub cost_usd: f64,
 }
 
+/// Where a pair's answers come from besides the cache.
+#[derive(Debug, Clone)]
+pub struct Answers {
+    /// The answer to the first request, already given (a Batch API result file).
+    pub imported: Option<Completion>,
+    /// Ask the model for what the imported answer (or the cache) does not give.
+    pub live: bool,
+}
+
+impl Default for Answers {
+    fn default() -> Answers {
+        Answers {
+            imported: None,
+            live: true,
+        }
+    }
+}
+
 /// Draft `count` items of `block` for `venture`.
 pub async fn draft_pair(
     engine: &Engine,
@@ -42,16 +60,16 @@ pub async fn draft_pair(
     venture: &VentureInput,
     block: &Block,
     count: usize,
+    answers: Answers,
     events: &Events,
 ) -> Result<PairOutcome, Error> {
+    let Answers { mut imported, live } = answers;
     let started = Instant::now();
     let started_at = chrono::Utc::now().to_rfc3339();
     let library: &Library = &engine.library;
     let budget = crate::pipeline::prompt_options(&engine.settings, &engine.provider);
     let schema = AnswerSchema::for_block(library, block)?;
-    let over_ask = engine.over_ask();
-    // Over-asking never goes past the schema's maximum (asking beyond it is a usage error).
-    let ask = |missing: usize| (missing + over_ask).min(schema.max_items()).max(missing);
+    let ask = |missing: usize| asked_for(engine, &schema, missing);
     let first = prompt::render(library, &engine.graph, block, venture, ask(count), budget)?;
     let existing: Vec<&str> = first
         .context
@@ -87,7 +105,7 @@ pub async fn draft_pair(
     let mut kept: Vec<Item> = Vec::new();
     let mut usage = Usage::default();
     let mut cost_usd = 0.0;
-    let (mut attempts, mut cached_attempts) = (0_u32, 0_u32);
+    let (mut attempts, mut cached_attempts, mut imported_attempts) = (0_u32, 0_u32, 0_u32);
     let mut constrained_by = String::new();
     let mut messages = first.messages.clone();
     let mut schema_sent = first.schema.clone();
@@ -119,7 +137,22 @@ pub async fn draft_pair(
                 .collect(),
         };
         let key = crate::cache::Cache::key(&engine.identity, &chat);
-        let cached = engine.cache.get(&key);
+        // An imported answer is the first request's, as the batch runner got it; it is cached
+        // so that a re-run reads it again.
+        let imported_now = imported.take().filter(|_| attempt == 1);
+        if let Some(answer) = &imported_now {
+            engine.cache.put(&key, answer);
+            // Batch prices are half the live ones.
+            cost_usd += 0.5
+                * tokens::cost_usd(
+                    &engine.provider,
+                    price,
+                    answer.usage.prompt_tokens as usize,
+                    answer.usage.completion_tokens as usize,
+                );
+            imported_attempts += 1;
+        }
+        let cached = imported_now.or_else(|| engine.cache.get(&key));
         events.send(
             &venture.name,
             &block.id,
@@ -132,6 +165,16 @@ pub async fn draft_pair(
             Some(completion) => {
                 cached_attempts += 1;
                 completion
+            }
+            None if !live => {
+                failure = Some(Failure::new(
+                    FailureKind::Deferred,
+                    format!(
+                        "{} of {count} items from the batch results; the rest are left for the next --batch-export (or import without --no-live)",
+                        kept.len()
+                    ),
+                ));
+                break;
             }
             None => {
                 let estimate = tokens::cost_usd(
@@ -267,10 +310,44 @@ pub async fn draft_pair(
     Ok(PairOutcome {
         draft,
         failure,
-        cached: attempts > 0 && cached_attempts == attempts,
+        cached: attempts > 0 && cached_attempts == attempts && imported_attempts == 0,
         attempts,
         tokens: usage,
         cost_usd,
+    })
+}
+
+/// How many items to ask for when `missing` are missing: the local model may be over-asked,
+/// never past the schema's maximum (asking beyond it is a usage error).
+fn asked_for(engine: &Engine, schema: &AnswerSchema, missing: usize) -> usize {
+    (missing + engine.over_ask())
+        .min(schema.max_items())
+        .max(missing)
+}
+
+/// The first request of a pair, as [`draft_pair`] sends it (for the Batch API file).
+pub fn first_request(
+    engine: &Engine,
+    venture: &VentureInput,
+    block: &Block,
+    count: usize,
+) -> Result<ChatRequest, Error> {
+    let schema = AnswerSchema::for_block(&engine.library, block)?;
+    let budget = crate::pipeline::prompt_options(&engine.settings, &engine.provider);
+    let asked = asked_for(engine, &schema, count);
+    let first = prompt::render(
+        &engine.library,
+        &engine.graph,
+        block,
+        venture,
+        asked,
+        budget,
+    )?;
+    Ok(ChatRequest {
+        messages: first.messages,
+        schema: first.schema,
+        params: engine.params.clone(),
+        avoid_names: Vec::new(),
     })
 }
 

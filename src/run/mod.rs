@@ -203,6 +203,8 @@ pub enum FailureKind {
     Write,
     /// Not attempted because the run stopped first.
     NotAttempted,
+    /// Batch results did not give enough items and the run was not to ask live.
+    Deferred,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -414,6 +416,9 @@ pub enum Error {
     Writeback(#[from] writeback::Error),
     #[error(transparent)]
     Journal(#[from] journal::Error),
+    /// A request that cannot be done as asked (the message says what to change).
+    #[error("{0}")]
+    Usage(String),
     #[error("cannot write the draft file {path}: {source}")]
     Write {
         path: PathBuf,

@@ -12,13 +12,14 @@ use std::time::Instant;
 
 use tokio::task::JoinSet;
 
-use super::job::{self, PairOutcome};
+use super::job::{self, Answers, PairOutcome};
 use super::journal::{self, Journal, PairRecord};
 use super::plan::PlannedPair;
 use super::{
     Draft, Engine, Error, EventKind, Events, Failed, Failure, FailureKind, RunReport, Totals,
 };
 use crate::fsutil::write_atomic;
+use crate::llm::Completion;
 use crate::prompt::{VentureInput, context};
 use crate::writeback::{self, DraftSet, GraphLock, Workspace};
 
@@ -42,6 +43,10 @@ pub struct RunSpec {
     pub stop_on_model_error: bool,
     /// Pairs a resumed run finished already (they are skipped).
     pub skip: BTreeSet<(String, String)>,
+    /// Answers to pairs' first requests given by a Batch API result file.
+    pub imported: BTreeMap<(String, String), Completion>,
+    /// Ask the model for what the cache and the imported answers do not give.
+    pub live: bool,
 }
 
 /// The one writer of a run: holds the graph's lock (unless it is a dry run), the graph as it
@@ -188,6 +193,8 @@ pub async fn execute(
         append,
         stop_on_model_error,
         skip,
+        mut imported,
+        live,
     } = spec;
     if let Some(journal) = writer.journal() {
         journal.start_run(
@@ -275,10 +282,15 @@ pub async fn execute(
                 });
             let (engine, events, run_id) = (engine.clone(), events.clone(), run_id.clone());
             let (block_id, count) = (pair.block.clone(), pair.count);
+            let answers = Answers {
+                imported: imported.remove(&(pair.venture.clone(), pair.block.clone())),
+                live,
+            };
             in_flight.spawn(async move {
                 let outcome = match engine.graph.find_block(&block_id) {
                     Ok(block) => {
-                        job::draft_pair(&engine, &run_id, &venture, block, count, &events).await
+                        job::draft_pair(&engine, &run_id, &venture, block, count, answers, &events)
+                            .await
                     }
                     Err(error) => Err(error.into()),
                 };
