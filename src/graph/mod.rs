@@ -11,7 +11,7 @@ pub mod name;
 pub mod outline;
 pub mod page;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -125,6 +125,9 @@ pub struct Graph {
     pub blocks: Vec<Block>,
     pub warnings: Vec<Warning>,
     pages_by_key: HashMap<String, usize>,
+    /// Per block page (path), the keys of the pages its reading looked up (itself, embedded
+    /// example pages whether they exist or not): what [`Graph::update_pages`] reads again.
+    sources: HashMap<String, HashSet<String>>,
 }
 
 impl Graph {
@@ -195,38 +198,16 @@ impl Graph {
                 });
             }
         }
-        let find_page = |name: &str| {
-            pages_by_key
-                .get(&page_key(name))
-                .map(|&index| &pages[index])
-        };
         let mut blocks = Vec::new();
+        let mut sources = HashMap::new();
         for page in &pages {
-            let sections = page.sections();
-            if !metamodel::is_block_page(&sections) {
-                continue;
-            }
-            let mut block = metamodel::read_block(page, &sections);
-            let mut reader = ExampleReader::new(&find_page);
-            for section in sections
-                .iter()
-                .filter(|section| section.kind == SectionKind::Examples)
+            if let Some((block, read, block_warnings)) =
+                read_block_page(page, &pages, &pages_by_key)
             {
-                reader.read_entries(page, &section.entries, section.qualifier.clone());
+                warnings.extend(block_warnings);
+                sources.insert(block.page.clone(), read);
+                blocks.push(block);
             }
-            let (examples, canvases, example_warnings) = reader.finish();
-            block.examples = examples;
-            block.canvases = canvases;
-            warnings.extend(example_warnings.into_iter().map(|warning| Warning {
-                kind: warning.kind,
-                path: warning.page,
-                line: Some(warning.line),
-                message: warning.message,
-            }));
-            if block.item_class.is_none() {
-                block.item_class = most_common_class(&block.examples);
-            }
-            blocks.push(block);
         }
         blocks.sort_by(|left, right| left.id.cmp(&right.id));
         resolve_relations(&mut blocks, &mut warnings);
@@ -236,7 +217,63 @@ impl Graph {
             blocks,
             warnings,
             pages_by_key,
+            sources,
         }
+    }
+
+    /// Replace, add (`Some`) or remove (`None`) pages by path, and read again only the blocks
+    /// they touch: block pages among them, and blocks whose examples were looked up on them
+    /// (embedded example pages, existing or not yet). The same graph as [`from_pages`] on the
+    /// new pages, at the cost of the pages changed rather than of the whole graph; warnings of
+    /// blocks read again are dropped (a writer has no use for them).
+    ///
+    /// [`from_pages`]: Graph::from_pages
+    pub fn update_pages(&mut self, edits: Vec<(String, Option<Page>)>) {
+        let mut touched: HashSet<String> = HashSet::new();
+        let mut block_pages: HashSet<String> = HashSet::new();
+        for (path, page) in edits {
+            let position = self.pages.iter().position(|old| old.path == path);
+            if let Some(index) = position {
+                touched.insert(page_key(&self.pages[index].name));
+            }
+            if let Some(page) = &page {
+                touched.insert(page_key(&page.name));
+            }
+            block_pages.insert(path.clone());
+            match (position, page) {
+                (Some(index), Some(page)) => self.pages[index] = page,
+                (None, Some(page)) => self.pages.push(page),
+                (Some(index), None) => {
+                    self.pages.remove(index);
+                }
+                (None, None) => {}
+            }
+        }
+        self.pages_by_key.clear();
+        for (index, page) in self.pages.iter().enumerate() {
+            self.pages_by_key.insert(page_key(&page.name), index);
+        }
+        // Blocks that read a touched page are read again, from their own page.
+        for block in &self.blocks {
+            let read = self.sources.get(&block.page);
+            if read.is_some_and(|read| read.iter().any(|key| touched.contains(key))) {
+                block_pages.insert(block.page.clone());
+            }
+        }
+        self.blocks
+            .retain(|block| !block_pages.contains(&block.page));
+        for path in &block_pages {
+            self.sources.remove(path);
+            let Some(page) = self.pages.iter().find(|page| &page.path == path) else {
+                continue;
+            };
+            if let Some((block, read, _)) = read_block_page(page, &self.pages, &self.pages_by_key) {
+                self.sources.insert(block.page.clone(), read);
+                self.blocks.push(block);
+            }
+        }
+        self.blocks.sort_by(|left, right| left.id.cmp(&right.id));
+        resolve_relations(&mut self.blocks, &mut Vec::new());
     }
 
     /// A page by name, case-insensitively.
@@ -365,6 +402,50 @@ fn most_common_class(examples: &[Example]) -> Option<String> {
 /// Turn `relations::` page names into block ids: the exact page name or id first (compared as
 /// Logseq does, ignoring case), then [`loose_key`]; an unknown or ambiguous name is warned about
 /// and dropped.
+/// A block page read: the block with its examples, the keys of the pages looked up, and the
+/// warnings of its examples; `None` when the page is not a block page.
+fn read_block_page(
+    page: &Page,
+    pages: &[Page],
+    pages_by_key: &HashMap<String, usize>,
+) -> Option<(Block, HashSet<String>, Vec<Warning>)> {
+    let sections = page.sections();
+    if !metamodel::is_block_page(&sections) {
+        return None;
+    }
+    let read = std::cell::RefCell::new(HashSet::from([page_key(&page.name)]));
+    let find_page = |name: &str| {
+        let key = page_key(name);
+        let found = pages_by_key.get(&key).map(|&index| &pages[index]);
+        read.borrow_mut().insert(key);
+        found
+    };
+    let mut block = metamodel::read_block(page, &sections);
+    let mut reader = ExampleReader::new(&find_page);
+    for section in sections
+        .iter()
+        .filter(|section| section.kind == SectionKind::Examples)
+    {
+        reader.read_entries(page, &section.entries, section.qualifier.clone());
+    }
+    let (examples, canvases, example_warnings) = reader.finish();
+    block.examples = examples;
+    block.canvases = canvases;
+    if block.item_class.is_none() {
+        block.item_class = most_common_class(&block.examples);
+    }
+    let warnings = example_warnings
+        .into_iter()
+        .map(|warning| Warning {
+            kind: warning.kind,
+            path: warning.page,
+            line: Some(warning.line),
+            message: warning.message,
+        })
+        .collect();
+    Some((block, read.into_inner(), warnings))
+}
+
 fn resolve_relations(blocks: &mut [Block], warnings: &mut Vec<Warning>) {
     let mut id_by_key: HashMap<String, String> = HashMap::new();
     let mut ids_by_loose_key: HashMap<String, Vec<String>> = HashMap::new();
@@ -503,6 +584,60 @@ mod tests {
 
     fn page(path: &str, text: &str) -> Page {
         Page::parse(path.to_string(), PathBuf::from(path), text.to_string())
+    }
+
+    #[test]
+    fn updating_pages_reads_the_same_blocks_as_reading_them_all_again() {
+        let thing = "relations:: [[other]]\n\n- ## Definition\n  - A thing.\n- ## innCoPilot\n  - Why?\n- ## Examples\n  - ### Acme\n    {{embed [[thing/examples/Acme]]}}\n  - ### Beta\n    {{embed [[thing/examples/Beta]]}}\n";
+        let other = "- ## Definition\n  - Another.\n- ## innCoPilot\n  - How?\n- ## Examples\n  - ### Beta\n    - #idea [[Beta Other Idea]]\n      - An idea.\n";
+        let mut pages = vec![
+            page("pages/thing.md", thing),
+            page("pages/other.md", other),
+            page(
+                "pages/thing___examples___Beta.md",
+                "- #idea [[Beta Idea]]\n  - One.\n",
+            ),
+            page("pages/notes.md", "- x\n"),
+        ];
+        let mut graph = Graph::from_pages(PathBuf::from("graph"), pages.clone(), Vec::new());
+        let renamed = other.replace("Beta Other Idea", "Beta Renamed");
+        let edits: Vec<(&str, Option<&str>)> = vec![
+            // A canvas that was empty gets its page.
+            (
+                "pages/thing___examples___Acme.md",
+                Some("- #idea [[Acme Idea]]\n  - Two.\n"),
+            ),
+            // An embedded page changes, then goes.
+            (
+                "pages/thing___examples___Beta.md",
+                Some("- #idea [[Beta Idea]]\n  - One.\n- #idea [[Beta Again]]\n  - Three.\n"),
+            ),
+            ("pages/thing___examples___Beta.md", None),
+            // A block page changes; a page nobody reads changes.
+            ("pages/other.md", Some(&renamed)),
+            ("pages/notes.md", Some("- y\n")),
+            // A page becomes a block page.
+            ("pages/notes.md", Some(other)),
+        ];
+        for (path, text) in edits {
+            let edited = text.map(|text| page(path, text));
+            match (pages.iter().position(|page| page.path == path), &edited) {
+                (Some(index), Some(edited)) => pages[index] = edited.clone(),
+                (None, Some(edited)) => pages.push(edited.clone()),
+                (Some(index), None) => {
+                    pages.remove(index);
+                }
+                (None, None) => {}
+            }
+            graph.update_pages(vec![(path.to_string(), edited)]);
+            let whole = Graph::from_pages(PathBuf::from("graph"), pages.clone(), Vec::new());
+            assert_eq!(
+                format!("{:?}", graph.blocks),
+                format!("{:?}", whole.blocks),
+                "after editing {path}"
+            );
+        }
+        assert_eq!(graph.blocks.len(), 3);
     }
 
     #[test]

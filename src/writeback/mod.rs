@@ -105,22 +105,19 @@ impl Workspace {
             return;
         }
         let root = self.graph.root.clone();
-        let mut pages = std::mem::take(&mut self.graph.pages);
+        let mut changed = Vec::with_capacity(edits.len());
         for edit in edits {
-            let position = pages.iter().position(|page| page.path == edit.path);
-            let before = position.map(|index| pages[index].text.clone());
+            let before = page_at(&self.graph, &edit.path).map(|page| page.text.clone());
             self.read.entry(edit.path.clone()).or_insert(before);
             let file = root.join(&edit.path);
-            match (position, edit.text) {
-                (Some(index), Some(text)) => pages[index] = Page::parse(edit.path, file, text),
-                (None, Some(text)) => pages.push(Page::parse(edit.path, file, text)),
-                (Some(index), None) => {
-                    pages.remove(index);
-                }
-                (None, None) => {}
-            }
+            let page = edit
+                .text
+                .map(|text| Page::parse(edit.path.clone(), file, text));
+            changed.push((edit.path, page));
         }
-        self.graph = Graph::from_pages(root, pages, Vec::new());
+        // Only the blocks the edited pages touch are read again (a graph of 1,500 pages takes
+        // ~8 ms to read whole, several times per pair written).
+        self.graph.update_pages(changed);
     }
 
     /// Drop the edits not committed yet: the pages are again as they were read.
