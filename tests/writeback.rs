@@ -332,13 +332,67 @@ fn a_new_venture_is_placed_the_way_the_page_does_it_and_keeps_its_brief() -> Tes
         "{example_page}"
     );
     let venture_page = std::fs::read_to_string(root.join("pages/Solar Bikes.md"))?;
-    assert_eq!(venture_page, format!("type:: venture\n\n- {brief}\n"));
+    assert_eq!(
+        venture_page,
+        format!("type:: venture\ndraft:: true\ngenerated-by:: inncopilot test\n\n- {brief}\n")
+    );
     let graph = Graph::load(root)?;
     let venture = graph
         .find_venture("solar bikes")
         .ok_or("venture not found")?;
     assert_eq!(venture.brief.as_deref(), Some(brief));
     assert_eq!(venture.blocks.values().sum::<usize>(), 4);
+    Ok(())
+}
+
+#[test]
+fn a_new_venture_page_goes_with_its_last_rejected_draft_and_stays_once_one_is_accepted()
+-> TestResult {
+    let folder = common::sample_graph_copy()?;
+    let root = folder.path();
+    let original = files(root);
+    let brief = "Solar-roofed e-bikes rented by the hour.";
+    let venture_page = root.join("pages/Solar Bikes.md");
+    let selection = |block: Option<&str>| Selection {
+        venture: Some("Solar Bikes".into()),
+        block: block.map(str::to_string),
+        ..Selection::default()
+    };
+    for block in ["relationship", "profile-(id)"] {
+        write(
+            root,
+            "Solar Bikes",
+            Some(brief),
+            block,
+            &items("Ride", 2),
+            "run-1",
+        )?;
+    }
+    // Rejecting one block's drafts keeps the page: the venture still has drafts.
+    decide(root, &selection(Some("relationship")), false)?;
+    assert!(venture_page.exists());
+    // Rejecting the last of them removes it: the graph is as it was.
+    decide(root, &selection(None), false)?;
+    assert_eq!(files(root), original);
+
+    // Accepting one makes the page the person's: no draft mark, and it stays.
+    for block in ["relationship", "profile-(id)"] {
+        write(
+            root,
+            "Solar Bikes",
+            Some(brief),
+            block,
+            &items("Ride", 2),
+            "run-2",
+        )?;
+    }
+    decide(root, &selection(Some("relationship")), true)?;
+    assert_eq!(
+        std::fs::read_to_string(&venture_page)?,
+        format!("type:: venture\ngenerated-by:: inncopilot test\n\n- {brief}\n")
+    );
+    decide(root, &selection(Some("profile-(id)")), false)?;
+    assert!(venture_page.exists());
     Ok(())
 }
 

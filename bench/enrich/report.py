@@ -47,7 +47,7 @@ def record(arguments) -> None:
     entry = {"tool": arguments.tool, "pairs": arguments.pairs,
              "concurrency": arguments.concurrency, "wall_s": round(wall, 3),
              "peak_rss_mb": round(rss / 1024, 1), "requests": arguments.requests,
-             "exit_code": arguments.exit_code, "load": arguments.load}
+             "exit_code": arguments.exit_code, "load_before": arguments.load}
     if arguments.log:
         match = WRITER_LINE.search(arguments.log.read_text(errors="replace"))
         if match:
@@ -118,8 +118,8 @@ def cell(value, digits=2, suffix=""):
 
 
 def print_table(rows: list[dict], small_pairs: int) -> None:
-    header = ("conc", "pairs", "ideal s", "ours s", "/ideal", "ours MB",
-              f"MB@{small_pairs}", "MB ratio", "writer ms/pair", "promptfoo s", "pf MB",
+    header = ("conc", "pairs", "ideal s", "ours s", "/ideal", "writer s", "writer ms/pair",
+              "ours MB", f"MB@{small_pairs}", "MB ratio", "promptfoo s", "/ideal", "pf MB",
               "ours/pf", "requests ours/pf")
     table = [header]
     for row in rows:
@@ -128,10 +128,11 @@ def print_table(rows: list[dict], small_pairs: int) -> None:
         table.append((
             str(row["concurrency"]), str(row["pairs"]), cell(row["ideal_s"]),
             cell(ours.get("wall_s")), cell(row["inncopilot_ratio_to_ideal"], 3),
+            cell(ours.get("writer_s")), cell(ours.get("writer_ms_per_pair"), 1),
             cell(ours.get("peak_rss_mb"), 1), cell(small.get("peak_rss_mb"), 1),
-            cell(row["rss_ratio_pairs_vs_small"], 3), cell(ours.get("writer_ms_per_pair"), 2),
-            cell(pf.get("wall_s")), cell(pf.get("peak_rss_mb"), 1),
-            cell(row["ours_over_promptfoo"], 3),
+            cell(row["rss_ratio_pairs_vs_small"], 3),
+            cell(pf.get("wall_s")), cell(row["promptfoo_ratio_to_ideal"], 3),
+            cell(pf.get("peak_rss_mb"), 1), cell(row["ours_over_promptfoo"], 3),
             f"{ours.get('requests', '-')}/{pf.get('requests', '-')}"))
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     for line in table:
@@ -154,7 +155,7 @@ def main() -> None:
     one.add_argument("--requests", type=int, required=True)
     one.add_argument("--log", type=Path)
     one.add_argument("--exit-code", type=int, default=0)
-    one.add_argument("--load", default="")
+    one.add_argument("--load", default="", help="uptime before the run")
     summary = commands.add_parser("summary")
     summary.add_argument("--records", type=Path, required=True)
     summary.add_argument("--latency-ms", type=float, required=True)

@@ -15,6 +15,8 @@
 //!   same order, with the same bytes, and still a person's (not swallowed into a draft block,
 //!   which a later `reject` would remove). Only the last line of a page may gain or lose its
 //!   line ending (drafts added after it, or removed again);
+//! - a page this tool made whole (a new venture's page: `draft:: true` and `generated-by::`
+//!   among its page properties) is ours until a person accepts it;
 //! - a page may be deleted only when it holds nothing but our lines.
 //!
 //! A change that breaks this is refused with the page and the line; `Workspace::commit` writes
@@ -107,6 +109,10 @@ fn human_lines(page: &Page) -> Vec<PageLine<'_>> {
 /// The line ranges this tool wrote: the extents of its draft blocks.
 pub fn our_ranges(page: &Page) -> Vec<Range<usize>> {
     let outline: &Outline = &page.outline;
+    if super::is_draft_page(page) {
+        // A page this tool made whole (a new venture's brief), not yet accepted.
+        return vec![0..outline.lines.len()];
+    }
     let drafts: Vec<usize> = (0..outline.blocks.len())
         .filter(|&block| outline.is_our_draft(block))
         .collect();
@@ -190,6 +196,18 @@ mod tests {
         // A page a person made, even an empty-looking one, stays.
         assert!(check("p.md", Some("    \n\n"), None).is_err());
         assert!(check("p.md", Some(&format!("{ours}\n")), None).is_err());
+    }
+
+    #[test]
+    fn a_page_this_tool_made_is_ours_until_accepted() {
+        let ours = "type:: venture\ndraft:: true\ngenerated-by:: inncopilot 0.1.0\n\n- A brief.\n";
+        assert_eq!(check("v.md", Some(ours), None), Ok(()));
+        let accepted = ours.replace("draft:: true\n", "");
+        assert_eq!(check("v.md", Some(ours), Some(&accepted)), Ok(()));
+        assert!(check("v.md", Some(&accepted), None).is_err());
+        // A person's page with a `draft:: true` of their own is theirs.
+        let theirs = "type:: venture\ndraft:: true\n\n- A brief.\n";
+        assert!(check("v.md", Some(theirs), None).is_err());
     }
 
     #[test]

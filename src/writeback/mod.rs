@@ -257,9 +257,15 @@ pub fn write_drafts(
     // The page is checked before anything changes, so a draft that cannot be placed leaves the
     // earlier ones in place.
     let (block_page, _) = place::writable_page(&workspace.graph, &block)?;
-    let brief_page = set
-        .brief
-        .and_then(|brief| place::brief_page(&workspace.graph, block_page, set.venture, brief));
+    let brief_page = set.brief.and_then(|brief| {
+        place::brief_page(
+            &workspace.graph,
+            block_page,
+            set.venture,
+            brief,
+            set.generated_by,
+        )
+    });
     if let Some(page) = brief_page {
         touched.push(page.path.clone());
         workspace.apply(vec![page]);
@@ -440,11 +446,70 @@ fn decide(
         .collect();
     pairs.sort();
     pairs.dedup();
+    let mut ventures: Vec<String> = Vec::new();
     for (block, venture) in pairs {
         let edits = settle_scaffolding(&workspace.graph, &block, &venture, removal);
         workspace.apply(edits);
+        if !ventures.contains(&venture) {
+            ventures.push(venture);
+        }
+    }
+    for venture in ventures {
+        let edits = settle_venture_page(&workspace.graph, &venture, removal);
+        workspace.apply(edits);
     }
     Ok(listed)
+}
+
+/// A venture page this tool made (a draft, see [`place::brief_page`]): accepting the venture's
+/// drafts makes it the person's (its `draft:: true` goes); rejecting the last of them removes
+/// it.
+fn settle_venture_page(graph: &Graph, venture: &str, removal: Removal) -> Vec<PageText> {
+    let Some(page) = graph.page(venture).filter(|page| is_draft_page(page)) else {
+        return Vec::new();
+    };
+    match removal {
+        Removal::DraftMarks => {
+            let outline = &page.outline;
+            let Some(mark) = outline
+                .page_properties
+                .iter()
+                .find(|property| property.key.eq_ignore_ascii_case("draft"))
+            else {
+                return Vec::new();
+            };
+            vec![PageText {
+                path: page.path.clone(),
+                text: Some(splice(&page.text, outline, mark.line..mark.line + 1, &[])),
+            }]
+        }
+        Removal::Items => {
+            let key = page_key(venture);
+            let left = graph.blocks.iter().any(|block| {
+                block
+                    .examples
+                    .iter()
+                    .any(|example| page_key(&example.venture) == key)
+            });
+            match left {
+                true => Vec::new(),
+                false => vec![PageText {
+                    path: page.path.clone(),
+                    text: None,
+                }],
+            }
+        }
+    }
+}
+
+/// A page this tool made as a whole (`draft:: true` and `generated-by:: inncopilot ...` among
+/// its page properties): all its lines are ours until a person accepts it.
+pub fn is_draft_page(page: &Page) -> bool {
+    page.property("draft")
+        .is_some_and(|value| value.trim().eq_ignore_ascii_case("true"))
+        && page
+            .property("generated-by")
+            .is_some_and(|value| value.trim_start().starts_with("inncopilot"))
 }
 
 /// Remove the blocks of `examples` (or only their draft marks), page by page, bottom up.

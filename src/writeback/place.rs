@@ -465,13 +465,23 @@ pub fn sibling_path(near: &str, page_name: &str) -> String {
 }
 
 /// A new venture's page holding its brief (`type:: venture`, the brief as the page's text), when
-/// the graph has no page of that name yet.
-pub fn brief_page(graph: &Graph, near: &Page, venture: &str, brief: &str) -> Option<PageText> {
+/// the graph has no page of that name yet. It is a draft like the items (`draft:: true`,
+/// `generated-by::`): accepting the venture's drafts makes it the person's, rejecting them all
+/// removes it.
+pub fn brief_page(
+    graph: &Graph,
+    near: &Page,
+    venture: &str,
+    brief: &str,
+    generated_by: &str,
+) -> Option<PageText> {
     if graph.page(venture).is_some() || brief.trim().is_empty() {
         return None;
     }
     let ending = near.outline.line_ending.as_str();
-    let mut text = format!("type:: venture{ending}{ending}");
+    let mut text = format!(
+        "type:: venture{ending}draft:: true{ending}generated-by:: {generated_by}{ending}{ending}"
+    );
     for (index, line) in brief.trim().lines().enumerate() {
         let marker = if index == 0 { "- " } else { "  " };
         text.push_str(marker);
