@@ -111,7 +111,7 @@ pub fn our_ranges(page: &Page) -> Vec<Range<usize>> {
     let outline: &Outline = &page.outline;
     if super::is_draft_page(page) {
         // A page this tool made whole (a new venture's brief), not yet accepted.
-        return vec![0..outline.lines.len()];
+        return std::iter::once(0..outline.lines.len()).collect();
     }
     let drafts: Vec<usize> = (0..outline.blocks.len())
         .filter(|&block| outline.is_our_draft(block))
