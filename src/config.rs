@@ -139,6 +139,10 @@ pub struct ProviderSettings {
     pub timeout_secs: u64,
     pub max_retries: u32,
     pub retry_budget_secs: u64,
+    /// Requests sent per minute at most (0: no limit).
+    pub requests_per_minute: u32,
+    /// Tokens (prompt plus the answer's limit) sent per minute at most (0: no limit).
+    pub tokens_per_minute: u32,
 }
 
 /// How an endpoint is asked for JSON, strongest first. An endpoint that refuses one is asked

@@ -33,6 +33,8 @@ struct Seen {
     venture: String,
     block: &'static str,
     at: Instant,
+    /// Answered "too many requests".
+    refused: bool,
 }
 
 /// Answers each block with items of its schema after `delay` (or with `refuse`), and records
@@ -41,16 +43,23 @@ struct Seen {
 struct Recorder {
     delay: Duration,
     refuse: Option<ResponseTemplate>,
+    /// The first this many requests are answered 429 (Retry-After: 0).
+    storm: usize,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl Recorder {
     async fn start(delay: Duration, refuse: Option<ResponseTemplate>) -> (MockServer, Recorder) {
-        let recorder = Recorder {
+        Recorder::start_with(Recorder {
             delay,
             refuse,
+            storm: 0,
             seen: Arc::default(),
-        };
+        })
+        .await
+    }
+
+    async fn start_with(recorder: Recorder) -> (MockServer, Recorder) {
         let server = MockServer::start().await;
         Mock::given(method("POST"))
             .and(path("/v1/chat/completions"))
@@ -86,12 +95,19 @@ impl Respond for Recorder {
             true => PROFILE,
             false => RELATIONSHIP,
         };
+        let mut refused = false;
         if let Ok(mut seen) = self.seen.lock() {
+            refused = seen.len() < self.storm;
             seen.push(Seen {
                 venture: venture.clone(),
                 block,
                 at: Instant::now(),
+                refused,
             });
+        }
+        if refused {
+            return api_error(429, "Rate limit reached for requests", None)
+                .insert_header("retry-after", "0");
         }
         // Each venture gets names of its own: another venture's drafts are items of the graph,
         // and copying them would be junk.
@@ -590,5 +606,54 @@ async fn batch_export_then_import_with_an_invalid_line_asks_only_that_pair_live(
     let report: Value = serde_json::from_str(&stdout)?;
     assert_eq!(report["totals"]["drafted"], VENTURES - 1);
     assert!(recorder.seen().is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_429_storm_halves_the_pairs_asked_at_once() -> TestResult {
+    let delay = Duration::from_millis(300);
+    let (server, recorder) = Recorder::start_with(Recorder {
+        delay,
+        refuse: None,
+        storm: 4,
+        seen: Arc::default(),
+    })
+    .await;
+    let folder = common::sample_graph_copy()?;
+    let mut arguments = FORCE.to_vec();
+    arguments.push("--json");
+    let (code, stdout, stderr) = output(&mut inncopilot(folder.path(), &server, &arguments))?;
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("rate limiting: 2 pair(s) at once"),
+        "{stderr}"
+    );
+    let seen = recorder.seen();
+    assert_eq!(seen.iter().filter(|seen| seen.refused).count(), 4);
+    let answered: Vec<Instant> = seen
+        .iter()
+        .filter(|seen| !seen.refused)
+        .map(|seen| seen.at)
+        .collect();
+    assert_eq!(answered.len(), 2 * VENTURES);
+    // Requests being answered at once, at each answered request's arrival.
+    let at_once = |at: Instant| {
+        answered
+            .iter()
+            .filter(|other| **other <= at && at < **other + delay - Duration::from_millis(30))
+            .count()
+    };
+    // The first four were in flight together; once the 429s were seen, never four again.
+    assert_eq!(at_once(answered[3]), 4, "{seen:?}");
+    let calm = answered[0] + delay;
+    let after: Vec<usize> = answered
+        .iter()
+        .filter(|at| **at >= calm)
+        .map(|at| at_once(*at))
+        .collect();
+    assert!(
+        !after.is_empty() && after.iter().all(|count| *count <= 3),
+        "{after:?}"
+    );
     Ok(())
 }

@@ -60,6 +60,10 @@ pub type Progress<'a> = &'a (dyn Fn(&str) + Send + Sync);
 pub trait ChatModel: Send + Sync {
     /// Where requests go.
     fn provider(&self) -> &Provider;
+    /// How many times the endpoint said "too many requests" (HTTP 429) so far.
+    fn rate_limited(&self) -> u64 {
+        0
+    }
     async fn complete(
         &self,
         request: &ChatRequest,

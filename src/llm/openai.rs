@@ -20,7 +20,9 @@
 //! bring-your-own-types call. Answers are validated on our side whatever the endpoint promised.
 
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -119,6 +121,22 @@ pub struct OpenAiModel {
     retry_budget: Duration,
     /// Backoff before the first retry when the server names no delay.
     base_delay: Duration,
+    /// `requests_per_minute` and `tokens_per_minute` of the preset, when set.
+    requests: Option<Limiter>,
+    tokens: Option<(Limiter, NonZeroU32)>,
+    /// HTTP 429 answers seen so far (the scheduler lowers its concurrency on new ones).
+    rate_limited: AtomicU64,
+}
+
+type Limiter = governor::DefaultDirectRateLimiter;
+
+/// A limiter of `per_minute` units (a minute's worth may go at once), or none for 0.
+fn per_minute(per_minute: u32) -> Option<(Limiter, NonZeroU32)> {
+    let amount = NonZeroU32::new(per_minute)?;
+    Some((
+        governor::RateLimiter::direct(governor::Quota::per_minute(amount)),
+        amount,
+    ))
 }
 
 impl OpenAiModel {
@@ -159,8 +177,34 @@ impl OpenAiModel {
             max_retries: settings.max_retries,
             retry_budget: Duration::from_secs(settings.retry_budget_secs),
             base_delay: Duration::from_millis(500),
+            // Evenly spaced, no burst: `n` a minute is one every 60/n seconds.
+            requests: NonZeroU32::new(settings.requests_per_minute).map(|amount| {
+                governor::RateLimiter::direct(
+                    governor::Quota::per_minute(amount).allow_burst(NonZeroU32::MIN),
+                )
+            }),
+            tokens: per_minute(settings.tokens_per_minute),
+            rate_limited: AtomicU64::new(0),
             provider,
         })
+    }
+
+    /// Wait until the preset's request and token rates allow one more request.
+    async fn pace(&self, request: &ChatRequest) {
+        if let Some(limiter) = &self.requests {
+            limiter.until_ready().await;
+        }
+        if let Some((limiter, capacity)) = &self.tokens {
+            let tokens = super::tokens::by_characters(&request.messages, 4.0, 4, 3)
+                + request.params.max_tokens as usize;
+            let wanted = u32::try_from(tokens)
+                .ok()
+                .and_then(NonZeroU32::new)
+                .map_or(*capacity, |wanted| wanted.min(*capacity));
+            // Never more than the capacity: a request larger than a minute's tokens waits for a
+            // whole minute's worth.
+            let _ = limiter.until_n_ready(wanted).await;
+        }
     }
 
     fn current_format(&self) -> ResponseFormat {
@@ -321,6 +365,7 @@ impl OpenAiModel {
                     });
                 }
                 if status == 429 {
+                    self.rate_limited.fetch_add(1, Ordering::Relaxed);
                     return transient(format!("rate limited (HTTP 429): {message}"), false);
                 }
                 let mentions_model = code == "model_not_found"
@@ -397,6 +442,10 @@ impl ChatModel for OpenAiModel {
         &self.provider
     }
 
+    fn rate_limited(&self) -> u64 {
+        self.rate_limited.load(Ordering::Relaxed)
+    }
+
     async fn complete(
         &self,
         request: &ChatRequest,
@@ -405,6 +454,7 @@ impl ChatModel for OpenAiModel {
         let started = Instant::now();
         let mut retries = 0;
         loop {
+            self.pace(request).await;
             let format = self.current_format();
             let failure = match self.attempt(request, format, progress).await {
                 Ok(completion) => return Ok(completion),
@@ -614,5 +664,50 @@ impl tower::Service<HttpRequestFactory> for ResponseProbe {
             }
             Ok(response)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::llm::Params;
+
+    #[tokio::test]
+    async fn requests_per_minute_spaces_the_requests_evenly()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let settings = Settings::load(None)?;
+        let mut preset = settings
+            .providers
+            .get("openai")
+            .cloned()
+            .ok_or("no preset")?;
+        preset.requests_per_minute = 600;
+        let provider = Provider::Openai {
+            preset: "openai".into(),
+            model: "m".into(),
+            base_url: "http://127.0.0.1:9/v1".into(),
+            api_key_env: String::new(),
+        };
+        let model = OpenAiModel::new(provider, &preset, None)?;
+        let request = ChatRequest {
+            messages: Vec::new(),
+            schema: Value::Null,
+            params: Params {
+                temperature: 0.0,
+                max_tokens: 10,
+                seed: 1,
+            },
+            avoid_names: Vec::new(),
+        };
+        let started = Instant::now();
+        for _ in 0..4 {
+            model.pace(&request).await;
+        }
+        // 600 a minute: one every 100 ms, the first at once.
+        let elapsed = started.elapsed();
+        assert!(elapsed >= Duration::from_millis(290), "{elapsed:?}");
+        assert!(elapsed < Duration::from_millis(1000), "{elapsed:?}");
+        Ok(())
     }
 }

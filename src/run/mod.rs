@@ -109,6 +109,11 @@ impl Engine {
             .cloned()
     }
 
+    /// How many "too many requests" answers the model has had so far (0 before it is connected).
+    pub fn rate_limited(&self) -> u64 {
+        self.model.get().map_or(0, |model| model.rate_limited())
+    }
+
     /// Extra items asked of the model beyond the wanted count.
     fn over_ask(&self) -> usize {
         match self.provider {

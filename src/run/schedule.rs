@@ -164,6 +164,49 @@ impl Writer {
     }
 }
 
+/// How many pairs may be in flight: the asked concurrency, halved when the endpoint answers
+/// "too many requests" (HTTP 429, retried by the model's one retry layer), and raised again by
+/// one after twice as many pairs as are allowed finish without one.
+struct Pace {
+    limit: usize,
+    allowed: usize,
+    seen: u64,
+    calm: usize,
+}
+
+impl Pace {
+    fn new(limit: usize) -> Pace {
+        Pace {
+            limit,
+            allowed: limit,
+            seen: 0,
+            calm: 0,
+        }
+    }
+
+    /// A pair finished; `rate_limited` is the model's count of 429 answers so far.
+    fn finished(&mut self, rate_limited: u64) {
+        if rate_limited > self.seen {
+            self.seen = rate_limited;
+            self.calm = 0;
+            if self.allowed > 1 {
+                self.allowed = (self.allowed / 2).max(1);
+                tracing::warn!(
+                    "the endpoint is rate limiting: {} pair(s) at once from now on",
+                    self.allowed
+                );
+            }
+            return;
+        }
+        self.calm += 1;
+        if self.allowed < self.limit && self.calm >= 2 * self.allowed {
+            self.allowed += 1;
+            self.calm = 0;
+            tracing::info!("{} pair(s) at once again", self.allowed);
+        }
+    }
+}
+
 /// Whether a pair's failure ends the run: the model cannot answer any pair, or the budget is
 /// spent; with `stop_on_model_error`, any model failure.
 fn stops_run(failure: &Failure, stop_on_model_error: bool) -> bool {
@@ -259,8 +302,9 @@ pub async fn execute(
     let mut stop: Option<Failure> = None;
     let mut order: BTreeMap<(String, String), usize> = BTreeMap::new();
     let mut to_write: Option<(usize, Result<PairOutcome, Error>)> = None;
+    let mut pace = Pace::new(concurrency.max(1));
     loop {
-        while stop.is_none() && in_flight.len() < concurrency.max(1) {
+        while stop.is_none() && in_flight.len() < pace.allowed {
             let Some(position) = pending
                 .iter()
                 .position(|&index| waits_for[index].iter().all(|&earlier| finished[earlier]))
@@ -307,6 +351,7 @@ pub async fn execute(
                 path: engine.graph.root.clone(),
                 source: std::io::Error::other(format!("a pair's task failed: {join}")),
             })?;
+            pace.finished(engine.rate_limited());
             // A failure that ends the run ends it before another pair starts.
             if let (
                 _,
@@ -452,4 +497,32 @@ pub async fn execute(
         1000.0 * writer.seconds / report.totals.drafted.max(1) as f64
     );
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_429_halves_the_pace_and_calm_pairs_raise_it_one_at_a_time() {
+        let mut pace = Pace::new(8);
+        pace.finished(0);
+        assert_eq!(pace.allowed, 8);
+        pace.finished(3);
+        assert_eq!(pace.allowed, 4);
+        pace.finished(5);
+        assert_eq!(pace.allowed, 2);
+        for _ in 0..3 {
+            pace.finished(5);
+        }
+        assert_eq!(pace.allowed, 2);
+        pace.finished(5);
+        assert_eq!(pace.allowed, 3, "after 2 x 2 calm pairs");
+        for _ in 0..6 {
+            pace.finished(5);
+        }
+        assert_eq!(pace.allowed, 4);
+        pace.finished(6);
+        assert_eq!(pace.allowed, 2);
+    }
 }
