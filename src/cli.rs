@@ -65,6 +65,9 @@ pub enum Command {
     Enrich(EnrichArgs),
     /// The runs of `generate` and `enrich` recorded in the graph's journal, newest first.
     Runs(RunsArgs),
+    /// The effective settings (built-in defaults, then the --config file, then INNCOPILOT_*
+    /// variables) as TOML: every key a config file or variable may set. Needs no graph.
+    Config(OutputArgs),
     /// The drafts in the graph: list them, accept them (they become ordinary content), or
     /// reject them (they are removed).
     #[command(subcommand)]
@@ -294,7 +297,7 @@ pub struct PreviewArgs {
 
 #[derive(Debug, Args)]
 pub struct OutputArgs {
-    /// Print JSON (the shapes of PRODUCT.md section 9) instead of a table.
+    /// Print JSON instead of a table (the keys are listed in the README).
     #[arg(long)]
     pub json: bool,
 }
@@ -321,6 +324,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .clone()
         .or_else(|| config::env_var("INNCOPILOT_CONFIG").map(PathBuf::from));
     let settings = Settings::load(config_file.as_deref())?;
+    if let Command::Config(args) = &cli.command {
+        let output = match args.json {
+            true => serde_json::to_string_pretty(&settings.effective)? + "\n",
+            false => format!(
+                "# inncopilot's effective settings: the built-in defaults{}, then INNCOPILOT_* variables.\n# Any key here may be set in a --config file or as INNCOPILOT_<SECTION>_<KEY>.\n\n{}",
+                config_file
+                    .as_ref()
+                    .map(|file| format!(", then {}", file.display()))
+                    .unwrap_or_default(),
+                toml::to_string(&settings.effective)?
+            ),
+        };
+        emit(&output);
+        return Ok(ExitCode::SUCCESS);
+    }
     let graph_path = cli.graph.clone().unwrap_or(settings.graph.path.clone());
     let graph = Graph::load(&graph_path)
         .with_context(|| format!("reading the graph at {}", graph_path.display()))?;
@@ -365,6 +383,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Blocks(_) => report::blocks_table(&graph),
         Command::Ventures(args) if args.json => report::ventures_json(&graph.ventures())? + "\n",
         Command::Ventures(_) => report::ventures_table(&graph.ventures()),
+        Command::Config(_) => String::new(),
     };
     emit(&output);
     Ok(ExitCode::SUCCESS)

@@ -39,6 +39,9 @@ pub struct Settings {
     pub junk: JunkSettings,
     pub providers: BTreeMap<String, ProviderSettings>,
     pub prices: BTreeMap<String, Price>,
+    /// Every key as the layers set it (`inncopilot config` prints it).
+    #[serde(skip)]
+    pub effective: Table,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -272,8 +275,10 @@ impl Settings {
             merge(&mut merged, overlay, "", &origin)?;
         }
         apply_env(&mut merged, &defaults, "", &env)?;
-        Settings::deserialize(Value::Table(merged))
-            .map_err(|error| Error::Invalid(error.to_string()))
+        let mut settings = Settings::deserialize(Value::Table(merged.clone()))
+            .map_err(|error| Error::Invalid(error.to_string()))?;
+        settings.effective = merged;
+        Ok(settings)
     }
 }
 

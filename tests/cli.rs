@@ -568,3 +568,24 @@ fn what_a_person_types_wrong_is_said_once_and_plainly() -> TestResult {
     assert!(!stderr(&output).contains("panicked"));
     Ok(())
 }
+
+#[test]
+fn config_prints_the_effective_settings_without_a_graph() -> TestResult {
+    let folder = tempfile::tempdir()?;
+    let file = folder.path().join("mine.toml");
+    std::fs::write(&file, "[generate]\nbudget_usd = 0.5\n")?;
+    let output = inncopilot(
+        &["--config", &file.to_string_lossy(), "config"],
+        &[("INNCOPILOT_ENRICH_CONCURRENCY", "16")],
+        folder.path(),
+    )?;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    // A decimal budget from the file, the variable over the default.
+    assert!(text.contains("budget_usd = 0.5"), "{text}");
+    assert!(text.contains("[enrich]\nconcurrency = 16"), "{text}");
+    assert!(text.contains("mine.toml"), "{text}");
+    let parsed: toml::Table = text.parse()?;
+    assert!(parsed.contains_key("providers"));
+    Ok(())
+}
