@@ -102,12 +102,8 @@ pub struct EnrichArgs {
     /// How many items per pair [config: generate.count].
     #[arg(long)]
     pub count: Option<usize>,
-    /// `local` or a provider preset of the config [default: openai with a key, else local].
-    #[arg(long)]
-    pub provider: Option<String>,
-    /// The model (for `local`, a GGUF file).
-    #[arg(long)]
-    pub model: Option<String>,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Show the pairs, waves, tokens and estimated cost; send nothing, load no model.
     #[arg(long)]
     pub plan: bool,
@@ -233,6 +229,13 @@ pub struct RequestArgs {
     /// How many items per block [config: generate.count].
     #[arg(long)]
     pub count: Option<usize>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+/// Which model a command asks.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
     /// `local` or a provider preset of the config [default: openai with a key, else local].
     #[arg(long)]
     pub provider: Option<String>,
@@ -476,8 +479,8 @@ fn generate(
         brief: args.request.brief()?,
         blocks: args.blocks.clone(),
         count: args.request.count,
-        provider: args.request.provider.clone(),
-        model: args.request.model.clone(),
+        provider: args.request.model.provider.clone(),
+        model: args.request.model.model.clone(),
         use_cache: !args.no_cache,
         dry_run: args.dry_run,
         append: args.append,
@@ -487,12 +490,17 @@ fn generate(
         Arc::new(graph),
         Arc::new(settings.clone()),
         Arc::new(library),
-        args.request.provider.as_deref(),
-        args.request.model.as_deref(),
+        args.request.model.provider.as_deref(),
+        args.request.model.model.as_deref(),
         Arc::new(config::env_var),
         !args.no_cache,
     )?;
-    announce_local(cli, settings, args.request.provider.as_deref(), &engine);
+    announce_local(
+        cli,
+        settings,
+        args.request.model.provider.as_deref(),
+        &engine,
+    );
     let engine = Arc::new(match args.dry_run {
         true => engine.dry_run(),
         false => engine,
@@ -561,12 +569,12 @@ fn enrich(
         Arc::new(graph),
         Arc::new(settings.clone()),
         Arc::new(library),
-        args.provider.as_deref(),
-        args.model.as_deref(),
+        args.model.provider.as_deref(),
+        args.model.model.as_deref(),
         Arc::new(config::env_var),
         !args.no_cache,
     )?;
-    announce_local(cli, &settings, args.provider.as_deref(), &engine);
+    announce_local(cli, &settings, args.model.provider.as_deref(), &engine);
     let engine = match args.dry_run {
         true => engine.dry_run(),
         false => engine,
@@ -859,8 +867,8 @@ fn preview(
         brief,
         block: args.block.clone(),
         count: args.request.count,
-        provider: args.request.provider.clone(),
-        model: args.request.model.clone(),
+        provider: args.request.model.provider.clone(),
+        model: args.request.model.model.clone(),
     };
     let preview = pipeline::preview(graph, settings, &library, &request, config::env_var)?;
     if args.json {
