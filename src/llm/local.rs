@@ -36,10 +36,10 @@ use llguidance::toktrie::{TokTrie, TokenId, TokenizerEnv};
 use llguidance::{Matcher, ParserFactory};
 use serde_json::{Value, json};
 
+use super::Message;
 use super::{ChatModel, ChatRequest, Completion, ModelError, Progress, Provider, Usage};
 use crate::config::LocalSettings;
 use crate::draft::name_key;
-use crate::prompt::Message;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -38,9 +38,9 @@ use async_openai::types::chat::{
 use futures::StreamExt;
 use serde_json::{Value, json};
 
+use super::Role;
 use super::{ChatModel, ChatRequest, Completion, ModelError, Progress, Provider, Usage};
 use crate::config::{ProviderSettings, ResponseFormat};
-use crate::prompt::Role;
 
 /// Why an endpoint gave no answer. Each message names the cause and the fix.
 #[derive(Debug, thiserror::Error)]

@@ -11,9 +11,9 @@
 
 use serde::Serialize;
 
+use super::Message;
 use super::{Params, Provider};
 use crate::config::Price;
-use crate::prompt::Message;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TokenEstimate {

@@ -6,11 +6,13 @@ pub mod library;
 
 use std::path::PathBuf;
 
-use serde::Serialize;
 use serde_json::Value;
 
 pub use context::{PromptContext, PromptOptions, VentureInput};
 pub use library::Library;
+
+/// Chat messages belong to the models' side (`llm`); prompts produce them.
+pub use crate::llm::{Message, Role};
 
 use crate::draft::AnswerSchema;
 use crate::graph::name::file_name_from_page_name;
@@ -36,32 +38,6 @@ pub enum Error {
         maximum: u64,
         file: String,
     },
-}
-
-/// Who speaks a chat message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    System,
-    User,
-    Assistant,
-}
-
-impl Role {
-    /// The role's name in chat APIs and chat templates.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::System => "system",
-            Role::User => "user",
-            Role::Assistant => "assistant",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Message {
-    pub role: Role,
-    pub content: String,
 }
 
 /// The rendered prompt of one (venture, block): messages, the schema bound to the count, and
