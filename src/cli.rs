@@ -134,10 +134,21 @@ pub struct EnrichArgs {
     /// not give (a line that is invalid or missing, too few usable items).
     #[arg(long, value_name = "RESULTS.jsonl", conflicts_with_all = ["plan", "batch_export"])]
     pub batch_import: Option<PathBuf>,
-    /// With --batch-import: ask nothing live; what the results do not give waits for the next
-    /// --batch-export.
-    #[arg(long, requires = "batch_import")]
+    /// With --batch-import or --batch-collect: ask nothing live; what the results do not give
+    /// waits for the next --batch-export.
+    #[arg(long)]
     pub no_live: bool,
+    /// Upload the current wave's batch file to the provider's Batch API and create the batch
+    /// (OpenAI: half price, results within 24 h); then --batch-collect.
+    #[arg(long, conflicts_with_all = ["plan", "batch_export", "batch_import"])]
+    pub batch_submit: bool,
+    /// Wait for a submitted batch (the latest, or ID) to end, then import its results as
+    /// --batch-import does.
+    #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "", conflicts_with_all = ["plan", "batch_export", "batch_import", "batch_submit"])]
+    pub batch_collect: Option<String>,
+    /// With --batch-collect: seconds between two looks at the batch.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub poll_seconds: u64,
 }
 
 #[derive(Debug, Args)]
@@ -561,6 +572,10 @@ fn enrich(
         );
         settings.generate.budget_usd = budget;
     }
+    anyhow::ensure!(
+        !args.no_live || args.batch_import.is_some() || args.batch_collect.is_some(),
+        "--no-live goes with --batch-import or --batch-collect"
+    );
     let concurrency = args.concurrency.unwrap_or(settings.enrich.concurrency);
     anyhow::ensure!(concurrency >= 1, "--concurrency must be 1 or more");
     let library = library(cli, &settings)?;
@@ -643,17 +658,37 @@ fn enrich(
         no_live: args.no_live,
         ..Default::default()
     };
-    if let Some(file) = &args.batch_import {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("reading the batch results {}", file.display()))?;
+    let runtime = runtime()?;
+    if args.batch_submit {
+        let (id, requests) = runtime.block_on(crate::enrich::batch_submit(&engine, &plan))?;
+        emit(&format!(
+            "submitted batch {id}: {requests} request(s) of {} planned pair(s)\nwhen it is done (OpenAI: within 24 h): inncopilot enrich --batch-collect {id} (with the same --venture/--block/--count as now)\n",
+            plan.pairs.len()
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let results = match (&args.batch_import, &args.batch_collect) {
+        (Some(file), _) => Some((
+            file.display().to_string(),
+            std::fs::read_to_string(file)
+                .with_context(|| format!("reading the batch results {}", file.display()))?,
+        )),
+        (None, Some(id)) => {
+            let id = Some(id.as_str()).filter(|id| !id.is_empty());
+            let poll = std::time::Duration::from_secs(args.poll_seconds.max(1));
+            let (id, text) = runtime.block_on(crate::enrich::batch_collect(&engine, id, poll))?;
+            Some((format!("batch {id}"), text))
+        }
+        (None, None) => None,
+    };
+    if let Some((source, text)) = results {
         let (answers, problems) = crate::enrich::read_batch_results(&text, &plan);
         for problem in &problems {
-            tracing::warn!("{}: {problem}", file.display());
+            tracing::warn!("{source}: {problem}");
         }
         if !cli.quiet {
             eprintln!(
-                "{}: {} answer(s) for {} planned pair(s), {} line(s) unusable",
-                file.display(),
+                "{source}: {} answer(s) for {} planned pair(s), {} line(s) unusable",
                 answers.len(),
                 plan.pairs.len(),
                 problems.len()
@@ -662,7 +697,6 @@ fn enrich(
         request.imported = answers;
     }
     let pairs = plan.pairs.len() as u64;
-    let runtime = runtime()?;
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<crate::run::Event>();
     let progress = enrich_progress(cli.quiet, pairs);
     let shown = progress.clone();

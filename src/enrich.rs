@@ -230,3 +230,105 @@ fn batch_answer(
         },
     ))
 }
+
+/// `--batch-submit`: upload the current wave's batch file and create the batch; recorded in the
+/// journal (`runs`) as a `batch` run in state `submitted`. Returns the batch id and how many
+/// requests it holds.
+pub async fn batch_submit(engine: &Engine, plan: &Plan) -> Result<(String, usize), Error> {
+    let lines = batch_lines(engine, plan)?;
+    if lines.is_empty() {
+        return Err(Error::Usage(
+            "no pair to send: the plan is empty (see --plan)".into(),
+        ));
+    }
+    let mut file = Vec::new();
+    for line in &lines {
+        file.extend(line.to_string().into_bytes());
+        file.push(b'\n');
+    }
+    let client = engine
+        .openai_client()
+        .map_err(crate::llm::ModelError::from)?;
+    let batch = client
+        .submit_batch(file)
+        .await
+        .map_err(crate::llm::ModelError::from)?;
+    let journal = crate::run::Journal::open(&engine.graph.root)?;
+    let args = json!({"input_file_id": batch.input_file_id, "requests": lines.len()}).to_string();
+    journal.start_run(
+        &batch.id,
+        "batch",
+        &args,
+        engine.provider.name(),
+        engine.provider.model(),
+    )?;
+    journal.finish_run(&batch.id, "submitted")?;
+    Ok((batch.id, lines.len()))
+}
+
+/// `--batch-collect [ID]`: wait for a submitted batch (the latest when no id is given) to end,
+/// polling every `poll`, and return the text of its results file.
+pub async fn batch_collect(
+    engine: &Engine,
+    id: Option<&str>,
+    poll: std::time::Duration,
+) -> Result<(String, String), Error> {
+    use async_openai::types::batches::BatchStatus;
+    let journal = crate::run::Journal::open(&engine.graph.root)?;
+    let id = match id {
+        Some(id) => id.to_string(),
+        None => journal.latest_in_state("batch", "submitted")?.ok_or_else(|| {
+            Error::Usage(
+                "no submitted batch in this graph's journal: give its id (--batch-collect ID), or submit one with --batch-submit".into(),
+            )
+        })?,
+    };
+    let client = engine
+        .openai_client()
+        .map_err(crate::llm::ModelError::from)?;
+    loop {
+        let batch = client
+            .batch(&id)
+            .await
+            .map_err(crate::llm::ModelError::from)?;
+        match batch.status {
+            BatchStatus::Completed => {
+                let output = batch.output_file_id.ok_or_else(|| {
+                    Error::Usage(format!("batch {id} is completed but has no output file"))
+                })?;
+                let text = client
+                    .file_text(&output)
+                    .await
+                    .map_err(crate::llm::ModelError::from)?;
+                journal.finish_run(&id, "collected")?;
+                return Ok((id, text));
+            }
+            BatchStatus::Failed | BatchStatus::Expired | BatchStatus::Cancelled => {
+                journal.finish_run(&id, "failed")?;
+                let errors = batch
+                    .errors
+                    .map(|errors| {
+                        errors
+                            .data
+                            .iter()
+                            .map(|error| error.message.clone())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    })
+                    .unwrap_or_default();
+                return Err(Error::Usage(format!(
+                    "batch {id} ended {:?}{}{errors}: export and submit again",
+                    batch.status,
+                    if errors.is_empty() { "" } else { ": " }
+                )));
+            }
+            other => {
+                tracing::info!(
+                    "batch {id}: {other:?}; asking again in {} s",
+                    poll.as_secs()
+                );
+                tokio::time::sleep(poll).await;
+            }
+        }
+    }
+}

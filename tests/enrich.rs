@@ -657,3 +657,136 @@ async fn a_429_storm_halves_the_pairs_asked_at_once() -> TestResult {
     );
     Ok(())
 }
+
+/// The batch results a runner would write for an uploaded batch file: every request answered
+/// with items of its block, names of its venture's own.
+fn results_for(uploaded: &str) -> String {
+    let mut results = String::new();
+    for line in uploaded.lines().filter(|line| line.starts_with('{')) {
+        let Ok(request) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let id = request["custom_id"].as_str().unwrap_or_default();
+        let initials: String = id
+            .split(" / ")
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|word| word.chars().next())
+            .collect::<String>()
+            .to_uppercase();
+        let content = answer_for_block(&request["body"].to_string())
+            .replace("Weekend Riders", &format!("Weekend Riders {initials}"))
+            .replace("Hotel Guests", &format!("Hotel Guests {initials}"));
+        let result = serde_json::json!({
+            "id": format!("batch_req_{id}"), "custom_id": id, "error": null,
+            "response": {"status_code": 200, "request_id": "r", "body": {
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
+                "usage": {"prompt_tokens": 900, "completion_tokens": 120}
+            }}
+        });
+        results.push_str(&result.to_string());
+        results.push('\n');
+    }
+    results
+}
+
+/// OpenAI's Files and Batches endpoints, scripted: an upload is kept, the batch is in progress
+/// at the first look and completed at the second, its output made from the upload.
+struct BatchApi {
+    uploaded: Arc<Mutex<String>>,
+    looks: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Respond for BatchApi {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let batch = |status: &str| {
+            serde_json::json!({
+                "id": "batch_1", "object": "batch", "endpoint": "/v1/chat/completions",
+                "input_file_id": "file-in", "completion_window": "24h", "status": status,
+                "created_at": 1, "output_file_id": (status == "completed").then_some("file-out")
+            })
+        };
+        match (request.method.as_str(), request.url.path()) {
+            ("POST", "/v1/files") => {
+                if let Ok(mut uploaded) = self.uploaded.lock() {
+                    *uploaded = String::from_utf8_lossy(&request.body).into_owned();
+                }
+                ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                    "id": "file-in", "object": "file", "bytes": request.body.len(),
+                    "created_at": 1, "filename": "inncopilot-batch.jsonl", "purpose": "batch"
+                }))
+            }
+            ("POST", "/v1/batches") => {
+                ResponseTemplate::new(200).set_body_json(batch("validating"))
+            }
+            ("GET", "/v1/batches/batch_1") => {
+                let look = self.looks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let status = if look == 0 {
+                    "in_progress"
+                } else {
+                    "completed"
+                };
+                ResponseTemplate::new(200).set_body_json(batch(status))
+            }
+            ("GET", "/v1/files/file-out/content") => {
+                let uploaded = self
+                    .uploaded
+                    .lock()
+                    .map(|text| text.clone())
+                    .unwrap_or_default();
+                ResponseTemplate::new(200).set_body_string(results_for(&uploaded))
+            }
+            _ => ResponseTemplate::new(404),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batch_submit_then_collect_through_the_files_and_batches_endpoints() -> TestResult {
+    let (server, recorder) = Recorder::start(Duration::ZERO, None).await;
+    let api = BatchApi {
+        uploaded: Arc::default(),
+        looks: Arc::default(),
+    };
+    let (uploaded, looks) = (api.uploaded.clone(), api.looks.clone());
+    Mock::given(wiremock::matchers::path_regex("^/v1/(files|batches)"))
+        .respond_with(api)
+        .mount(&server)
+        .await;
+    let folder = common::sample_graph_copy()?;
+    let mut submit = FORCE.to_vec();
+    submit.push("--batch-submit");
+    let (code, stdout, stderr) = output(&mut inncopilot(folder.path(), &server, &submit))?;
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("submitted batch batch_1: 5 request(s)"),
+        "{stdout}"
+    );
+    let sent = uploaded.lock().map(|text| text.clone()).unwrap_or_default();
+    assert_eq!(sent.matches("\"custom_id\"").count(), VENTURES, "{sent}");
+    let (_, runs, _) = output(&mut command(folder.path(), &["runs"]))?;
+    assert!(
+        runs.contains("batch_1") && runs.contains("submitted"),
+        "{runs}"
+    );
+
+    // Collect the latest submitted batch: in progress, then done; its answers are written and
+    // only the next wave (the relationships) is asked live.
+    let mut collect = FORCE.to_vec();
+    collect.extend(["--batch-collect", "--poll-seconds", "1", "--json"]);
+    let (code, stdout, stderr) = output(&mut inncopilot(folder.path(), &server, &collect))?;
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert_eq!(looks.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let report: Value = serde_json::from_str(&stdout)?;
+    assert_eq!(report["totals"]["drafted"], 2 * VENTURES);
+    let live = recorder.seen();
+    assert_eq!(live.len(), VENTURES);
+    assert!(
+        live.iter().all(|seen| seen.block == RELATIONSHIP),
+        "{live:?}"
+    );
+    let (_, runs, _) = output(&mut command(folder.path(), &["runs"]))?;
+    assert!(runs.contains("collected"), "{runs}");
+    Ok(())
+}

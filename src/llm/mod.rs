@@ -110,6 +110,41 @@ pub enum ModelError {
     NoLocalEngine,
 }
 
+/// The client of an OpenAI-compatible provider, with its key from the environment.
+pub fn connect_openai(
+    settings: &Settings,
+    provider: &Provider,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<openai::OpenAiModel, openai::RemoteError> {
+    let Provider::Openai {
+        preset,
+        api_key_env,
+        ..
+    } = provider
+    else {
+        return Err(openai::RemoteError::Config(
+            "this needs an OpenAI-compatible provider: pass --provider openai (or another preset)"
+                .into(),
+        ));
+    };
+    let preset_settings = settings
+        .providers
+        .get(preset)
+        .cloned()
+        .ok_or_else(|| openai::RemoteError::Config(format!("no provider preset `{preset}`")))?;
+    let key = (!api_key_env.is_empty())
+        .then(|| env(api_key_env))
+        .flatten()
+        .filter(|key| !key.trim().is_empty());
+    if !api_key_env.is_empty() && key.is_none() {
+        return Err(openai::RemoteError::MissingKey {
+            preset: preset.clone(),
+            variable: api_key_env.clone(),
+        });
+    }
+    openai::OpenAiModel::new(provider.clone(), &preset_settings, key)
+}
+
 /// Connect to the provider `choose` picked: load the local model, or prepare the HTTP client.
 pub fn connect(
     settings: &Settings,
@@ -124,31 +159,7 @@ pub fn connect(
         )?)),
         #[cfg(not(feature = "local"))]
         Provider::Local { .. } => Err(ModelError::NoLocalEngine),
-        Provider::Openai {
-            preset,
-            api_key_env,
-            ..
-        } => {
-            let preset_settings = settings.providers.get(preset).cloned().ok_or_else(|| {
-                openai::RemoteError::Config(format!("no provider preset `{preset}`"))
-            })?;
-            let key = (!api_key_env.is_empty())
-                .then(|| env(api_key_env))
-                .flatten()
-                .filter(|key| !key.trim().is_empty());
-            if !api_key_env.is_empty() && key.is_none() {
-                return Err(openai::RemoteError::MissingKey {
-                    preset: preset.clone(),
-                    variable: api_key_env.clone(),
-                }
-                .into());
-            }
-            Ok(Arc::new(openai::OpenAiModel::new(
-                provider.clone(),
-                &preset_settings,
-                key,
-            )?))
-        }
+        Provider::Openai { .. } => Ok(Arc::new(connect_openai(settings, provider, env)?)),
     }
 }
 

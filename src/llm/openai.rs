@@ -82,6 +82,8 @@ pub enum RemoteError {
         "the answer was cut off at the token limit ({max_tokens} tokens): raise the preset's max_tokens"
     )]
     TokenLimit { max_tokens: u32 },
+    #[error("the Batch API at {url}: {message}")]
+    Batch { url: String, message: String },
     #[error("gave up after {attempts} attempt(s) in {seconds:.1} s: {last}{hint}")]
     GaveUp {
         attempts: u32,
@@ -498,6 +500,81 @@ impl ChatModel for OpenAiModel {
             );
             tokio::time::sleep(wait).await;
         }
+    }
+}
+
+/// OpenAI's Batch API (Files and Batches endpoints): the way past one machine's rate limits, at
+/// half price.
+impl OpenAiModel {
+    fn batch_client(&self) -> async_openai::Client<OpenAIConfig> {
+        async_openai::Client::with_config(self.config.clone()).with_http_client(self.http.clone())
+    }
+
+    fn batch_error(&self, error: OpenAIError) -> RemoteError {
+        RemoteError::Batch {
+            url: self.base_url.clone(),
+            message: match error {
+                OpenAIError::ApiError(response) => format!(
+                    "HTTP {}: {}",
+                    response.status_code.as_u16(),
+                    server_message(&response.api_error.message)
+                ),
+                other => error_chain(&other),
+            },
+        }
+    }
+
+    /// Upload `jsonl` (a batch file) and create a batch of chat completions from it.
+    pub async fn submit_batch(
+        &self,
+        jsonl: Vec<u8>,
+    ) -> Result<async_openai::types::batches::Batch, RemoteError> {
+        use async_openai::types::batches::{BatchCompletionWindow, BatchEndpoint, BatchRequest};
+        use async_openai::types::files::{CreateFileRequest, FileInput, FilePurpose};
+        let client = self.batch_client();
+        let file = client
+            .files()
+            .create(CreateFileRequest {
+                file: FileInput::from_vec_u8("inncopilot-batch.jsonl".into(), jsonl),
+                purpose: FilePurpose::Batch,
+                expires_after: None,
+            })
+            .await
+            .map_err(|error| self.batch_error(error))?;
+        client
+            .batches()
+            .create(BatchRequest {
+                input_file_id: file.id,
+                endpoint: BatchEndpoint::V1ChatCompletions,
+                completion_window: BatchCompletionWindow::W24H,
+                metadata: None,
+                output_expires_after: None,
+            })
+            .await
+            .map_err(|error| self.batch_error(error))
+    }
+
+    /// A batch as the endpoint reports it now.
+    pub async fn batch(
+        &self,
+        id: &str,
+    ) -> Result<async_openai::types::batches::Batch, RemoteError> {
+        self.batch_client()
+            .batches()
+            .retrieve(id)
+            .await
+            .map_err(|error| self.batch_error(error))
+    }
+
+    /// The text of a file (a finished batch's results).
+    pub async fn file_text(&self, file_id: &str) -> Result<String, RemoteError> {
+        let bytes = self
+            .batch_client()
+            .files()
+            .content(file_id)
+            .await
+            .map_err(|error| self.batch_error(error))?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 }
 

@@ -186,6 +186,19 @@ impl Journal {
         })
     }
 
+    /// The latest run of `command` left in `state` (a submitted batch, say).
+    pub fn latest_in_state(&self, command: &str, state: &str) -> Result<Option<String>, Error> {
+        self.with(|db| {
+            db.query_row(
+                "SELECT id FROM runs WHERE command = ?1 AND state = ?2
+                 ORDER BY started_at DESC, id DESC LIMIT 1",
+                params![command, state],
+                |row| row.get(0),
+            )
+            .optional()
+        })
+    }
+
     /// Record a new run, or mark a resumed one running again.
     pub fn start_run(
         &self,

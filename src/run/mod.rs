@@ -109,6 +109,11 @@ impl Engine {
             .cloned()
     }
 
+    /// The provider's client for what is not a chat request (the Batch API).
+    pub fn openai_client(&self) -> Result<llm::openai::OpenAiModel, RemoteError> {
+        llm::connect_openai(&self.settings, &self.provider, |name| (self.env)(name))
+    }
+
     /// How many "too many requests" answers the model has had so far (0 before it is connected).
     pub fn rate_limited(&self) -> u64 {
         self.model.get().map_or(0, |model| model.rate_limited())
