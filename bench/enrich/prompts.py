@@ -89,8 +89,9 @@ def write_promptfoo(arguments) -> None:
     if unsupported:
         print(f"promptfoo: fields not passed on: {sorted(unsupported)}", file=sys.stderr)
     # The model and parameters are the same for every request of a run, so they are read from
-    # the last body; what differs per request (messages, response_format) is in the tests. `omitDefaults` keeps promptfoo from
-    # adding max_tokens; max_completion_tokens goes through `passthrough` as we send it.
+    # the last body; what differs per request (messages, response_format) is in the tests.
+    # `omitDefaults` keeps promptfoo from adding max_tokens; max_completion_tokens goes through
+    # `passthrough`, as we send it.
     config = {
         "description": "scripts/bench-enrich: the prompts of inncopilot enrich",
         "prompts": ["{{ messages | dump }}"],

@@ -3,9 +3,10 @@
 
     report.py record --tool T --pairs N --concurrency C --time TIME.txt --requests R
                      [--log LOG] [--exit-code E] [--load TEXT] >> RECORDS.jsonl
-        One measured run as a JSON line: wall seconds and peak RSS from `/usr/bin/time -v`,
-        the requests the mock served during it, and (inncopilot) the engine's own timing from
-        its `-v` log: "N pair(s) in X s; writing the drafts took Y s of it (Z ms per pair ...)".
+        One measured run as a JSON line: wall and CPU seconds and peak RSS from
+        `/usr/bin/time -v`, the requests the mock served during it, and (inncopilot) the
+        engine's own timing from its `-v` log: "N pair(s) in X s; writing the drafts took
+        Y s of it (Z ms per pair drafted)".
 
     report.py summary --records RECORDS.jsonl --latency-ms MS --pairs N --small-pairs M
                       --meta META.json --out RESULTS.json
@@ -27,26 +28,32 @@ WRITER_LINE = re.compile(r"(\d+) pair\(s\) in ([\d.]+) s; writing the drafts too
                          r"of it \(([\d.]+) ms per pair drafted\)")
 
 
-def read_time(path: Path) -> tuple[float, int]:
-    """Wall seconds and peak RSS (kB) from GNU time's -v report."""
-    wall, rss = None, None
+def read_time(path: Path) -> dict:
+    """Wall seconds, CPU seconds (user + system) and peak RSS (kB) from GNU time's -v report."""
+    fields = {"Elapsed (wall clock) time": "wall", "User time (seconds)": "user",
+              "System time (seconds)": "system", "Maximum resident set size (kbytes)": "rss"}
+    found = {}
     for line in path.read_text().splitlines():
-        line = line.strip()
-        if line.startswith("Elapsed (wall clock) time"):
-            clock = line.rsplit(": ", 1)[1].split(":")
-            wall = sum(float(part) * 60 ** power for power, part in enumerate(reversed(clock)))
-        elif line.startswith("Maximum resident set size"):
-            rss = int(line.rsplit(": ", 1)[1])
-    if wall is None or rss is None:
+        label, _, value = line.strip().rpartition(": ")
+        if label.startswith("Elapsed (wall clock) time"):
+            label = "Elapsed (wall clock) time"
+            clock = value.split(":")
+            value = sum(float(part) * 60 ** power for power, part in enumerate(reversed(clock)))
+        if label in fields:
+            found[fields[label]] = float(value)
+    if len(found) != len(fields):
         sys.exit(f"report.py: {path} is not a `/usr/bin/time -v` report")
-    return wall, rss
+    return found
 
 
 def record(arguments) -> None:
-    wall, rss = read_time(arguments.time)
+    timed = read_time(arguments.time)
+    cpu = timed["user"] + timed["system"]
+    # CPU time per pair is the overhead that does not depend on the machine's other load.
     entry = {"tool": arguments.tool, "pairs": arguments.pairs,
-             "concurrency": arguments.concurrency, "wall_s": round(wall, 3),
-             "peak_rss_mb": round(rss / 1024, 1), "requests": arguments.requests,
+             "concurrency": arguments.concurrency, "wall_s": round(timed["wall"], 3),
+             "cpu_s": round(cpu, 2), "cpu_ms_per_pair": round(1000 * cpu / arguments.pairs, 2),
+             "peak_rss_mb": round(timed["rss"] / 1024, 1), "requests": arguments.requests,
              "exit_code": arguments.exit_code, "load_before": arguments.load}
     if arguments.log:
         match = WRITER_LINE.search(arguments.log.read_text(errors="replace"))
@@ -119,8 +126,8 @@ def cell(value, digits=2, suffix=""):
 
 def print_table(rows: list[dict], small_pairs: int) -> None:
     header = ("conc", "pairs", "ideal s", "ours s", "/ideal", "writer s", "writer ms/pair",
-              "ours MB", f"MB@{small_pairs}", "MB ratio", "promptfoo s", "/ideal", "pf MB",
-              "ours/pf", "requests ours/pf")
+              "CPU ms/pair", "ours MB", f"MB@{small_pairs}", "MB ratio", "promptfoo s",
+              "/ideal", "pf CPU ms/pair", "pf MB", "ours/pf", "requests ours/pf")
     table = [header]
     for row in rows:
         ours, small, pf = row["inncopilot"] or {}, row["inncopilot_small"] or {}, \
@@ -129,9 +136,11 @@ def print_table(rows: list[dict], small_pairs: int) -> None:
             str(row["concurrency"]), str(row["pairs"]), cell(row["ideal_s"]),
             cell(ours.get("wall_s")), cell(row["inncopilot_ratio_to_ideal"], 3),
             cell(ours.get("writer_s")), cell(ours.get("writer_ms_per_pair"), 1),
+            cell(ours.get("cpu_ms_per_pair"), 1),
             cell(ours.get("peak_rss_mb"), 1), cell(small.get("peak_rss_mb"), 1),
             cell(row["rss_ratio_pairs_vs_small"], 3),
             cell(pf.get("wall_s")), cell(row["promptfoo_ratio_to_ideal"], 3),
+            cell(pf.get("cpu_ms_per_pair"), 1),
             cell(pf.get("peak_rss_mb"), 1), cell(row["ours_over_promptfoo"], 3),
             f"{ours.get('requests', '-')}/{pf.get('requests', '-')}"))
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
