@@ -256,8 +256,9 @@ impl OpenAiModel {
             inner: ReqwestService::new(self.http.clone()),
             seen: seen.clone(),
         };
-        let client = async_openai::Client::with_config(self.config.clone())
-            .with_http_client(self.http.clone())
+        // `build` takes our client as it is: `with_config` would build (and load the system's
+        // certificates for) a client of its own on every request, only to drop it.
+        let client = async_openai::Client::build(self.http.clone(), self.config.clone())
             .with_http_service(service);
         let wire = self.wire_request(request, format);
         let sent = client
@@ -507,7 +508,7 @@ impl ChatModel for OpenAiModel {
 /// half price.
 impl OpenAiModel {
     fn batch_client(&self) -> async_openai::Client<OpenAIConfig> {
-        async_openai::Client::with_config(self.config.clone()).with_http_client(self.http.clone())
+        async_openai::Client::build(self.http.clone(), self.config.clone())
     }
 
     fn batch_error(&self, error: OpenAIError) -> RemoteError {
