@@ -231,14 +231,16 @@ impl Graph {
     pub fn update_pages(&mut self, edits: Vec<(String, Option<Page>)>) {
         let mut touched: HashSet<String> = HashSet::new();
         let mut block_pages: HashSet<String> = HashSet::new();
+        // The key index is built again only when pages come, go or change their name: a page
+        // replaced in place (most edits) keeps its key and position.
+        let mut reindex = false;
         for (path, page) in edits {
             let position = self.pages.iter().position(|old| old.path == path);
-            if let Some(index) = position {
-                touched.insert(page_key(&self.pages[index].name));
-            }
-            if let Some(page) = &page {
-                touched.insert(page_key(&page.name));
-            }
+            let old_key = position.map(|index| page_key(&self.pages[index].name));
+            let new_key = page.as_ref().map(|page| page_key(&page.name));
+            reindex |= old_key.is_none() || new_key.is_none() || old_key != new_key;
+            touched.extend(old_key);
+            touched.extend(new_key);
             block_pages.insert(path.clone());
             match (position, page) {
                 (Some(index), Some(page)) => self.pages[index] = page,
@@ -249,9 +251,11 @@ impl Graph {
                 (None, None) => {}
             }
         }
-        self.pages_by_key.clear();
-        for (index, page) in self.pages.iter().enumerate() {
-            self.pages_by_key.insert(page_key(&page.name), index);
+        if reindex {
+            self.pages_by_key.clear();
+            for (index, page) in self.pages.iter().enumerate() {
+                self.pages_by_key.insert(page_key(&page.name), index);
+            }
         }
         // Blocks that read a touched page are read again, from their own page.
         for block in &self.blocks {

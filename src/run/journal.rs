@@ -162,40 +162,31 @@ impl Journal {
 
     /// The latest unfinished run of `command` asked the same `args`: the one to resume.
     pub fn resumable(&self, command: &str, args: &str) -> Result<Option<String>, Error> {
-        self.with(|db| {
-            db.query_row(
-                "SELECT id FROM runs WHERE command = ?1 AND args = ?2 AND state != 'finished'
-                 ORDER BY started_at DESC, id DESC LIMIT 1",
-                params![command, args],
-                |row| row.get(0),
-            )
-            .optional()
-        })
-    }
-
-    /// The latest run of `command` asked the same `args`, finished or not.
-    pub fn latest(&self, command: &str, args: &str) -> Result<Option<String>, Error> {
-        self.with(|db| {
-            db.query_row(
-                "SELECT id FROM runs WHERE command = ?1 AND args = ?2
-                 ORDER BY started_at DESC, id DESC LIMIT 1",
-                params![command, args],
-                |row| row.get(0),
-            )
-            .optional()
-        })
+        self.latest_run(
+            "command = ?1 AND args = ?2 AND state != 'finished'",
+            command,
+            args,
+        )
     }
 
     /// The latest run of `command` left in `state` (a submitted batch, say).
     pub fn latest_in_state(&self, command: &str, state: &str) -> Result<Option<String>, Error> {
+        self.latest_run("command = ?1 AND state = ?2", command, state)
+    }
+
+    /// The id of the newest run matching `condition` on `?1` and `?2`.
+    fn latest_run(
+        &self,
+        condition: &str,
+        first: &str,
+        second: &str,
+    ) -> Result<Option<String>, Error> {
+        let query = format!(
+            "SELECT id FROM runs WHERE {condition} ORDER BY started_at DESC, id DESC LIMIT 1"
+        );
         self.with(|db| {
-            db.query_row(
-                "SELECT id FROM runs WHERE command = ?1 AND state = ?2
-                 ORDER BY started_at DESC, id DESC LIMIT 1",
-                params![command, state],
-                |row| row.get(0),
-            )
-            .optional()
+            db.query_row(&query, params![first, second], |row| row.get(0))
+                .optional()
         })
     }
 
@@ -435,7 +426,10 @@ mod tests {
 
         journal.finish_run("r1", "finished")?;
         assert_eq!(journal.resumable("enrich", "{}")?, None);
-        assert_eq!(journal.latest("enrich", "{}")?.as_deref(), Some("r1"));
+        assert_eq!(
+            journal.latest_in_state("enrich", "finished")?.as_deref(),
+            Some("r1")
+        );
         Ok(())
     }
 }
