@@ -14,142 +14,17 @@ use inncopilot::prompt::Library;
 use inncopilot::run::FailureKind;
 use inncopilot::run::plan::Selection;
 use serde_json::Value;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+use wiremock::{Mock, Request, Respond, ResponseTemplate};
 
 mod common;
 
-use common::mock::{KEY, answer_for_block, api_error, command, streamed};
+use common::mock::{
+    KEY, PROFILE, RELATIONSHIP, Recorder, answer_for_block, api_error, command, inncopilot, output,
+};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-const PROFILE: &str = "profile-(id)";
-const RELATIONSHIP: &str = "profile-(id)/relationship";
 const VENTURES: usize = 5;
-
-/// One request as the server saw it.
-#[derive(Debug, Clone)]
-struct Seen {
-    venture: String,
-    block: &'static str,
-    at: Instant,
-    /// Answered "too many requests".
-    refused: bool,
-}
-
-/// Answers each block with items of its schema after `delay` (or with `refuse`), and records
-/// which (venture, block) each request was for and when it came.
-#[derive(Clone)]
-struct Recorder {
-    delay: Duration,
-    refuse: Option<ResponseTemplate>,
-    /// The first this many requests are answered 429 (Retry-After: 0).
-    storm: usize,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl Recorder {
-    async fn start(delay: Duration, refuse: Option<ResponseTemplate>) -> (MockServer, Recorder) {
-        Recorder::start_with(Recorder {
-            delay,
-            refuse,
-            storm: 0,
-            seen: Arc::default(),
-        })
-        .await
-    }
-
-    async fn start_with(recorder: Recorder) -> (MockServer, Recorder) {
-        let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .and(path("/v1/chat/completions"))
-            .respond_with(recorder.clone())
-            .mount(&server)
-            .await;
-        (server, recorder)
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen
-            .lock()
-            .map(|seen| seen.clone())
-            .unwrap_or_default()
-    }
-
-    fn clear(&self) {
-        if let Ok(mut seen) = self.seen.lock() {
-            seen.clear();
-        }
-    }
-}
-
-impl Respond for Recorder {
-    fn respond(&self, request: &Request) -> ResponseTemplate {
-        let body = String::from_utf8_lossy(&request.body);
-        let venture = body
-            .rsplit_once("ideas for ")
-            .and_then(|(_, rest)| rest.split_once('.'))
-            .map(|(name, _)| name.to_string())
-            .unwrap_or_default();
-        let block = match body.contains("segmentation") {
-            true => PROFILE,
-            false => RELATIONSHIP,
-        };
-        let mut refused = false;
-        if let Ok(mut seen) = self.seen.lock() {
-            refused = seen.len() < self.storm;
-            seen.push(Seen {
-                venture: venture.clone(),
-                block,
-                at: Instant::now(),
-                refused,
-            });
-        }
-        if refused {
-            return api_error(429, "Rate limit reached for requests", None)
-                .insert_header("retry-after", "0");
-        }
-        // Each venture gets names of its own: another venture's drafts are items of the graph,
-        // and copying them would be junk.
-        let word: String = venture
-            .split_whitespace()
-            .filter_map(|word| word.chars().next())
-            .collect::<String>()
-            .to_uppercase();
-        let answer = [
-            "Keeper Hotline",
-            "Renter Circle",
-            "Weekend Riders",
-            "Hotel Guests",
-        ]
-        .iter()
-        .fold(answer_for_block(&body), |answer, name| {
-            answer.replace(&format!("\"{name}\""), &format!("\"{name} {word}\""))
-        });
-        match &self.refuse {
-            Some(refusal) => refusal.clone(),
-            None => streamed(&answer).set_delay(self.delay),
-        }
-    }
-}
-
-/// The binary on `graph` against `server`, with the key.
-fn inncopilot(graph: &Path, server: &MockServer, arguments: &[&str]) -> std::process::Command {
-    let mut child = command(graph, arguments);
-    child
-        .env("OPENAI_API_KEY", KEY)
-        .env("OPENAI_BASE_URL", format!("{}/v1", server.uri()));
-    child
-}
-
-fn output(command: &mut std::process::Command) -> std::io::Result<(Option<i32>, String, String)> {
-    let output = tokio::task::block_in_place(|| command.output())?;
-    Ok((
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    ))
-}
 
 const FORCE: [&str; 8] = [
     "enrich",
@@ -349,14 +224,26 @@ async fn killed_mid_run_and_run_again_no_finished_pair_is_asked_again() -> TestR
         "--no-cache",
         "--json",
     ];
-    for kill_after in [400_u64, 900, 1500] {
+    // The moments are counted in requests seen at the mock, then a pause: before any answer,
+    // while answers are being written, late in the run. Ten pairs at concurrency 2 take five
+    // rounds of 250 ms, so after the 7th request the run cannot have finished.
+    for (requests, pause) in [(1_usize, 50_u64), (4, 260), (7, 120)] {
+        let kill_after = format!("{requests} requests and {pause} ms");
         recorder.clear();
         let folder = common::sample_graph_copy()?;
         let mut child = inncopilot(folder.path(), &server, &arguments)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()?;
-        tokio::time::sleep(Duration::from_millis(kill_after)).await;
+        let waiting = std::time::Instant::now();
+        while recorder.seen().len() < requests {
+            if waiting.elapsed() > Duration::from_secs(60) {
+                child.kill()?;
+                return Err(format!("the mock never saw {requests} requests").into());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(pause)).await;
         child.kill()?;
         child.wait()?;
         let asked_first = recorder.seen().len();
@@ -383,7 +270,7 @@ async fn killed_mid_run_and_run_again_no_finished_pair_is_asked_again() -> TestR
                 )
             })
             .collect();
-        assert!(done.len() < 2 * VENTURES, "killed after {kill_after} ms");
+        assert!(done.len() < 2 * VENTURES, "killed after {kill_after}");
 
         recorder.clear();
         let (code, stdout, stderr) = output(&mut inncopilot(folder.path(), &server, &arguments))?;
@@ -397,7 +284,7 @@ async fn killed_mid_run_and_run_again_no_finished_pair_is_asked_again() -> TestR
                 !asked_again
                     .iter()
                     .any(|seen| &seen.venture == venture && seen.block == block),
-                "killed after {kill_after} ms: {venture} / {block} was done and asked again"
+                "killed after {kill_after}: {venture} / {block} was done and asked again"
             );
         }
         assert_eq!(asked_again.len(), 2 * VENTURES - done.len());
@@ -414,7 +301,7 @@ async fn killed_mid_run_and_run_again_no_finished_pair_is_asked_again() -> TestR
         assert_eq!(
             listed.as_array().map(Vec::len),
             Some(4 * VENTURES),
-            "killed after {kill_after} ms"
+            "killed after {kill_after}"
         );
     }
     Ok(())

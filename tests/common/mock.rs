@@ -3,9 +3,12 @@
 //! inherited settings.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use wiremock::ResponseTemplate;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 /// The API key the tests give; it must never show up in output or logs.
 pub const KEY: &str = "sk-test-4f1d2c9e8b7a6";
@@ -93,4 +96,136 @@ pub fn command(graph: &Path, arguments: &[&str]) -> std::process::Command {
         .args(["--graph", &graph.to_string_lossy()])
         .args(arguments);
     command
+}
+
+pub const PROFILE: &str = "profile-(id)";
+pub const RELATIONSHIP: &str = "profile-(id)/relationship";
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub venture: String,
+    pub block: &'static str,
+    pub at: Instant,
+    /// Answered "too many requests".
+    pub refused: bool,
+}
+
+/// Answers each block with items of its schema after `delay` (or with `refuse`), and records
+/// which (venture, block) each request was for and when it came.
+#[derive(Clone)]
+pub struct Recorder {
+    pub delay: Duration,
+    pub refuse: Option<ResponseTemplate>,
+    /// The first this many requests are answered 429 (Retry-After: 0).
+    pub storm: usize,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Recorder {
+    pub async fn start(
+        delay: Duration,
+        refuse: Option<ResponseTemplate>,
+    ) -> (MockServer, Recorder) {
+        Recorder::start_with(Recorder {
+            delay,
+            refuse,
+            storm: 0,
+            seen: Arc::default(),
+        })
+        .await
+    }
+
+    pub async fn start_with(recorder: Recorder) -> (MockServer, Recorder) {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/chat/completions"))
+            .respond_with(recorder.clone())
+            .mount(&server)
+            .await;
+        (server, recorder)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen
+            .lock()
+            .map(|seen| seen.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.clear();
+        }
+    }
+}
+
+impl Respond for Recorder {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body = String::from_utf8_lossy(&request.body);
+        let venture = body
+            .rsplit_once("ideas for ")
+            .and_then(|(_, rest)| rest.split_once('.'))
+            .map(|(name, _)| name.to_string())
+            .unwrap_or_default();
+        let block = match body.contains("segmentation") {
+            true => PROFILE,
+            false => RELATIONSHIP,
+        };
+        let mut refused = false;
+        if let Ok(mut seen) = self.seen.lock() {
+            refused = seen.len() < self.storm;
+            seen.push(Seen {
+                venture: venture.clone(),
+                block,
+                at: Instant::now(),
+                refused,
+            });
+        }
+        if refused {
+            return api_error(429, "Rate limit reached for requests", None)
+                .insert_header("retry-after", "0");
+        }
+        // Each venture gets names of its own: another venture's drafts are items of the graph,
+        // and copying them would be junk.
+        let word: String = venture
+            .split_whitespace()
+            .filter_map(|word| word.chars().next())
+            .collect::<String>()
+            .to_uppercase();
+        let answer = [
+            "Keeper Hotline",
+            "Renter Circle",
+            "Weekend Riders",
+            "Hotel Guests",
+        ]
+        .iter()
+        .fold(answer_for_block(&body), |answer, name| {
+            answer.replace(&format!("\"{name}\""), &format!("\"{name} {word}\""))
+        });
+        match &self.refuse {
+            Some(refusal) => refusal.clone(),
+            None => streamed(&answer).set_delay(self.delay),
+        }
+    }
+}
+
+/// The binary on `graph` against `server`, with the key.
+pub fn inncopilot(graph: &Path, server: &MockServer, arguments: &[&str]) -> std::process::Command {
+    let mut child = command(graph, arguments);
+    child
+        .env("OPENAI_API_KEY", KEY)
+        .env("OPENAI_BASE_URL", format!("{}/v1", server.uri()));
+    child
+}
+
+pub fn output(
+    command: &mut std::process::Command,
+) -> std::io::Result<(Option<i32>, String, String)> {
+    let output = tokio::task::block_in_place(|| command.output())?;
+    Ok((
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    ))
 }
