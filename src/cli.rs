@@ -16,7 +16,7 @@ use crate::graph::Graph;
 use crate::pipeline::{self, Request};
 use crate::prompt::Library;
 use crate::report;
-use crate::writeback;
+use crate::writeback::{self, Decision};
 
 /// Exit code for a usage or input error (a missing graph, a bad config file).
 pub const EXIT_INPUT_ERROR: u8 = 2;
@@ -72,6 +72,26 @@ pub enum Command {
     /// reject them (they are removed).
     #[command(subcommand)]
     Drafts(DraftsCommand),
+    /// Serve the graph over HTTP: the commands as JSON endpoints, enrich as jobs with live
+    /// events, an OpenAPI document at /openapi.json. Endpoints that spend or write need the
+    /// bearer token of INNCOPILOT_SERVE_TOKEN.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on; beyond loopback only with INNCOPILOT_SERVE_TOKEN set.
+    #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDRESS:PORT")]
+    pub bind: std::net::SocketAddr,
+    /// Let browser pages of this origin call the service (CORS); off when absent.
+    #[arg(long, value_name = "ORIGIN")]
+    pub cors: Option<String>,
+    /// Seconds in-flight pairs may take to finish after SIGTERM or ctrl-c.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub grace_seconds: u64,
+    /// Largest request body accepted, in KiB.
+    #[arg(long, default_value_t = 256, value_name = "KIB")]
+    pub body_limit_kib: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -374,6 +394,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let output = match &cli.command {
         Command::Generate(args) => return generate(&cli, args, &settings, graph),
         Command::Enrich(args) => return enrich(&cli, args, settings, graph),
+        Command::Serve(args) => return serve(&cli, args, settings, graph),
         Command::Runs(args) => runs(&graph, args)?,
         Command::Drafts(DraftsCommand::List(args)) => {
             let drafts = writeback::list(&graph, &args.selection.selection(false))?;
@@ -403,63 +424,27 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Decision {
-    Accept,
-    Reject,
-}
-
 /// `drafts accept|reject`: under the graph's lock, on the graph as it is on disk now.
 fn decide(
     graph_path: &std::path::Path,
     args: &DraftsDecideArgs,
     decision: Decision,
 ) -> anyhow::Result<String> {
-    let _lock = match args.dry_run {
-        true => None,
-        false => Some(writeback::GraphLock::acquire(graph_path)?),
-    };
-    let mut workspace = writeback::Workspace::load(graph_path)?;
     let selection = args.selection.selection(args.all);
-    let (drafts, verb) = match (decision, args.dry_run) {
-        (Decision::Accept, false) => (writeback::accept(&mut workspace, &selection)?, "accepted"),
-        (Decision::Accept, true) => (
-            writeback::accept(&mut workspace, &selection)?,
-            "would accept",
-        ),
-        (Decision::Reject, false) => (writeback::reject(&mut workspace, &selection)?, "rejected"),
-        (Decision::Reject, true) => (
-            writeback::reject(&mut workspace, &selection)?,
-            "would reject",
-        ),
-    };
-    if drafts.is_empty() {
-        anyhow::bail!(
-            "no draft matches this selection, so nothing was {}: `inncopilot drafts list` shows the drafts of the graph",
-            match decision {
-                Decision::Accept => "accepted",
-                Decision::Reject => "rejected",
-            }
-        );
-    }
-    let diff = workspace.diff()?;
-    let pages = match args.dry_run {
-        true => Vec::new(),
-        false => workspace.commit()?,
-    };
+    let decided = writeback::decide_on_disk(graph_path, &selection, decision, args.dry_run)?;
     if args.json {
-        let mut value = serde_json::json!({"drafts": drafts, "pages": pages});
-        if args.dry_run {
-            value["diff"] = diff.into();
-        }
-        return Ok(serde_json::to_string_pretty(&value)? + "\n");
+        return Ok(serde_json::to_string_pretty(&decided)? + "\n");
     }
-    let mut out =
-        format!("{verb} {} draft item(s)\n", drafts.len()) + &report::drafts_text(&drafts);
-    if args.dry_run {
+    let mut out = format!(
+        "{} {} draft item(s)\n",
+        decision.verb(args.dry_run),
+        decided.drafts.len()
+    ) + &report::drafts_text(&decided.drafts);
+    if let Some(diff) = &decided.diff {
         out.push_str("\nwould change (--dry-run, nothing written):\n");
-        out.push_str(&diff);
-    } else if !pages.is_empty() {
+        out.push_str(diff);
+    } else if !decided.pages.is_empty() {
+        let pages = &decided.pages;
         out.push_str(&match pages.len() {
             1..=5 => format!("changed {}\n", pages.join(", ")),
             many => format!(
@@ -495,6 +480,7 @@ fn generate(
         use_cache: !args.no_cache,
         dry_run: args.dry_run,
         append: args.append,
+        cancel: None,
     };
     let library = library(cli, settings)?;
     let engine = crate::generate::engine(
@@ -628,18 +614,7 @@ fn enrich(
         ));
         return Ok(ExitCode::SUCCESS);
     }
-    if budget > 0.0 {
-        let Some(cost) = plan.cost_usd else {
-            anyhow::bail!(
-                "model `{}` has no price, so a budget cannot be kept: add it to the config's [prices] table (input and output USD per million tokens)",
-                plan.model
-            );
-        };
-        anyhow::ensure!(
-            cost <= budget,
-            "the plan is estimated at {cost:.4} USD, over the budget of {budget:.4} USD: raise --budget, or narrow the run with --venture, --block or --count (see --plan)"
-        );
-    }
+    crate::enrich::check_budget(&plan, budget)?;
     if plan.pairs.is_empty() {
         emit(&report::plan_text(&plan));
         return Ok(ExitCode::SUCCESS);
@@ -789,6 +764,31 @@ fn enrich_progress(quiet: bool, pairs: u64) -> PairProgress {
     }
     bar.enable_steady_tick(std::time::Duration::from_millis(250));
     PairProgress::Bar(bar)
+}
+
+fn serve(
+    cli: &Cli,
+    args: &ServeArgs,
+    settings: Settings,
+    graph: Graph,
+) -> anyhow::Result<ExitCode> {
+    let library = library(cli, &settings)?;
+    let token = config::env_var("INNCOPILOT_SERVE_TOKEN").filter(|token| !token.is_empty());
+    let state = Arc::new(crate::serve::State::new(
+        graph,
+        Arc::new(settings),
+        Arc::new(library),
+        Arc::new(config::env_var),
+        token,
+    ));
+    let options = crate::serve::Options {
+        bind: args.bind,
+        cors: args.cors.clone(),
+        grace: std::time::Duration::from_secs(args.grace_seconds),
+        body_limit: args.body_limit_kib.max(1) * 1024,
+    };
+    runtime()?.block_on(crate::serve::serve(state, options))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `runs` and `runs show ID`.

@@ -24,6 +24,62 @@ pub struct EnrichRequest {
     pub imported: BTreeMap<(String, String), Completion>,
     /// Ask nothing live: pairs the imported answers do not fill wait for the next export.
     pub no_live: bool,
+    /// Resume this run of the journal (else the latest unfinished run asked the same).
+    pub resume: Option<String>,
+    /// Set to `true` to stop: pairs in flight finish and are written, no other pair starts,
+    /// and the run is journaled as cancelled (resumable).
+    pub cancel: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+/// A budget of `budget` USD (0: none) that `plan` must fit, as the plan estimates it.
+pub fn check_budget(plan: &Plan, budget: f64) -> Result<(), Error> {
+    if budget <= 0.0 {
+        return Ok(());
+    }
+    let Some(cost) = plan.cost_usd else {
+        return Err(Error::Usage(format!(
+            "model `{}` has no price, so a budget cannot be kept: add it to the config's [prices] table (input and output USD per million tokens)",
+            plan.model
+        )));
+    };
+    match cost <= budget {
+        true => Ok(()),
+        false => Err(Error::Usage(format!(
+            "the plan is estimated at {cost:.4} USD, over the budget of {budget:.4} USD: raise --budget, or narrow the run with --venture, --block or --count (see --plan)"
+        ))),
+    }
+}
+
+/// What a journaled `enrich` run was asked (its `args`), to resume it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct JournalArgs {
+    pub ventures: Vec<String>,
+    pub blocks: Vec<String>,
+    pub min_items: usize,
+    pub force: bool,
+    pub count: usize,
+    pub provider: String,
+    pub model: String,
+}
+
+impl JournalArgs {
+    pub fn parse(args: &str) -> Result<JournalArgs, Error> {
+        serde_json::from_str(args).map_err(|error| {
+            Error::Usage(format!(
+                "the journal's record of this run cannot be read ({error}): start a new run"
+            ))
+        })
+    }
+
+    pub fn selection(&self) -> Selection {
+        Selection {
+            ventures: self.ventures.clone(),
+            blocks: self.blocks.clone(),
+            min_items: self.min_items,
+            force: self.force,
+            count: self.count,
+        }
+    }
 }
 
 /// The journal's key of a request: a run asked the same is resumed.
@@ -42,6 +98,17 @@ fn journal_args(engine: &Engine, selection: &Selection) -> String {
         "model": engine.provider.model(),
     })
     .to_string()
+}
+
+/// The id the run of `selection` will have: the latest unfinished run of the journal asked the
+/// same (it is resumed), else a new one.
+pub fn run_id_for(engine: &Engine, selection: &Selection) -> Result<String, Error> {
+    let args = journal_args(engine, selection);
+    let resumable = match crate::run::Journal::open_existing(&engine.graph.root)? {
+        Some(journal) => journal.resumable("enrich", &args)?,
+        None => None,
+    };
+    Ok(resumable.unwrap_or_else(crate::run::new_run_id))
 }
 
 /// The pairs to work on and their estimated cost; nothing is sent, no model is loaded.
@@ -69,9 +136,10 @@ pub async fn run(
     let args = journal_args(&engine, &request.selection);
     let mut run_id = None;
     let mut skip = BTreeSet::new();
-    let resumable = match writer.journal() {
-        Some(journal) => journal.resumable("enrich", &args)?,
-        None => None,
+    let resumable = match (writer.journal(), &request.resume) {
+        (Some(_), Some(id)) => Some(id.clone()),
+        (Some(journal), None) => journal.resumable("enrich", &args)?,
+        (None, _) => None,
     };
     if let (Some(journal), Some(id)) = (writer.journal(), resumable) {
         for ((venture, block), state) in journal.pair_states(&id)? {
@@ -107,6 +175,7 @@ pub async fn run(
         skip,
         imported: request.imported.clone(),
         live: !request.no_live,
+        cancel: request.cancel.clone(),
     };
     schedule::execute(engine, spec, writer, events).await
 }

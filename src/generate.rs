@@ -35,6 +35,8 @@ pub struct GenerateRequest {
     pub dry_run: bool,
     /// Keep the venture's earlier unaccepted drafts of a block (they are replaced otherwise).
     pub append: bool,
+    /// Becomes `true` to stop after the block in flight (the service's shutdown).
+    pub cancel: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// The engine for a request's provider and model (`llm::choose`); the model itself is connected
@@ -100,6 +102,7 @@ pub async fn run(
         skip: Default::default(),
         imported: Default::default(),
         live: true,
+        cancel: request.cancel.clone(),
     };
     let writer = Writer::open(&engine, request.dry_run)?;
     schedule::execute(engine, spec, writer, events).await

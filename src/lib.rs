@@ -11,6 +11,7 @@
 //! - [`config`]: settings, layered defaults < file < environment < flags.
 //! - [`writeback`]: drafts into the graph (placed, marked, accepted, rejected), atomically, locked.
 //! - [`report`]: the JSON and table output of the commands.
+//! - [`serve`]: the HTTP service over the same engine, lock and journal.
 //! - [`cli`]: the command line.
 
 pub mod cache;
@@ -26,4 +27,5 @@ pub mod pipeline;
 pub mod prompt;
 pub mod report;
 pub mod run;
+pub mod serve;
 pub mod writeback;

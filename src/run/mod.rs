@@ -109,6 +109,16 @@ impl Engine {
             .cloned()
     }
 
+    /// The model, once a request has connected it (to hand to the next run of the process).
+    pub fn connected_model(&self) -> Option<Arc<dyn ChatModel>> {
+        self.model.get().cloned()
+    }
+
+    /// What tells one model from another: engines with equal keys can share a connected model.
+    pub fn model_key(&self) -> String {
+        self.identity.to_string()
+    }
+
     /// The provider's client for what is not a chat request (the Batch API).
     pub fn openai_client(&self) -> Result<llm::openai::OpenAiModel, RemoteError> {
         llm::connect_openai(&self.settings, &self.provider, |name| (self.env)(name))

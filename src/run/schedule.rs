@@ -47,6 +47,8 @@ pub struct RunSpec {
     pub imported: BTreeMap<(String, String), Completion>,
     /// Ask the model for what the cache and the imported answers do not give.
     pub live: bool,
+    /// Becomes `true` to cancel: pairs in flight finish and are written, no other starts.
+    pub cancel: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// The one writer of a run: holds the graph's lock (unless it is a dry run), the graph as it
@@ -238,7 +240,9 @@ pub async fn execute(
         skip,
         mut imported,
         live,
+        cancel,
     } = spec;
+    let cancelled = || cancel.as_ref().is_some_and(|cancel| *cancel.borrow());
     if let Some(journal) = writer.journal() {
         journal.start_run(
             &run_id,
@@ -304,6 +308,12 @@ pub async fn execute(
     let mut to_write: Option<(usize, Result<PairOutcome, Error>)> = None;
     let mut pace = Pace::new(concurrency.max(1));
     loop {
+        if stop.is_none() && cancelled() {
+            stop = Some(Failure::new(
+                FailureKind::NotAttempted,
+                "the run was cancelled".to_string(),
+            ));
+        }
         while stop.is_none() && in_flight.len() < pace.allowed {
             let Some(position) = pending
                 .iter()
@@ -483,6 +493,7 @@ pub async fn execute(
         journal.finish_run(
             &run_id,
             match stop {
+                Some(_) if cancelled() => "cancelled",
                 Some(_) => "stopped",
                 None => "finished",
             },

@@ -53,6 +53,10 @@ pub enum Error {
     )]
     NoSelection,
     #[error(
+        "no draft matches this selection, so nothing was {verb}: `inncopilot drafts list` shows the drafts of the graph"
+    )]
+    NothingSelected { verb: &'static str },
+    #[error(
         "the drafts for {venture} would not read back from {page} as drafts (the page's text around them, an unclosed code fence say, would swallow them): nothing was written"
     )]
     NotReadBack { page: String, venture: String },
@@ -416,6 +420,74 @@ pub fn accept(workspace: &mut Workspace, selection: &Selection) -> Result<Vec<Li
 /// venture goes with the last of them, and an example page it created goes once empty.
 pub fn reject(workspace: &mut Workspace, selection: &Selection) -> Result<Vec<ListedDraft>, Error> {
     decide(workspace, selection, Removal::Items)
+}
+
+/// `drafts accept` or `drafts reject`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Accept,
+    Reject,
+}
+
+impl Decision {
+    /// The past tense, or the conditional of a dry run.
+    pub fn verb(self, dry_run: bool) -> &'static str {
+        match (self, dry_run) {
+            (Decision::Accept, false) => "accepted",
+            (Decision::Accept, true) => "would accept",
+            (Decision::Reject, false) => "rejected",
+            (Decision::Reject, true) => "would reject",
+        }
+    }
+}
+
+/// What a decision did (or, in a dry run, would do).
+#[derive(Debug, Serialize)]
+pub struct Decided {
+    pub drafts: Vec<ListedDraft>,
+    /// The pages written (none in a dry run).
+    pub pages: Vec<String>,
+    /// The change as a unified diff, for a dry run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+}
+
+/// Accept or reject the selected drafts of the graph at `root` as it is on disk now, under the
+/// graph's lock (a dry run takes no lock and writes nothing). A selection matching no draft is
+/// an error: nothing was decided.
+pub fn decide_on_disk(
+    root: &Path,
+    selection: &Selection,
+    decision: Decision,
+    dry_run: bool,
+) -> Result<Decided, Error> {
+    let _lock = match dry_run {
+        true => None,
+        false => Some(GraphLock::acquire(root)?),
+    };
+    let mut workspace = Workspace::load(root)?;
+    let drafts = match decision {
+        Decision::Accept => accept(&mut workspace, selection)?,
+        Decision::Reject => reject(&mut workspace, selection)?,
+    };
+    if drafts.is_empty() {
+        return Err(Error::NothingSelected {
+            verb: decision.verb(false),
+        });
+    }
+    let diff = workspace.diff()?;
+    Ok(match dry_run {
+        true => Decided {
+            drafts,
+            pages: Vec::new(),
+            diff: Some(diff),
+        },
+        false => Decided {
+            drafts,
+            pages: workspace.commit()?,
+            diff: None,
+        },
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
