@@ -289,17 +289,32 @@ async fn generate(
     Body(body): Body<GenerateBody>,
 ) -> Result<Response, ApiError> {
     let graph = graph(&state)?;
-    let engine = state.engine(
-        graph,
-        body.provider.as_deref(),
-        body.model.as_deref(),
+    // Names are checked before the answer starts (a stream has no status to fail with later).
+    pipeline::resolve_venture(&graph, &body.venture, body.brief.clone())?;
+    crate::run::plan::select_blocks(&graph, &body.blocks)?;
+    let (provider, model, use_cache, dry_run) = (
+        body.provider.clone(),
+        body.model.clone(),
         !body.no_cache,
-        None,
-    )?;
-    let engine = Arc::new(match body.dry_run {
-        true => engine.dry_run(),
-        false => engine,
-    });
+        body.dry_run,
+    );
+    let make_engine = {
+        let state = state.clone();
+        move |graph| -> Result<Arc<crate::run::Engine>, ApiError> {
+            let engine = state.engine(
+                graph,
+                provider.as_deref(),
+                model.as_deref(),
+                use_cache,
+                None,
+            )?;
+            Ok(Arc::new(match dry_run {
+                true => engine.dry_run(),
+                false => engine,
+            }))
+        }
+    };
+    let engine = make_engine(graph)?;
     let request = GenerateRequest {
         venture: body.venture,
         brief: body.brief,
@@ -331,6 +346,18 @@ async fn generate(
                 .await,
             ),
         };
+        // A run that waited in line reads the graph as the runs before it left it.
+        let engine = match state.graph() {
+            Ok(fresh) if !Arc::ptr_eq(&fresh, &engine.graph) => match make_engine(fresh) {
+                Ok(engine) => engine,
+                Err(error) => {
+                    let _ = done_sender.send(Err(error));
+                    return;
+                }
+            },
+            _ => engine,
+        };
+        let _local = local_turn(&state, &engine).await;
         let (events, mut engine_events) = tokio::sync::mpsc::unbounded_channel();
         let forward = {
             let sender = sender.clone();
@@ -405,6 +432,17 @@ async fn queue(state: &State, mut waiting: impl FnMut(String)) -> tokio::sync::M
     };
     state.wait_for_graph_lock(&mut waiting).await;
     writer
+}
+
+/// The embedded model's turn, for a run that uses it.
+async fn local_turn<'s>(
+    state: &'s State,
+    engine: &crate::run::Engine,
+) -> Option<tokio::sync::MutexGuard<'s, ()>> {
+    match engine.provider {
+        crate::llm::Provider::Local { .. } => Some(state.local_model.lock().await),
+        crate::llm::Provider::Openai { .. } => None,
+    }
 }
 
 fn sse(name: &str, data: &Value) -> SseEvent {
@@ -493,44 +531,77 @@ async fn enrich_job(
     };
     let started = start_enrich(
         &state,
-        selection,
-        body.provider.as_deref(),
-        body.model.as_deref(),
-        body.budget_usd,
-        body.concurrency,
-        body.retry_failed,
-        !body.no_cache,
-        None,
+        EnrichJob {
+            selection,
+            provider: body.provider,
+            model: body.model,
+            budget_usd: body.budget_usd,
+            concurrency: body.concurrency,
+            retry_failed: body.retry_failed,
+            use_cache: !body.no_cache,
+            resume: None,
+        },
     )
     .await?;
     Ok((StatusCode::ACCEPTED, Json(started)))
 }
 
-/// Plan an `enrich` run and start it as a job; `resume` names the journal's run to go on with.
-#[allow(clippy::too_many_arguments)]
-async fn start_enrich(
-    state: &AppState,
+/// What an enrich job is asked.
+struct EnrichJob {
     selection: Selection,
-    provider: Option<&str>,
-    model: Option<&str>,
+    provider: Option<String>,
+    model: Option<String>,
     budget_usd: Option<f64>,
     concurrency: Option<usize>,
     retry_failed: bool,
     use_cache: bool,
+    /// The journal's run to go on with.
     resume: Option<String>,
-) -> Result<JobStatus, ApiError> {
+}
+
+impl EnrichJob {
+    /// The engine and plan of this job on `graph`.
+    fn plan(
+        &self,
+        state: &State,
+        graph: Arc<crate::graph::Graph>,
+    ) -> Result<(crate::run::Engine, crate::run::plan::Plan), ApiError> {
+        let engine = state.engine(
+            graph,
+            self.provider.as_deref(),
+            self.model.as_deref(),
+            self.use_cache,
+            self.budget_usd,
+        )?;
+        // The fields of an enrich request are lists.
+        let plan = enrich::plan(&engine, &self.selection).map_err(|error| {
+            let error = ApiError::from(error);
+            match error.field.as_deref() {
+                Some("venture") => error.field("ventures"),
+                Some("block") => error.field("blocks"),
+                _ => error,
+            }
+        })?;
+        Ok((engine, plan))
+    }
+}
+
+/// Plan an `enrich` run and start it as a job.
+async fn start_enrich(state: &AppState, asked: EnrichJob) -> Result<JobStatus, ApiError> {
     let graph = graph(state)?;
-    let engine = state.engine(graph, provider, model, use_cache, budget_usd)?;
-    let (engine, plan, selection, run_id) = blocking(move || {
-        let plan = enrich::plan(&engine, &selection)?;
-        enrich::check_budget(&plan, engine.settings.generate.budget_usd)?;
-        let run_id = match resume {
-            Some(id) => id,
-            None => enrich::run_id_for(&engine, &selection)?,
-        };
-        Ok((engine, plan, selection, run_id))
-    })
-    .await?;
+    let (engine, plan, asked, run_id) = {
+        let state = state.clone();
+        blocking(move || {
+            let (engine, plan) = asked.plan(&state, graph)?;
+            enrich::check_budget(&plan, engine.settings.generate.budget_usd)?;
+            let run_id = match &asked.resume {
+                Some(id) => id.clone(),
+                None => enrich::run_id_for(&engine, &asked.selection)?,
+            };
+            Ok((engine, plan, asked, run_id))
+        })
+        .await?
+    };
     let job = {
         let mut jobs = state
             .jobs
@@ -548,9 +619,11 @@ async fn start_enrich(
         job
     };
     let request = EnrichRequest {
-        selection,
-        concurrency: concurrency.unwrap_or(state.settings.enrich.concurrency),
-        retry_failed,
+        selection: asked.selection.clone(),
+        concurrency: asked
+            .concurrency
+            .unwrap_or(state.settings.enrich.concurrency),
+        retry_failed: asked.retry_failed,
         resume: Some(run_id),
         cancel: Some(job.cancel_receiver()),
         ..Default::default()
@@ -568,8 +641,20 @@ async fn start_enrich(
             );
             return;
         }
-        job.set_state("running", None);
+        // A job that waited in line plans on the graph as the runs before it left it.
+        let (engine, plan) = match state.graph() {
+            Ok(fresh) if !Arc::ptr_eq(&fresh, &engine.graph) => match asked.plan(&state, fresh) {
+                Ok(planned) => planned,
+                Err(error) => {
+                    job.end("failed", None, Some(error.message));
+                    return;
+                }
+            },
+            _ => (engine, plan),
+        };
         let engine = Arc::new(engine);
+        let _local = local_turn(&state, &engine).await;
+        job.set_state("running", None);
         let (events, mut engine_events) = tokio::sync::mpsc::unbounded_channel();
         let forward = {
             let job = job.clone();
@@ -752,14 +837,16 @@ async fn job_resume(
     let args = JournalArgs::parse(&run.args)?;
     let started = start_enrich(
         &state,
-        args.selection(),
-        Some(&args.provider),
-        Some(&args.model),
-        None,
-        None,
-        false,
-        true,
-        Some(id),
+        EnrichJob {
+            selection: args.selection(),
+            provider: Some(args.provider),
+            model: Some(args.model),
+            budget_usd: None,
+            concurrency: None,
+            retry_failed: false,
+            use_cache: true,
+            resume: Some(id),
+        },
     )
     .await?;
     Ok((StatusCode::ACCEPTED, Json(started)))

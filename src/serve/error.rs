@@ -102,9 +102,14 @@ impl From<graph::Error> for ApiError {
             graph::Error::UnknownBlock { .. } | graph::Error::AmbiguousBlock { .. } => {
                 ApiError::new(StatusCode::NOT_FOUND, "unknown-block", message).field("block")
             }
-            graph::Error::UnknownVenture { .. } => {
-                ApiError::new(StatusCode::NOT_FOUND, "unknown-venture", message).field("venture")
-            }
+            graph::Error::UnknownVenture { name, known } => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown-venture",
+                format!(
+                    "unknown venture `{name}`: give a brief to create it (preview, generate), or use one of: {known}"
+                ),
+            )
+            .field("venture"),
             other => ApiError::internal(other),
         }
     }

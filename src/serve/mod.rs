@@ -47,6 +47,8 @@ pub struct State {
     graph: RwLock<(Arc<Graph>, Signature)>,
     /// One writing run of this server at a time; the others wait in line for it.
     pub writer: tokio::sync::Mutex<()>,
+    /// One run of the embedded model at a time (dry runs too): two would share two cores.
+    pub local_model: tokio::sync::Mutex<()>,
     pub jobs: Mutex<BTreeMap<String, Arc<jobs::Job>>>,
     /// Models connected by earlier runs, by model key: loaded once per process.
     models: Mutex<HashMap<String, Arc<dyn ChatModel>>>,
@@ -87,6 +89,7 @@ impl State {
             env,
             token,
             writer: tokio::sync::Mutex::new(()),
+            local_model: tokio::sync::Mutex::new(()),
             jobs: Mutex::new(BTreeMap::new()),
             models: Mutex::new(HashMap::new()),
             shutdown: watch::channel(false).0,
