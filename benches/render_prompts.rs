@@ -39,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let start = Instant::now();
         let mut rendered = Vec::new();
         for block in &graph.blocks {
-            for venture in &ventures {
+            for venture in ventures {
                 let input = VentureInput {
                     name: venture.name.clone(),
                     brief: venture.brief.clone(),

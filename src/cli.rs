@@ -416,8 +416,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Preview(args) => preview(&cli, args, &settings, &graph)?,
         Command::Blocks(args) if args.json => report::blocks_json(&graph)? + "\n",
         Command::Blocks(_) => report::blocks_table(&graph),
-        Command::Ventures(args) if args.json => report::ventures_json(&graph.ventures())? + "\n",
-        Command::Ventures(_) => report::ventures_table(&graph.ventures()),
+        Command::Ventures(args) if args.json => report::ventures_json(graph.ventures())? + "\n",
+        Command::Ventures(_) => report::ventures_table(graph.ventures()),
         Command::Config(_) => String::new(),
     };
     emit(&output);
@@ -868,6 +868,9 @@ fn emit(output: &str) {
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Blocking work (the service's page reads and prompt renders) on two cores gains
+        // nothing from hundreds of threads.
+        .max_blocking_threads(8)
         .enable_all()
         .build()
         .context("starting the async runtime")

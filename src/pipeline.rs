@@ -109,8 +109,8 @@ pub fn resolve_venture(
                 );
             }
             Ok(VentureInput {
-                name: venture.name,
-                brief: brief.or(venture.brief),
+                name: venture.name.clone(),
+                brief: brief.or_else(|| venture.brief.clone()),
                 is_new: false,
                 ..Default::default()
             })

@@ -732,8 +732,8 @@ fn a_whole_graph_survives_generate_then_reject_for_every_venture() -> TestResult
     let graph = Graph::load(root)?;
     let mut ventures: Vec<(String, Option<&str>)> = graph
         .ventures()
-        .into_iter()
-        .map(|venture| (venture.name, None))
+        .iter()
+        .map(|venture| (venture.name.clone(), None))
         .collect();
     ventures.push(("Solar Bikes".into(), Some("E-bikes with solar roofs.")));
     let blocks: Vec<String> = graph.blocks.iter().map(|block| block.id.clone()).collect();

@@ -137,8 +137,8 @@ impl JunkContext {
             venture,
             ventures: graph
                 .ventures()
-                .into_iter()
-                .map(|venture| venture.name)
+                .iter()
+                .map(|venture| venture.name.clone())
                 .collect(),
             known_items,
             shown,
@@ -949,8 +949,8 @@ mod tests {
         for block in &graph.blocks {
             let ventures: Vec<String> = graph
                 .ventures()
-                .into_iter()
-                .map(|venture| venture.name)
+                .iter()
+                .map(|venture| venture.name.clone())
                 .collect();
             for venture_name in &ventures {
                 let own: Vec<&crate::graph::Example> = graph

@@ -128,6 +128,9 @@ pub struct Graph {
     /// Per block page (path), the keys of the pages its reading looked up (itself, embedded
     /// example pages whether they exist or not): what [`Graph::update_pages`] reads again.
     sources: HashMap<String, HashSet<String>>,
+    /// [`Graph::ventures`], worked out on first use (every page and example is walked) and
+    /// again after [`Graph::update_pages`].
+    ventures: std::sync::OnceLock<Vec<Venture>>,
 }
 
 impl Graph {
@@ -218,6 +221,7 @@ impl Graph {
             warnings,
             pages_by_key,
             sources,
+            ventures: std::sync::OnceLock::new(),
         }
     }
 
@@ -229,6 +233,7 @@ impl Graph {
     ///
     /// [`from_pages`]: Graph::from_pages
     pub fn update_pages(&mut self, edits: Vec<(String, Option<Page>)>) {
+        self.ventures = std::sync::OnceLock::new();
         let mut touched: HashSet<String> = HashSet::new();
         let mut block_pages: HashSet<String> = HashSet::new();
         // The key index is built again only when pages come, go or change their name: a page
@@ -289,7 +294,11 @@ impl Graph {
 
     /// The ventures: every name with examples in some block (first spelling wins, compared
     /// case-insensitively) and every venture page; sorted by name.
-    pub fn ventures(&self) -> Vec<Venture> {
+    pub fn ventures(&self) -> &[Venture] {
+        self.ventures.get_or_init(|| self.read_ventures())
+    }
+
+    fn read_ventures(&self) -> Vec<Venture> {
         let mut ventures: Vec<Venture> = Vec::new();
         let mut index_by_key: HashMap<String, usize> = HashMap::new();
         let mut entry = |name: &str, ventures: &mut Vec<Venture>| -> usize {
@@ -341,10 +350,10 @@ impl Graph {
     }
 
     /// A venture of the graph by name, case-insensitively.
-    pub fn find_venture(&self, name: &str) -> Option<Venture> {
+    pub fn find_venture(&self, name: &str) -> Option<&Venture> {
         let key = page_key(name);
         self.ventures()
-            .into_iter()
+            .iter()
             .find(|venture| page_key(&venture.name) == key)
     }
 

@@ -79,7 +79,7 @@ pub fn select_blocks<'g>(graph: &'g Graph, queries: &[String]) -> Result<Vec<&'g
 /// known ones.
 fn select_ventures(graph: &Graph, names: &[String]) -> Result<Vec<Venture>, Error> {
     if names.is_empty() {
-        return Ok(graph.ventures());
+        return Ok(graph.ventures().to_vec());
     }
     let mut selected: Vec<Venture> = Vec::new();
     for name in names {
@@ -89,8 +89,8 @@ fn select_ventures(graph: &Graph, names: &[String]) -> Result<Vec<Venture>, Erro
                 name: name.clone(),
                 known: graph.venture_names(),
             })?;
-        if !selected.contains(&venture) {
-            selected.push(venture);
+        if !selected.contains(venture) {
+            selected.push(venture.clone());
         }
     }
     Ok(selected)

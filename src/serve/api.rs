@@ -31,6 +31,9 @@ use crate::writeback::{self, Decision};
 
 type AppState = Arc<State>;
 
+/// Ended jobs kept in memory, newest first.
+const KEPT_JOBS: usize = 100;
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -74,13 +77,14 @@ pub fn router(
         .routes(routes!(drafts_accept))
         .routes(routes!(drafts_reject))
         .split_for_parts();
-    let document = serde_json::to_value(&api)?;
+    // Serialised once: the handler is cloned for every connection.
+    let document = axum::body::Bytes::from(serde_json::to_vec(&api)?);
     let mut router = router
         .route(
             "/openapi.json",
             axum::routing::get(move || {
                 let document = document.clone();
-                async move { Json(document) }
+                async move { ([(header::CONTENT_TYPE, "application/json")], document) }
             }),
         )
         .fallback(|| async {
@@ -613,6 +617,16 @@ async fn start_enrich(state: &AppState, asked: EnrichJob) -> Result<JobStatus, A
             return Err(ApiError::conflict(format!(
                 "run {run_id} is already running as a job: GET /v1/jobs/{run_id} follows it"
             )));
+        }
+        // Ended jobs are kept in memory (with their reports and events) up to a number; the
+        // journal keeps every run.
+        let ended: Vec<String> = jobs
+            .iter()
+            .filter(|(_, job)| job.ended())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ended.iter().take(ended.len().saturating_sub(KEPT_JOBS)) {
+            jobs.remove(id);
         }
         let job = Job::new(run_id.clone(), plan.pairs.len());
         jobs.insert(run_id.clone(), job.clone());

@@ -33,11 +33,11 @@ pub struct JobStatus {
     pub report: Option<Value>,
 }
 
-/// One event of a job, as sent to subscribers.
+/// One event of a job, as sent to subscribers: its data serialised once, shared by all.
 #[derive(Debug, Clone)]
 pub struct JobEvent {
     pub name: &'static str,
-    pub data: Value,
+    pub data: Arc<str>,
 }
 
 pub struct Job {
@@ -166,7 +166,10 @@ impl Job {
                 .history
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner());
-            history.push(JobEvent { name, data });
+            history.push(JobEvent {
+                name,
+                data: data.to_string().into(),
+            });
             history.len()
         };
         self.progress.send_replace((count, last));
@@ -200,7 +203,7 @@ impl Job {
                         let sse = SseEvent::default()
                             .event(event.name)
                             .id(next.to_string())
-                            .data(event.data.to_string());
+                            .data(&*event.data);
                         return Some((Ok(sse), (job, progress, next + 1)));
                     }
                     let (count, ended) = *progress.borrow_and_update();
