@@ -927,3 +927,34 @@ async fn sigterm_lets_pairs_in_flight_finish_journals_the_rest_and_exits_0() -> 
     assert_eq!(drafts.as_array().map(Vec::len), Some(2 * done));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_see_every_write_wherever_the_pages_live() -> TestResult {
+    let (provider, _recorder) = Recorder::start(Duration::ZERO, None).await;
+    // The pages deep in folders of their own, as in the public knowledge base.
+    let graph = tempfile::tempdir()?;
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-graph");
+    copy_folder(&sample.join("pages"), &graph.path().join("kb").join("deep"))?;
+    copy_folder(&sample.join("logseq"), &graph.path().join("logseq"))?;
+    let server = Server::start(graph.path(), &provider, Some(TOKEN))?;
+    let (_, drafts) = server.get("/v1/drafts").await?;
+    assert_eq!(drafts, json!([]));
+    // Another process writes.
+    let output = inncopilot(
+        graph.path(),
+        &provider,
+        &["generate", "--venture", "Space X", "--count", "2", "--provider", "openai", "--quiet"],
+    )
+    .output()?;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let (_, drafts) = server.get("/v1/drafts").await?;
+    assert_eq!(drafts.as_array().map(Vec::len), Some(4), "{drafts}");
+    // The server writes.
+    let (status, _) = server.post("/v1/drafts/reject", &json!({"all": true})).await?;
+    assert_eq!(status, 200);
+    let (_, drafts) = server.get("/v1/drafts").await?;
+    assert_eq!(drafts, json!([]));
+    let (_, ventures) = server.get("/v1/ventures").await?;
+    assert_eq!(ventures.as_array().map(Vec::len), Some(5));
+    Ok(())
+}

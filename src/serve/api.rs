@@ -564,7 +564,7 @@ struct EnrichJob {
 }
 
 impl EnrichJob {
-    /// The engine and plan of this job on `graph`.
+    /// The engine and plan of this job on `graph`; a plan over the budget is refused.
     fn plan(
         &self,
         state: &State,
@@ -586,6 +586,7 @@ impl EnrichJob {
                 _ => error,
             }
         })?;
+        enrich::check_budget(&plan, engine.settings.generate.budget_usd)?;
         Ok((engine, plan))
     }
 }
@@ -593,16 +594,15 @@ impl EnrichJob {
 /// Plan an `enrich` run and start it as a job.
 async fn start_enrich(state: &AppState, asked: EnrichJob) -> Result<JobStatus, ApiError> {
     let graph = graph(state)?;
-    let (engine, plan, asked, run_id) = {
+    let (plan, asked, run_id) = {
         let state = state.clone();
         blocking(move || {
             let (engine, plan) = asked.plan(&state, graph)?;
-            enrich::check_budget(&plan, engine.settings.generate.budget_usd)?;
             let run_id = match &asked.resume {
                 Some(id) => id.clone(),
                 None => enrich::run_id_for(&engine, &asked.selection)?,
             };
-            Ok((engine, plan, asked, run_id))
+            Ok((plan, asked, run_id))
         })
         .await?
     };
@@ -655,16 +655,17 @@ async fn start_enrich(state: &AppState, asked: EnrichJob) -> Result<JobStatus, A
             );
             return;
         }
-        // A job that waited in line plans on the graph as the runs before it left it.
-        let (engine, plan) = match state.graph() {
-            Ok(fresh) if !Arc::ptr_eq(&fresh, &engine.graph) => match asked.plan(&state, fresh) {
-                Ok(planned) => planned,
-                Err(error) => {
-                    job.end("failed", None, Some(error.message));
-                    return;
-                }
-            },
-            _ => (engine, plan),
+        // Planned again on the graph as the runs before this one (and any edits) left it.
+        let planned = state
+            .fresh_graph()
+            .map_err(ApiError::from)
+            .and_then(|graph| asked.plan(&state, graph));
+        let (engine, plan) = match planned {
+            Ok(planned) => planned,
+            Err(error) => {
+                job.end("failed", None, Some(error.message));
+                return;
+            }
         };
         let engine = Arc::new(engine);
         let _local = local_turn(&state, &engine).await;

@@ -57,19 +57,14 @@ pub struct State {
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
-/// The modification times of the graph's page folders: our writes rename files into them, so a
-/// write by any process changes them.
-type Signature = Vec<Option<SystemTime>>;
+/// When the graph's lock was last taken: every process that writes the graph takes it (and
+/// writes who it is into it), so a graph read after that is out of date.
+type Signature = Option<SystemTime>;
 
 fn signature(root: &Path) -> Signature {
-    ["pages", "journals", ""]
-        .iter()
-        .map(|folder| {
-            std::fs::metadata(root.join(folder))
-                .and_then(|meta| meta.modified())
-                .ok()
-        })
-        .collect()
+    std::fs::metadata(root.join(".inncopilot").join("lock"))
+        .and_then(|meta| meta.modified())
+        .ok()
 }
 
 impl State {
@@ -97,23 +92,30 @@ impl State {
         }
     }
 
-    /// The graph as it is on disk: read again when a process wrote it since.
+    /// The graph for reading: as the last writer left it. Read again when a process has taken
+    /// the graph's lock since; while one holds it, the state before it (readers never wait).
+    /// Edits made without the lock (in Logseq, say) are seen after the next write.
     pub fn graph(&self) -> Result<Arc<Graph>, crate::graph::Error> {
-        let now = signature(&self.root);
         {
             let current = self
                 .graph
                 .read()
                 .unwrap_or_else(|poison| poison.into_inner());
-            if current.1 == now {
+            if writeback::lock::is_held(&self.root) || current.1 == signature(&self.root) {
                 return Ok(current.0.clone());
             }
         }
+        self.fresh_graph()
+    }
+
+    /// The graph as it is on disk now, for a run about to write it.
+    pub fn fresh_graph(&self) -> Result<Arc<Graph>, crate::graph::Error> {
+        let before = signature(&self.root);
         let graph = Arc::new(Graph::load(&self.root)?);
         *self
             .graph
             .write()
-            .unwrap_or_else(|poison| poison.into_inner()) = (graph.clone(), now);
+            .unwrap_or_else(|poison| poison.into_inner()) = (graph.clone(), before);
         Ok(graph)
     }
 
