@@ -146,6 +146,25 @@ impl Server {
         }
     }
 
+    /// Start the enrich job of [`ENRICH`] and return its id once the provider has been asked
+    /// `requests` times.
+    async fn enrich_until_asked(
+        &self,
+        recorder: &Recorder,
+        requests: usize,
+    ) -> Result<String, Box<dyn std::error::Error>> {
+        let (status, job) = self.post("/v1/enrich", &ENRICH()).await?;
+        assert_eq!(status, 202, "{job}");
+        let started = Instant::now();
+        while recorder.seen().len() < requests {
+            if started.elapsed() > Duration::from_secs(60) {
+                return Err(format!("the provider was never asked {requests} times").into());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(job["id"].as_str().ok_or("no id")?.to_string())
+    }
+
     fn logged(&self) -> String {
         self.stderr
             .lock()
@@ -615,11 +634,7 @@ async fn a_cancelled_job_resumes_without_asking_finished_pairs_again() -> TestRe
     let (provider, recorder) = Recorder::start(Duration::from_millis(300), None).await;
     let graph = common::sample_graph_copy()?;
     let server = Server::start(graph.path(), &provider, Some(TOKEN))?;
-    let (_, job) = server.post("/v1/enrich", &ENRICH()).await?;
-    let id = job["id"].as_str().ok_or("no id")?.to_string();
-    while recorder.seen().len() < 3 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let id = server.enrich_until_asked(&recorder, 3).await?;
     let (status, cancelling) = server
         .send(
             reqwest::Method::DELETE,
@@ -694,11 +709,7 @@ async fn a_job_cut_short_by_a_restart_is_shown_interrupted_and_resumes() -> Test
     let (provider, recorder) = Recorder::start(Duration::from_millis(300), None).await;
     let graph = common::sample_graph_copy()?;
     let mut server = Server::start(graph.path(), &provider, Some(TOKEN))?;
-    let (_, job) = server.post("/v1/enrich", &ENRICH()).await?;
-    let id = job["id"].as_str().ok_or("no id")?.to_string();
-    while recorder.seen().len() < 4 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let id = server.enrich_until_asked(&recorder, 4).await?;
     // The server dies (kill -9) with pairs in flight.
     server.child.kill()?;
     server.child.wait()?;
@@ -898,11 +909,7 @@ async fn sigterm_lets_pairs_in_flight_finish_journals_the_rest_and_exits_0() -> 
     let (provider, recorder) = Recorder::start(Duration::from_millis(400), None).await;
     let graph = common::sample_graph_copy()?;
     let mut server = Server::start(graph.path(), &provider, Some(TOKEN))?;
-    let (_, job) = server.post("/v1/enrich", &ENRICH()).await?;
-    let id = job["id"].as_str().ok_or("no id")?.to_string();
-    while recorder.seen().len() < 3 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let id = server.enrich_until_asked(&recorder, 3).await?;
     let terminated = std::process::Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
         .status()?;
@@ -943,14 +950,29 @@ async fn reads_see_every_write_wherever_the_pages_live() -> TestResult {
     let output = inncopilot(
         graph.path(),
         &provider,
-        &["generate", "--venture", "Space X", "--count", "2", "--provider", "openai", "--quiet"],
+        &[
+            "generate",
+            "--venture",
+            "Space X",
+            "--count",
+            "2",
+            "--provider",
+            "openai",
+            "--quiet",
+        ],
     )
     .output()?;
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let (_, drafts) = server.get("/v1/drafts").await?;
     assert_eq!(drafts.as_array().map(Vec::len), Some(4), "{drafts}");
     // The server writes.
-    let (status, _) = server.post("/v1/drafts/reject", &json!({"all": true})).await?;
+    let (status, _) = server
+        .post("/v1/drafts/reject", &json!({"all": true}))
+        .await?;
     assert_eq!(status, 200);
     let (_, drafts) = server.get("/v1/drafts").await?;
     assert_eq!(drafts, json!([]));

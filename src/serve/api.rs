@@ -20,7 +20,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
 use super::jobs::{Job, JobStatus};
-use super::{Options, State};
+use super::{Options, State, locked};
 use crate::enrich::{self, EnrichRequest, JournalArgs};
 use crate::generate::GenerateRequest;
 use crate::pipeline;
@@ -607,10 +607,7 @@ async fn start_enrich(state: &AppState, asked: EnrichJob) -> Result<JobStatus, A
         .await?
     };
     let job = {
-        let mut jobs = state
-            .jobs
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut jobs = locked(&state.jobs);
         if let Some(job) = jobs.get(&run_id)
             && !job.ended()
         {
@@ -713,11 +710,7 @@ async fn jobs_list(
         None => Vec::new(),
     };
     let held = crate::writeback::lock::is_held(&state.root);
-    let jobs = state
-        .jobs
-        .lock()
-        .unwrap_or_else(|poison| poison.into_inner())
-        .clone();
+    let jobs = locked(&state.jobs).clone();
     let mut listed: Vec<Value> = Vec::new();
     for job in jobs.values() {
         if !runs.iter().any(|run| run.id == job.id) {
@@ -868,12 +861,7 @@ async fn job_resume(
 }
 
 fn find_job(state: &State, id: &str) -> Option<Arc<Job>> {
-    state
-        .jobs
-        .lock()
-        .unwrap_or_else(|poison| poison.into_inner())
-        .get(id)
-        .cloned()
+    locked(&state.jobs).get(id).cloned()
 }
 
 /// A run of the journal, shown `interrupted` when it was left running by a process that died.

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use utoipa::ToSchema;
 
+use super::locked;
 use crate::run::{self, EventKind};
 
 /// A job as `GET /v1/jobs/{id}` shows it.
@@ -69,10 +70,7 @@ impl Job {
     }
 
     pub fn status(&self) -> JobStatus {
-        self.status
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .clone()
+        locked(&self.status).clone()
     }
 
     pub fn ended(&self) -> bool {
@@ -82,10 +80,7 @@ impl Job {
     /// Change the status and tell subscribers with an event named `state`.
     pub fn set_state(&self, state: &str, message: Option<String>) {
         {
-            let mut status = self
-                .status
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
+            let mut status = locked(&self.status);
             status.state = state.to_string();
             status.message = message.clone();
         }
@@ -108,10 +103,7 @@ impl Job {
                 failure,
             } => {
                 {
-                    let mut status = self
-                        .status
-                        .lock()
-                        .unwrap_or_else(|poison| poison.into_inner());
+                    let mut status = locked(&self.status);
                     status.done += 1;
                     status.failed += usize::from(failure.is_some());
                 }
@@ -141,10 +133,7 @@ impl Job {
     /// The run ended with `report` (its state from the journal's point of view) or an error.
     pub fn end(&self, state: &str, report: Option<Value>, message: Option<String>) {
         {
-            let mut status = self
-                .status
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
+            let mut status = locked(&self.status);
             status.state = state.to_string();
             status.message = message.clone();
             if let Some(report) = &report {
@@ -162,10 +151,7 @@ impl Job {
 
     fn push(&self, name: &'static str, data: Value, last: bool) {
         let count = {
-            let mut history = self
-                .history
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
+            let mut history = locked(&self.history);
             history.push(JobEvent {
                 name,
                 data: data.to_string().into(),
@@ -193,10 +179,7 @@ impl Job {
             |(job, mut progress, next)| async move {
                 loop {
                     let event = {
-                        let history = job
-                            .history
-                            .lock()
-                            .unwrap_or_else(|poison| poison.into_inner());
+                        let history = locked(&job.history);
                         history.get(next).cloned()
                     };
                     if let Some(event) = event {

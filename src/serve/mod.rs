@@ -24,6 +24,11 @@ use crate::prompt::Library;
 use crate::run::{Engine, Env};
 use crate::writeback;
 
+/// A mutex's value; a panic elsewhere while it was held leaves it usable (the data is plain).
+pub(crate) fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
 /// How `serve` was started.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -146,12 +151,7 @@ impl State {
             self.env.clone(),
             use_cache,
         )?;
-        let known = self
-            .models
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .get(&engine.model_key())
-            .cloned();
+        let known = locked(&self.models).get(&engine.model_key()).cloned();
         Ok(match known {
             Some(model) => engine.with_model(model),
             None => engine,
@@ -161,9 +161,7 @@ impl State {
     /// Keep the model a run connected, for the next runs.
     pub fn keep_model(&self, engine: &Engine) {
         if let Some(model) = engine.connected_model() {
-            self.models
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner())
+            locked(&self.models)
                 .entry(engine.model_key())
                 .or_insert(model);
         }
@@ -195,10 +193,7 @@ impl State {
     /// Run `task` in the background; shutdown waits for it (within the grace period).
     pub fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
         let handle = tokio::spawn(task);
-        let mut tasks = self
-            .tasks
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut tasks = locked(&self.tasks);
         tasks.retain(|task| !task.is_finished());
         tasks.push(handle);
     }
@@ -254,13 +249,7 @@ pub async fn serve(state: Arc<State>, options: Options) -> anyhow::Result<()> {
                 "stopping: no new requests; in-flight pairs finish and the rest is journaled"
             );
             state.shutdown.send_replace(true);
-            let jobs: Vec<_> = state
-                .jobs
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner())
-                .values()
-                .cloned()
-                .collect();
+            let jobs: Vec<_> = locked(&state.jobs).values().cloned().collect();
             for job in jobs {
                 job.cancel();
             }
@@ -286,12 +275,7 @@ pub async fn serve(state: Arc<State>, options: Options) -> anyhow::Result<()> {
         }
     }
     // Connections are closed; runs may still be writing their last pairs.
-    let tasks: Vec<_> = std::mem::take(
-        &mut *state
-            .tasks
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner()),
-    );
+    let tasks: Vec<_> = std::mem::take(&mut *locked(&state.tasks));
     let left = signalled_at
         .get()
         .map_or(grace, |at| grace.saturating_sub(at.elapsed()));
