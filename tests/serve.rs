@@ -980,3 +980,58 @@ async fn reads_see_every_write_wherever_the_pages_live() -> TestResult {
     assert_eq!(ventures.as_array().map(Vec::len), Some(5));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_failure_is_a_502_with_its_cause_and_cors_is_off_unless_asked() -> TestResult {
+    let refusal = common::mock::api_error(401, "Incorrect API key provided", None);
+    let (provider, _recorder) = Recorder::start(Duration::ZERO, Some(refusal)).await;
+    let graph = common::sample_graph_copy()?;
+    let server = Server::start(graph.path(), &provider, Some(TOKEN))?;
+    let (status, body) = server
+        .post(
+            "/v1/generate",
+            &json!({"venture": "Space X", "blocks": ["relationship"], "provider": "openai"}),
+        )
+        .await?;
+    assert_error(status, &body, 502, "provider");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("Incorrect API key")),
+        "{body}"
+    );
+    assert!(!body.to_string().contains(KEY));
+    assert!(!server.logged().contains(KEY));
+    // No CORS headers unless --cors names an origin.
+    let preflight = |server: &Server| {
+        server
+            .client
+            .request(reqwest::Method::OPTIONS, server.url("/v1/generate"))
+            .header("origin", "https://app.example.org")
+            .header("access-control-request-method", "POST")
+            .send()
+    };
+    let answer = preflight(&server).await?;
+    assert!(
+        answer
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    drop(server);
+    let server = Server::start_with(
+        graph.path(),
+        &provider,
+        Some(TOKEN),
+        &["--cors", "https://app.example.org"],
+    )?;
+    let answer = preflight(&server).await?;
+    assert_eq!(
+        answer
+            .headers()
+            .get("access-control-allow-origin")
+            .and_then(|value| value.to_str().ok()),
+        Some("https://app.example.org")
+    );
+    Ok(())
+}

@@ -85,7 +85,8 @@ pub struct JunkContext {
     /// Texts an answer must not copy: the block's definition and questions, the schema's field
     /// descriptions.
     pub prompt_texts: Vec<String>,
-    /// Names that only name the block: its title, item class and last id segment.
+    /// Names that only name the block or a block it relates to: title, item class and last id
+    /// segment.
     pub block_names: Vec<String>,
     /// The whole rendered prompt: a name must not copy a run of its words.
     pub prompt: String,
@@ -130,9 +131,18 @@ impl JunkContext {
         let mut prompt_texts = vec![context.block.definition.clone()];
         prompt_texts.extend(context.block.questions.iter().cloned());
         schema_descriptions(&prompt.schema, &mut prompt_texts);
-        let mut block_names = vec![block.title.clone()];
-        block_names.extend(block.item_class.clone());
-        block_names.extend(block.id.rsplit('/').next().map(str::to_string));
+        // The block's names, and those of the blocks it relates to (their drafts are shown
+        // under their titles): `Profile` is no name for a relationship either.
+        let mut block_names = Vec::new();
+        let related = block
+            .relations
+            .iter()
+            .filter_map(|id| graph.blocks.iter().find(|each| &each.id == id));
+        for named in std::iter::once(block).chain(related) {
+            block_names.push(named.title.clone());
+            block_names.extend(named.item_class.clone());
+            block_names.extend(named.id.rsplit('/').next().map(str::to_string));
+        }
         JunkContext {
             venture,
             ventures: graph
@@ -366,9 +376,11 @@ impl Junk {
             .into_iter()
             .filter(|word| !self.venture_words.contains(&singular(word)))
             .collect();
+        // A number, or a word of one or two letters after the others (`Idea 2`, `Option A`,
+        // `Venture ia`): numbering or filler, not a name of its own.
         let numbering = |word: &str| {
             word.chars().all(|character| character.is_ascii_digit())
-                || (word.chars().count() == 1
+                || (word.chars().count() <= 2
                     && word.chars().all(|character| character.is_alphabetic()))
         };
         while words.len() > 1 && words.last().is_some_and(|word| numbering(word)) {
@@ -666,7 +678,12 @@ mod tests {
                 "Why this relationship suits this venture's customers, in one sentence.".into(),
                 "Roles deciding".into(),
             ],
-            block_names: vec!["Relationship".into(), "relationship".into()],
+            block_names: vec![
+                "Relationship".into(),
+                "relationship".into(),
+                "Profile (id)".into(),
+                "profile".into(),
+            ],
             prompt: "What is already known about the venture in related building blocks:\nAbout the venture: Rents solar-assisted electric bikes to commuters."
                 .into(),
         }
@@ -869,6 +886,9 @@ mod tests {
             "BuildingBlock",
             "Idea_2",
             "ideaOption",
+            "Venture ia",
+            "Profile ia",
+            "Relationship IV",
         ] {
             assert_eq!(
                 reason(name, GOOD, json!({})),
@@ -882,6 +902,8 @@ mod tests {
             "Plan B Rentals",
             "Ideaworks",
             "Relationship42 Lounge",
+            "Pay As You Go",
+            "Profile Studio",
         ] {
             assert_eq!(reason(name, GOOD, json!({})), None, "{name}");
         }
