@@ -793,42 +793,19 @@ fn serve(
 
 /// `runs` and `runs show ID`.
 fn runs(graph: &Graph, args: &RunsArgs) -> anyhow::Result<String> {
-    let journal = crate::run::Journal::open_existing(&graph.root)?;
-    // A run recorded as running while no process holds the graph's lock was killed.
-    let live = writeback::lock::is_held(&graph.root);
-    let shown = |mut run: crate::run::journal::RunRecord| {
-        if run.state == "running" && !live {
-            run.state = "interrupted".to_string();
-        }
-        run
-    };
+    use crate::run::journal;
     match &args.command {
         None => {
-            let runs = match &journal {
-                Some(journal) => journal.runs()?.into_iter().map(shown).collect(),
-                None => Vec::new(),
-            };
+            let runs = journal::runs_as_seen(&graph.root)?;
             Ok(match args.json {
                 true => serde_json::to_string_pretty(&runs)? + "\n",
                 false => report::runs_table(&runs),
             })
         }
         Some(RunsCommand::Show { id, json }) => {
-            let run = journal
-                .as_ref()
-                .map(|journal| journal.run(id))
-                .transpose()?
-                .flatten()
-                .map(shown)
-                .with_context(|| {
-                    format!(
-                        "no run `{id}` in the journal of this graph (`inncopilot runs` lists them)"
-                    )
-                })?;
-            let pairs = match &journal {
-                Some(journal) => journal.pairs(id)?,
-                None => Vec::new(),
-            };
+            let (run, pairs) = journal::run_as_seen(&graph.root, id)?.with_context(|| {
+                format!("no run `{id}` in the journal of this graph (`inncopilot runs` lists them)")
+            })?;
             Ok(match *json || args.json {
                 true => {
                     serde_json::to_string_pretty(&serde_json::json!({"run": run, "pairs": pairs}))?

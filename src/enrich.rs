@@ -50,8 +50,9 @@ pub fn check_budget(plan: &Plan, budget: f64) -> Result<(), Error> {
     }
 }
 
-/// What a journaled `enrich` run was asked (its `args`), to resume it.
-#[derive(Debug, Clone, serde::Deserialize)]
+/// What an `enrich` run was asked, as the journal keeps it (`args`): a run asked the same is
+/// resumed, and a run resumed by id is asked this again.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct JournalArgs {
     pub ventures: Vec<String>,
     pub blocks: Vec<String>,
@@ -63,6 +64,29 @@ pub struct JournalArgs {
 }
 
 impl JournalArgs {
+    /// The key of `selection` on `engine`: names sorted and lower-cased, so that the same
+    /// request spelled differently resumes the same run.
+    pub fn new(engine: &Engine, selection: &Selection) -> JournalArgs {
+        let sorted = |names: &[String]| {
+            let set: BTreeSet<String> = names.iter().map(|name| name.to_lowercase()).collect();
+            set.into_iter().collect::<Vec<_>>()
+        };
+        JournalArgs {
+            ventures: sorted(&selection.ventures),
+            blocks: sorted(&selection.blocks),
+            min_items: selection.min_items,
+            force: selection.force,
+            count: selection.count,
+            provider: engine.provider.name().to_string(),
+            model: engine.provider.model().to_string(),
+        }
+    }
+
+    /// As the journal stores it.
+    pub fn key(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
     pub fn parse(args: &str) -> Result<JournalArgs, Error> {
         serde_json::from_str(args).map_err(|error| {
             Error::Usage(format!(
@@ -82,28 +106,10 @@ impl JournalArgs {
     }
 }
 
-/// The journal's key of a request: a run asked the same is resumed.
-fn journal_args(engine: &Engine, selection: &Selection) -> String {
-    let sorted = |names: &[String]| {
-        let set: BTreeSet<String> = names.iter().map(|name| name.to_lowercase()).collect();
-        set.into_iter().collect::<Vec<_>>()
-    };
-    json!({
-        "ventures": sorted(&selection.ventures),
-        "blocks": sorted(&selection.blocks),
-        "min_items": selection.min_items,
-        "force": selection.force,
-        "count": selection.count,
-        "provider": engine.provider.name(),
-        "model": engine.provider.model(),
-    })
-    .to_string()
-}
-
 /// The id the run of `selection` will have: the latest unfinished run of the journal asked the
 /// same (it is resumed), else a new one.
 pub fn run_id_for(engine: &Engine, selection: &Selection) -> Result<String, Error> {
-    let args = journal_args(engine, selection);
+    let args = JournalArgs::new(engine, selection).key();
     let resumable = match crate::run::Journal::open_existing(&engine.graph.root)? {
         Some(journal) => journal.resumable("enrich", &args)?,
         None => None,
@@ -133,7 +139,7 @@ pub async fn run(
         });
     }
     let writer = Writer::open(&engine, request.dry_run)?;
-    let args = journal_args(&engine, &request.selection);
+    let args = JournalArgs::new(&engine, &request.selection).key();
     let mut run_id = None;
     let mut skip = BTreeSet::new();
     let resumable = match (writer.journal(), &request.resume) {

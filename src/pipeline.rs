@@ -11,11 +11,15 @@ use crate::llm::tokens::{self, TokenEstimate};
 use crate::llm::{self, Params, Provider};
 use crate::prompt::{self, Library, Message, Prompt, PromptOptions, VentureInput};
 
-/// What a preview (or a generation) is asked for.
-#[derive(Debug, Clone, Default)]
+/// What a preview (or a generation) is asked for; the body of `POST /v1/preview`.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PreviewBody)]
 pub struct Request {
+    /// A venture of the graph, or a new one with `brief`.
     pub venture: String,
     pub brief: Option<String>,
+    /// A block id, title or last id segment.
     pub block: String,
     pub count: Option<usize>,
     pub provider: Option<String>,

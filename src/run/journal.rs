@@ -46,6 +46,45 @@ pub struct RunRecord {
     pub args: String,
 }
 
+/// Every run of the graph at `root`, newest first, as they stand: a run recorded as running
+/// while no process holds the graph's lock was killed, and is shown `interrupted` (the next
+/// writer records it so). None without a journal.
+pub fn runs_as_seen(root: &Path) -> Result<Vec<RunRecord>, Error> {
+    let Some(journal) = Journal::open_existing(root)? else {
+        return Ok(Vec::new());
+    };
+    let held = crate::writeback::lock::is_held(root);
+    Ok(journal
+        .runs()?
+        .into_iter()
+        .map(|run| run.seen_with_lock(held))
+        .collect())
+}
+
+/// One run of the graph at `root` as it stands (see [`runs_as_seen`]), with its pairs.
+pub fn run_as_seen(root: &Path, id: &str) -> Result<Option<(RunRecord, Vec<PairRecord>)>, Error> {
+    let Some(journal) = Journal::open_existing(root)? else {
+        return Ok(None);
+    };
+    let Some(run) = journal.run(id)? else {
+        return Ok(None);
+    };
+    let pairs = journal.pairs(id)?;
+    Ok(Some((
+        run.seen_with_lock(crate::writeback::lock::is_held(root)),
+        pairs,
+    )))
+}
+
+impl RunRecord {
+    fn seen_with_lock(mut self, lock_held: bool) -> RunRecord {
+        if self.state == "running" && !lock_held {
+            self.state = "interrupted".to_string();
+        }
+        self
+    }
+}
+
 /// A pair as `runs show` lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct PairRecord {

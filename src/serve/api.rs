@@ -26,7 +26,7 @@ use crate::generate::GenerateRequest;
 use crate::pipeline;
 use crate::report;
 use crate::run::plan::Selection;
-use crate::run::{Events, FailureKind, Journal};
+use crate::run::{Events, FailureKind, Journal, journal};
 use crate::writeback::{self, Decision};
 
 type AppState = Arc<State>;
@@ -203,22 +203,8 @@ async fn ventures(
     ))
 }
 
-/// `POST /v1/preview`: what `preview` shows.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PreviewBody {
-    /// A venture of the graph, or a new one with `brief`.
-    pub venture: String,
-    pub brief: Option<String>,
-    /// A block id, title or last id segment.
-    pub block: String,
-    pub count: Option<usize>,
-    pub provider: Option<String>,
-    pub model: Option<String>,
-}
-
 /// The exact prompt a block would send for a venture; no key, no network (`preview --json`).
-#[utoipa::path(post, path = "/v1/preview", tag = "drafts", request_body = PreviewBody,
+#[utoipa::path(post, path = "/v1/preview", tag = "drafts", request_body = pipeline::Request,
     responses(
         (status = 200, description = "The messages, schema, parameters and estimates", body = Object),
         (status = 400, description = "A field to fix", body = ErrorBody),
@@ -226,18 +212,10 @@ pub struct PreviewBody {
     ))]
 async fn preview(
     axum::extract::State(state): axum::extract::State<AppState>,
-    Body(body): Body<PreviewBody>,
+    Body(request): Body<pipeline::Request>,
 ) -> Result<Json<Value>, ApiError> {
     let graph = graph(&state)?;
     blocking(move || {
-        let request = pipeline::Request {
-            venture: body.venture,
-            brief: body.brief,
-            block: body.block,
-            count: body.count,
-            provider: body.provider,
-            model: body.model,
-        };
         let env = state.env.clone();
         let preview =
             pipeline::preview(&graph, &state.settings, &state.library, &request, |name| {
@@ -704,12 +682,7 @@ async fn start_enrich(state: &AppState, asked: EnrichJob) -> Result<JobStatus, A
 async fn jobs_list(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> Result<Json<Value>, ApiError> {
-    let journal = Journal::open_existing(&state.root).map_err(ApiError::internal)?;
-    let mut runs = match &journal {
-        Some(journal) => journal.runs().map_err(ApiError::internal)?,
-        None => Vec::new(),
-    };
-    let held = crate::writeback::lock::is_held(&state.root);
+    let mut runs = journal::runs_as_seen(&state.root).map_err(ApiError::internal)?;
     let jobs = locked(&state.jobs).clone();
     let mut listed: Vec<Value> = Vec::new();
     for job in jobs.values() {
@@ -720,7 +693,6 @@ async fn jobs_list(
     for run in &mut runs {
         match jobs.get(&run.id) {
             Some(job) if !job.ended() => run.state = job.status().state,
-            _ if run.state == "running" && !held => run.state = "interrupted".into(),
             _ => {}
         }
         listed.push(serde_json::to_value(&*run).map_err(ApiError::internal)?);
@@ -864,20 +836,12 @@ fn find_job(state: &State, id: &str) -> Option<Arc<Job>> {
     locked(&state.jobs).get(id).cloned()
 }
 
-/// A run of the journal, shown `interrupted` when it was left running by a process that died.
+/// A run of the journal as it stands (`interrupted` when its process died).
 fn journal_run(state: &State, id: &str) -> Result<crate::run::journal::RunRecord, ApiError> {
-    let journal = Journal::open_existing(&state.root).map_err(ApiError::internal)?;
-    let mut run = journal
-        .as_ref()
-        .map(|journal| journal.run(id))
-        .transpose()
+    journal::run_as_seen(&state.root, id)
         .map_err(ApiError::internal)?
-        .flatten()
-        .ok_or_else(|| ApiError::not_found(format!("no run `{id}`: GET /v1/jobs lists them")))?;
-    if run.state == "running" && !crate::writeback::lock::is_held(&state.root) {
-        run.state = "interrupted".into();
-    }
-    Ok(run)
+        .map(|(run, _)| run)
+        .ok_or_else(|| ApiError::not_found(format!("no run `{id}`: GET /v1/jobs lists them")))
 }
 
 /// Which drafts (`drafts list`): every parameter narrows the choice.
