@@ -98,6 +98,26 @@ pub fn expected_output_tokens(count: usize, params: &Params) -> usize {
 }
 
 /// Cost in USD from the price table; 0 for the local model and for models without a price.
+/// What a request of `messages` is estimated to cost, counting its prompt only when it has a
+/// price: the embedded model's exact count reads the model's vocabulary (~25 MB in memory
+/// beside the loaded model) for a cost of 0.
+pub fn estimated_cost_usd(
+    provider: &Provider,
+    price: Option<&Price>,
+    messages: &[Message],
+    output_tokens: usize,
+) -> f64 {
+    match (provider, price) {
+        (Provider::Openai { .. }, Some(_)) => cost_usd(
+            provider,
+            price,
+            prompt_tokens(provider, messages).tokens,
+            output_tokens,
+        ),
+        _ => 0.0,
+    }
+}
+
 pub fn cost_usd(
     provider: &Provider,
     price: Option<&Price>,

@@ -177,10 +177,10 @@ pub async fn draft_pair(
                 break;
             }
             None => {
-                let estimate = tokens::cost_usd(
+                let estimate = tokens::estimated_cost_usd(
                     &engine.provider,
                     price,
-                    tokens::prompt_tokens(&engine.provider, &chat.messages).tokens,
+                    &chat.messages,
                     tokens::expected_output_tokens(asked, &chat.params),
                 );
                 if let Err(exceeded) = engine.budget.reserve(estimate) {
