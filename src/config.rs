@@ -89,6 +89,8 @@ pub struct LocalSettings {
     pub max_tokens: u32,
     pub seed: i64,
     pub threads: u32,
+    /// Sequences decoded side by side (each with a share of an answer's items).
+    pub sequences: usize,
     pub over_ask: usize,
     pub example_token_budget: usize,
     /// The longest item name the grammar allows (characters).

@@ -176,6 +176,46 @@ async fn constrained_decoding_gives_schema_valid_json() -> TestResult {
     Ok(())
 }
 
+/// With `local.sequences = 2`, the items of one answer are shared out between two sequences
+/// decoded side by side: the answer is one schema-valid object with all of them, and no name
+/// twice (each sequence avoids the names the other has written).
+#[tokio::test(flavor = "multi_thread")]
+async fn items_decoded_as_parallel_sequences_make_one_valid_answer() -> TestResult {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let mut settings = settings()?;
+    settings.local.sequences = 2;
+    let folder = common::sample_graph_copy()?;
+    let graph = Graph::load(folder.path())?;
+    let library = Library::new(None)?;
+    let (provider, params) = llm::choose(&settings, Some("local"), None, no_env)?;
+    let block = graph.find_block("relationship")?;
+    let venture = inncopilot::pipeline::resolve_venture(&graph, "Underwater restaurant", None)?;
+    let options = inncopilot::pipeline::prompt_options(&settings, &provider);
+    let prompt = inncopilot::prompt::render(&library, &graph, block, &venture, 3, options)?;
+    let model = LocalModel::load(provider, &settings.local)?;
+    let request = ChatRequest {
+        messages: prompt.messages.clone(),
+        schema: prompt.schema.clone(),
+        params,
+        avoid_names: Vec::new(),
+    };
+    let completion = model.generate(&request, &|_| {})?;
+    assert_eq!(model.sequences_decoded(), 2);
+    let answer: Value = serde_json::from_str(&completion.text)?;
+    assert_eq!(validate(&prompt.schema, &answer), []);
+    let names: Vec<String> = answer["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item["name"].as_str())
+        .map(inncopilot::draft::name_key)
+        .collect();
+    assert_eq!(names.len(), 3);
+    let distinct: std::collections::HashSet<&String> = names.iter().collect();
+    assert_eq!(distinct.len(), 3, "{names:?}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn running_out_of_tokens_is_an_error_not_a_draft() -> TestResult {
     let _turn = ONE_AT_A_TIME.lock().await;

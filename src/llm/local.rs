@@ -241,6 +241,10 @@ struct Engine {
     max_text_length: usize,
     /// Prompt tokens found in the kept KV cache instead of read, since the load.
     reused_tokens: AtomicU64,
+    /// Sequences decoded side by side in one batch, each with its share of an answer's items.
+    sequences: usize,
+    /// Sequences decoded, over all answers since the load.
+    sequences_decoded: AtomicU64,
 }
 
 impl LocalModel {
@@ -275,6 +279,8 @@ impl LocalModel {
             max_name_length: settings.max_name_length,
             max_text_length: settings.max_text_length,
             reused_tokens: AtomicU64::new(0),
+            sequences: settings.sequences.max(1),
+            sequences_decoded: AtomicU64::new(0),
         };
         Ok(LocalModel {
             provider,
@@ -321,6 +327,11 @@ impl LocalModel {
     /// was loaded.
     pub fn reused_prompt_tokens(&self) -> u64 {
         self.engine.reused_tokens.load(Ordering::Relaxed)
+    }
+
+    /// Sequences decoded (one per answer, or `local.sequences` side by side), since the load.
+    pub fn sequences_decoded(&self) -> u64 {
+        self.engine.sequences_decoded.load(Ordering::Relaxed)
     }
 
     /// The engine's thread (started on first use).
@@ -435,6 +446,9 @@ impl Engine {
             .with_n_ubatch(BATCH as u32)
             .with_n_threads(self.threads)
             .with_n_threads_batch(self.threads)
+            // Lanes share the prompt's cells of one cache.
+            .with_n_seq_max(self.sequences as u32)
+            .with_kv_unified(true)
             // llama.cpp's default ("auto") turns flash attention on, and on CPU it decoded
             // this model at 50 tokens/s instead of 76 and read prompts at 275/s instead of 320
             // (2 cores, AVX-512).
@@ -520,103 +534,184 @@ impl Engine {
         context.synchronize();
         let prompt_seconds = started.elapsed().as_secs_f64();
         context.reset_timings();
-        // `forced` follows the same tokens as the grammar inside `sampler`, to say which
-        // tokens the grammar forces next and to go back to the start of a repeated name.
         let capped = self.capped(&request.schema);
-        let mut forced = self.grammar(&capped)?;
         let (temperature, seed) = (request.params.temperature, request.params.seed);
-        let mut sampler = self.sampler(forced.deep_clone(), &[], temperature, seed);
-        let mut names = NameGuard::new(&request.avoid_names);
-        let mut history: Vec<LlamaToken> = Vec::new();
+        // The items are shared out among the lanes (parallel sequences; one unless
+        // `local.sequences` says more), each after the same prompt in the KV cache.
+        let wanted = item_count(&capped).unwrap_or(1).max(1);
+        let lane_count = self.sequences.clamp(1, wanted);
+        let prompt_logits = batch.n_tokens() - 1;
+        self.sequences_decoded
+            .fetch_add(lane_count as u64, Ordering::Relaxed);
+        let mut lanes = Vec::with_capacity(lane_count);
+        for lane in 0..lane_count {
+            let items = wanted / lane_count + usize::from(lane < wanted % lane_count);
+            let schema = with_item_count(&capped, items, wanted);
+            let seq = lane as i32;
+            if seq > 0 {
+                context
+                    .copy_kv_cache_seq(0, seq, None, None)
+                    .map_err(|error| decode(&error))?;
+            }
+            let forced = self.grammar(&schema)?;
+            let lane_seed = seed + lane as i64 * 1000;
+            lanes.push(Lane {
+                seq,
+                sampler: self.sampler(forced.deep_clone(), &[], temperature, lane_seed),
+                forced,
+                seed: lane_seed,
+                names: NameGuard::new(&request.avoid_names),
+                history: Vec::new(),
+                answer: Vec::new(),
+                position: prompt.len(),
+                logits: prompt_logits,
+                redo: None,
+                first: true,
+                done: false,
+            });
+        }
         let answer_started = std::time::Instant::now();
         let mut sampling = std::time::Duration::ZERO;
         let vocab = self.model.vocab();
-        let mut answer = Vec::new();
         let mut shown = 0;
-        let mut position = prompt.len();
         let mut generated = 0_u32;
         let mut sampled = 0_u32;
         let mut backtracked = 0_u32;
-        // The first pass decodes what the grammar forces at the start (if anything); every
-        // later one samples a token and decodes it together with the tokens forced after it.
-        let mut first = true;
+        let mut batch = LlamaBatch::new(BATCH.max(lane_count * 16), 1);
         loop {
-            let sample_started = std::time::Instant::now();
-            let mut next: Vec<LlamaToken> = Vec::new();
-            if !first {
-                let last = batch.n_tokens() - 1;
-                let token = match names.banned(history.len()) {
-                    [] => sampler.sample(&context, last),
-                    banned => sample_without(&context, last, &mut sampler, banned),
-                };
-                if vocab.is_eog(token) {
-                    break;
-                }
-                forced
-                    .consume_token(token.0.cast_unsigned())
-                    .map_err(|error| Error::Grammar(error.to_string()))?;
-                sampled += 1;
-                next.push(token);
-            }
-            first = false;
-            let ff: Vec<LlamaToken> = forced
-                .consume_ff_tokens()
-                .into_iter()
-                .map(|token| LlamaToken(token.cast_signed()))
-                .collect();
-            sampler.accept_many(&ff);
-            next.extend(ff);
-            if next.is_empty() {
-                // Nothing forced at the start: sample from the prompt's last logits.
-                continue;
-            }
-            sampling += sample_started.elapsed();
-            if generated as usize + next.len() > max_tokens as usize {
-                return Err(Error::TokenLimit { max_tokens });
-            }
-            generated += next.len() as u32;
-            history.extend(&next);
+            // One round: each lane that is not done adds to one batch the token it samples
+            // with the tokens forced after it (the first round: what the grammar forces at the
+            // start, if anything), or, after a repeated name, the token before the name again.
             batch.clear();
-            for (index, token) in next.iter().enumerate() {
-                answer.extend(vocab.token_to_piece(*token, false, None));
-                batch
-                    .add(*token, position as i32, &[0], index + 1 == next.len())
-                    .map_err(|error| decode(&error))?;
-                position += 1;
+            let mut active = Vec::new();
+            for (index, lane) in lanes.iter_mut().enumerate().filter(|(_, lane)| !lane.done) {
+                if let Some((token, position)) = lane.redo.take() {
+                    batch
+                        .add(token, position as i32, &[lane.seq], true)
+                        .map_err(|error| decode(&error))?;
+                    lane.logits = batch.n_tokens() - 1;
+                    continue;
+                }
+                let sample_started = std::time::Instant::now();
+                let mut next: Vec<LlamaToken> = Vec::new();
+                if !lane.first {
+                    let token = match lane.names.banned(lane.history.len()) {
+                        [] => lane.sampler.sample(&context, lane.logits),
+                        banned => sample_without(&context, lane.logits, &mut lane.sampler, banned),
+                    };
+                    if vocab.is_eog(token) {
+                        lane.done = true;
+                        continue;
+                    }
+                    lane.forced
+                        .consume_token(token.0.cast_unsigned())
+                        .map_err(|error| Error::Grammar(error.to_string()))?;
+                    sampled += 1;
+                    next.push(token);
+                }
+                let ff: Vec<LlamaToken> = lane
+                    .forced
+                    .consume_ff_tokens()
+                    .into_iter()
+                    .map(|token| LlamaToken(token.cast_signed()))
+                    .collect();
+                lane.sampler.accept_many(&ff);
+                next.extend(ff);
+                sampling += sample_started.elapsed();
+                if next.is_empty() {
+                    // Nothing forced at the start: the next round samples from the prompt's
+                    // last logits, which it still has.
+                    lane.first = false;
+                    continue;
+                }
+                lane.first = false;
+                if generated as usize + next.len() > max_tokens as usize {
+                    return Err(Error::TokenLimit { max_tokens });
+                }
+                generated += next.len() as u32;
+                lane.history.extend(&next);
+                for (offset, token) in next.iter().enumerate() {
+                    lane.answer
+                        .extend(vocab.token_to_piece(*token, false, None));
+                    batch
+                        .add(
+                            *token,
+                            lane.position as i32,
+                            &[lane.seq],
+                            offset + 1 == next.len(),
+                        )
+                        .map_err(|error| decode(&error))?;
+                    lane.position += 1;
+                }
+                lane.logits = batch.n_tokens() - 1;
+                active.push(index);
             }
-            // Show whole characters only (a token may end inside a UTF-8 sequence).
-            let complete = match std::str::from_utf8(&answer[shown..]) {
-                Ok(_) => answer.len(),
+            if lanes.iter().all(|lane| lane.done) {
+                break;
+            }
+            // The first lane's answer is shown as it grows (whole characters only: a token
+            // may end inside a UTF-8 sequence); the others' when they are done.
+            let first_answer = &lanes[0].answer;
+            let complete = match std::str::from_utf8(&first_answer[shown.min(first_answer.len())..])
+            {
+                Ok(_) => first_answer.len(),
                 Err(error) => shown + error.valid_up_to(),
             };
             if complete > shown {
-                progress(&String::from_utf8_lossy(&answer[shown..complete]));
+                progress(&String::from_utf8_lossy(&first_answer[shown..complete]));
                 shown = complete;
             }
-            context.decode(&mut batch).map_err(|error| decode(&error))?;
-            if let Some(start) = names.step(&answer, &history) {
-                // A repeated name: back to where it began, and decode the token before it
-                // again for the logits of the name's first token (now without the one tried).
-                backtracked += 1;
-                forced
-                    .rollback(history.len() - start.tokens)
-                    .map_err(|error| Error::Grammar(error.to_string()))?;
-                history.truncate(start.tokens);
-                answer.truncate(start.bytes);
-                shown = shown.min(answer.len());
-                position = prompt.len() + history.len();
-                let before = position as u32 - 1;
-                context
-                    .clear_kv_cache_seq(Some(0), Some(before), None)
-                    .map_err(|error| decode(&error))?;
-                batch.clear();
-                batch
-                    .add(history[history.len() - 1], before as i32, &[0], true)
-                    .map_err(|error| decode(&error))?;
+            if batch.n_tokens() > 0 {
                 context.decode(&mut batch).map_err(|error| decode(&error))?;
-                let seed = seed + i64::from(backtracked);
-                sampler = self.sampler(forced.deep_clone(), &history, temperature, seed);
             }
+            for index in active {
+                let lane = &mut lanes[index];
+                match lane.names.step(&lane.answer, &lane.history) {
+                    Some(start) => {
+                        // A repeated name: back to where it began, and decode the token
+                        // before it again (next round) for the logits of the name's first
+                        // token, now without the one tried.
+                        backtracked += 1;
+                        lane.forced
+                            .rollback(lane.history.len() - start.tokens)
+                            .map_err(|error| Error::Grammar(error.to_string()))?;
+                        lane.history.truncate(start.tokens);
+                        lane.answer.truncate(start.bytes);
+                        if index == 0 {
+                            shown = shown.min(lane.answer.len());
+                        }
+                        lane.position = prompt.len() + lane.history.len();
+                        let before = lane.position - 1;
+                        context
+                            .clear_kv_cache_seq(Some(lane.seq as u32), Some(before as u32), None)
+                            .map_err(|error| decode(&error))?;
+                        lane.redo = Some((lane.history[lane.history.len() - 1], before));
+                        lane.seed += 1;
+                        lane.sampler = self.sampler(
+                            lane.forced.deep_clone(),
+                            &lane.history,
+                            temperature,
+                            lane.seed,
+                        );
+                    }
+                    None => {
+                        // A name this lane has just written is one the others must not repeat.
+                        if let Some(name) = lane.names.closed.take() {
+                            for (other, lane) in lanes.iter_mut().enumerate() {
+                                if other != index {
+                                    lane.names.avoid.insert(name.clone());
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for lane in lanes.iter().skip(1) {
+            progress(&format!("\n{}", String::from_utf8_lossy(&lane.answer)));
+            context
+                .clear_kv_cache_seq(Some(lane.seq as u32), None, None)
+                .map_err(|error| decode(&error))?;
         }
         let answer_seconds = answer_started.elapsed().as_secs_f64();
         // llama.cpp's own account of the answer's evaluations (the reference for our overhead):
@@ -636,15 +731,16 @@ impl Engine {
             timings.n_eval(),
             f64::from(timings.n_eval()) / (timings.t_eval_ms() / 1000.0).max(1e-9),
         );
-        // The cache now holds the prompt and the answer, for the next prompt to begin with.
+        // The cache now holds the prompt and the first lane's answer, for the next prompt to
+        // begin with (the other lanes' were dropped above).
         kept.extend(&prompt[reused..]);
-        kept.extend(&history);
+        kept.extend(&lanes[0].history);
         *session = Some(Session {
             context,
             size,
             tokens: kept,
         });
-        let mut text = String::from_utf8_lossy(&answer).into_owned();
+        let mut text = merge_answers(&lanes)?;
         // A text the grammar ended at its cap was cut wherever the cap fell: end it at its
         // last whole word instead.
         if let Ok(mut value) = serde_json::from_str::<Value>(&text)
@@ -1085,6 +1181,66 @@ fn sample_without(
     }
 }
 
+/// One sequence of an answer being generated: its grammar, sampler and name guard, what it
+/// wrote, and where it is in the KV cache (sequence `seq`) and in the last batch (`logits`).
+struct Lane {
+    seq: i32,
+    /// Follows the same tokens as the grammar inside `sampler`, to say which tokens the
+    /// grammar forces next and to go back to the start of a repeated name.
+    forced: Matcher,
+    sampler: LlamaSampler,
+    seed: i64,
+    names: NameGuard,
+    history: Vec<LlamaToken>,
+    answer: Vec<u8>,
+    /// The position of its next token.
+    position: usize,
+    logits: i32,
+    /// After a repeated name: the token before it, to decode again at this position.
+    redo: Option<(LlamaToken, usize)>,
+    /// Nothing sampled yet (the first round decodes what the grammar forces at the start).
+    first: bool,
+    done: bool,
+}
+
+/// The item count an answer schema asks for (its `items` array's `maxItems`).
+fn item_count(schema: &Value) -> Option<usize> {
+    schema
+        .pointer("/properties/items/maxItems")
+        .and_then(Value::as_u64)
+        .map(|count| count as usize)
+}
+
+/// `schema` asking for `count` of the `wanted` items (a lane's share of them).
+fn with_item_count(schema: &Value, count: usize, wanted: usize) -> Value {
+    let mut schema = schema.clone();
+    if count != wanted
+        && let Some(Value::Object(items)) = schema.pointer_mut("/properties/items")
+    {
+        items.insert("minItems".into(), Value::from(count));
+        items.insert("maxItems".into(), Value::from(count));
+    }
+    schema
+}
+
+/// The answer of all lanes: the first lane's as written when it is the only one, else one
+/// object with every lane's items in lane order.
+fn merge_answers(lanes: &[Lane]) -> Result<String, Error> {
+    if let [lane] = lanes {
+        return Ok(String::from_utf8_lossy(&lane.answer).into_owned());
+    }
+    let mut items = Vec::new();
+    for lane in lanes {
+        let mut answer: Value = serde_json::from_slice(&lane.answer).map_err(|error| {
+            Error::Decode(format!("sequence {} gave no JSON ({error})", lane.seq))
+        })?;
+        if let Some(Value::Array(some)) = answer.get_mut("items").map(Value::take) {
+            items.extend(some);
+        }
+    }
+    Ok(json!({ "items": items }).to_string())
+}
+
 /// How often the model may begin one item's name again after a repeated name.
 const NAME_RETRIES: usize = 8;
 
@@ -1106,6 +1262,8 @@ struct NameGuard {
     start: Option<NameStart>,
     /// First tokens of names taken back at `start`.
     tried: Vec<LlamaToken>,
+    /// The name just written and kept (for the other lanes to avoid), until taken.
+    closed: Option<String>,
 }
 
 impl NameGuard {
@@ -1114,6 +1272,7 @@ impl NameGuard {
             avoid: avoid.iter().map(|name| name_key(name)).collect(),
             start: None,
             tried: Vec::new(),
+            closed: None,
         }
     }
 
@@ -1137,7 +1296,8 @@ impl NameGuard {
                     self.tried.push(history[start.tokens]);
                     return Some(start);
                 }
-                self.avoid.insert(name);
+                self.avoid.insert(name.clone());
+                self.closed = Some(name);
                 self.start = None;
             }
         }
