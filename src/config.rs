@@ -125,6 +125,8 @@ pub struct JunkSettings {
     pub name_echo_words: usize,
     /// Names made only of these (and the block's own names), numbered or not, are placeholders.
     pub placeholder_words: Vec<String>,
+    /// Words of one or two letters a name may end with (any other is a fragment).
+    pub short_words: Vec<String>,
     /// Descriptions with fewer words say nothing.
     pub min_description_words: usize,
 }

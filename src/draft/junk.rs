@@ -315,7 +315,8 @@ impl Junk {
     /// Whether `name` is an existing name: this venture's, another venture's, an item of the
     /// graph or one shown in the prompt.
     fn name_finding(&self, name: &str) -> Option<Finding> {
-        let key = name_words_key(name);
+        // A fragment after a known name (`Underwater restaurant ia`) leaves it the same name.
+        let key = name_words_key(self.without_fragments(name));
         let found = |reason, message: String| Finding {
             reason,
             path: "/name".into(),
@@ -366,6 +367,24 @@ impl Junk {
             ));
         }
         None
+    }
+
+    /// `name` without the fragments it ends with: words of one or two lowercase letters that
+    /// are not `junk.short_words` (`ia` in `Venture ia`), which a small model appends.
+    fn without_fragments<'n>(&self, name: &'n str) -> &'n str {
+        let mut name = name.trim();
+        while let Some((rest, last)) = name.rsplit_once(' ')
+            && self.is_fragment(last)
+        {
+            name = rest.trim_end();
+        }
+        name
+    }
+
+    fn is_fragment(&self, word: &str) -> bool {
+        (1..=2).contains(&word.chars().count())
+            && word.chars().all(|character| character.is_ascii_lowercase())
+            && !self.settings.short_words.iter().any(|short| short == word)
     }
 
     /// A name that is only placeholder words or the block's own names, numbered or not
@@ -508,6 +527,12 @@ impl Junk {
     /// What marks `text` as garbled, if anything: a run of letters and digits longer than any
     /// word, or (in a name) a word mixing letters with a number.
     fn garbled(&self, text: &str, name: bool) -> Option<String> {
+        if name
+            && let Some((_, last)) = text.trim().rsplit_once(' ')
+            && self.is_fragment(last)
+        {
+            return Some(format!("`{last}` at the end of the name is not a word"));
+        }
         let longest = self.settings.longest_word.max(1);
         let runs = text.split(|character: char| !character.is_alphanumeric());
         for run in runs.filter(|run| !run.is_empty()) {
@@ -904,6 +929,29 @@ mod tests {
             "Relationship42 Lounge",
             "Pay As You Go",
             "Profile Studio",
+        ] {
+            assert_eq!(reason(name, GOOD, json!({})), None, "{name}");
+        }
+    }
+
+    /// A small model appends a fragment to a name (`ia`): the name is garbled, and a known
+    /// name with a fragment is still that name. Real English short words end names freely.
+    #[test]
+    fn names_ending_in_a_fragment_are_junk() {
+        for (name, expected) in [
+            ("Solar Bikes ia", JunkReason::VentureName),
+            ("Space X ia", JunkReason::VentureName),
+            ("Government Space Agencies ia", JunkReason::ShownInPrompt),
+            ("Rebuilding Our Business ia", JunkReason::Garbled),
+            ("Bike Club xq", JunkReason::Garbled),
+        ] {
+            assert_eq!(reason(name, GOOD, json!({})), Some(expected), "{name}");
+        }
+        for name in [
+            "Pay as you go",
+            "Charge Points on the go",
+            "Sign me up",
+            "Plan B Rentals",
         ] {
             assert_eq!(reason(name, GOOD, json!({})), None, "{name}");
         }
