@@ -108,27 +108,38 @@ async fn generates_a_schema_valid_relationship_draft() -> TestResult {
     Ok(())
 }
 
-/// The raw answer of the engine, before any of our checks, is already schema-valid JSON.
-#[tokio::test(flavor = "multi_thread")]
-async fn constrained_decoding_gives_schema_valid_json() -> TestResult {
-    let _turn = ONE_AT_A_TIME.lock().await;
-    let settings = settings()?;
+/// The sample graph's prompt for (venture, block) asking for `count` items, the embedded
+/// model loaded with `settings`, and the request the engine would get (nothing to avoid).
+fn model_and_request(
+    settings: &Settings,
+    venture: &str,
+    block: &str,
+    count: usize,
+) -> Result<(inncopilot::prompt::Prompt, LocalModel, ChatRequest), Box<dyn std::error::Error>> {
     let folder = common::sample_graph_copy()?;
     let graph = Graph::load(folder.path())?;
     let library = Library::new(None)?;
-    let (provider, params) = llm::choose(&settings, Some("local"), None, no_env)?;
-    let block = graph.find_block("profile-(id)")?;
-    let venture = inncopilot::pipeline::resolve_venture(&graph, "Space X", None)?;
-    let options = inncopilot::pipeline::prompt_options(&settings, &provider);
-    let prompt = inncopilot::prompt::render(&library, &graph, block, &venture, 3, options)?;
+    let (provider, params) = llm::choose(settings, Some("local"), None, no_env)?;
+    let block = graph.find_block(block)?;
+    let venture = inncopilot::pipeline::resolve_venture(&graph, venture, None)?;
+    let options = inncopilot::pipeline::prompt_options(settings, &provider);
+    let prompt = inncopilot::prompt::render(&library, &graph, block, &venture, count, options)?;
     let model = LocalModel::load(provider, &settings.local)?;
-    let pieces = std::sync::Mutex::new(0_usize);
     let request = ChatRequest {
         messages: prompt.messages.clone(),
         schema: prompt.schema.clone(),
         params,
         avoid_names: Vec::new(),
     };
+    Ok((prompt, model, request))
+}
+
+/// The raw answer of the engine, before any of our checks, is already schema-valid JSON.
+#[tokio::test(flavor = "multi_thread")]
+async fn constrained_decoding_gives_schema_valid_json() -> TestResult {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let (prompt, model, request) = model_and_request(&settings()?, "Space X", "profile-(id)", 3)?;
+    let pieces = std::sync::Mutex::new(0_usize);
     let completion = model.generate(&request, &|_| {
         if let Ok(mut count) = pieces.lock() {
             *count += 1;
@@ -184,21 +195,8 @@ async fn items_decoded_as_parallel_sequences_make_one_valid_answer() -> TestResu
     let _turn = ONE_AT_A_TIME.lock().await;
     let mut settings = settings()?;
     settings.local.sequences = 2;
-    let folder = common::sample_graph_copy()?;
-    let graph = Graph::load(folder.path())?;
-    let library = Library::new(None)?;
-    let (provider, params) = llm::choose(&settings, Some("local"), None, no_env)?;
-    let block = graph.find_block("relationship")?;
-    let venture = inncopilot::pipeline::resolve_venture(&graph, "Underwater restaurant", None)?;
-    let options = inncopilot::pipeline::prompt_options(&settings, &provider);
-    let prompt = inncopilot::prompt::render(&library, &graph, block, &venture, 3, options)?;
-    let model = LocalModel::load(provider, &settings.local)?;
-    let request = ChatRequest {
-        messages: prompt.messages.clone(),
-        schema: prompt.schema.clone(),
-        params,
-        avoid_names: Vec::new(),
-    };
+    let (prompt, model, request) =
+        model_and_request(&settings, "Underwater restaurant", "relationship", 3)?;
     let completion = model.generate(&request, &|_| {})?;
     assert_eq!(model.sequences_decoded(), 2);
     let answer: Value = serde_json::from_str(&completion.text)?;
