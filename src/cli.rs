@@ -803,7 +803,7 @@ fn runs(graph: &Graph, args: &RunsArgs) -> anyhow::Result<String> {
             })
         }
         Some(RunsCommand::Show { id, json }) => {
-            let (run, pairs) = journal::run_as_seen(&graph.root, id)?.with_context(|| {
+            let (run, pairs) = journal::run_as_seen(&graph.root, id, true)?.with_context(|| {
                 format!("no run `{id}` in the journal of this graph (`inncopilot runs` lists them)")
             })?;
             Ok(match *json || args.json {

@@ -69,10 +69,7 @@ impl AnswerSchema {
                 file: self.file.clone(),
             });
         }
-        if let Some(Value::Object(items)) = bound.pointer_mut("/properties/items") {
-            items.insert("minItems".into(), Value::from(count));
-            items.insert("maxItems".into(), Value::from(count));
-        }
+        set_item_count(&mut bound, count);
         Ok(bound)
     }
 
@@ -136,4 +133,14 @@ pub fn validate(schema: &Value, answer: &Value) -> Vec<Issue> {
             junk: None,
         })
         .collect()
+}
+
+/// Have an answer schema ask for exactly `count` items (its `items` array's `minItems` and
+/// `maxItems`), unchecked: [`AnswerSchema::bound_to`] checks the count against the block's
+/// maximum; the embedded engine shares a bound count out among parallel sequences.
+pub fn set_item_count(schema: &mut Value, count: usize) {
+    if let Some(Value::Object(items)) = schema.pointer_mut("/properties/items") {
+        items.insert("minItems".into(), Value::from(count));
+        items.insert("maxItems".into(), Value::from(count));
+    }
 }

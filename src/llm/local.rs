@@ -175,7 +175,6 @@ const CONTEXT_STEP: usize = 128;
 /// block for another venture, the system message of every block) reads only the rest.
 struct Session<'m> {
     context: LlamaContext<'m>,
-    size: usize,
     tokens: Vec<LlamaToken>,
 }
 
@@ -465,11 +464,7 @@ impl Engine {
                 Vec::new()
             }
         };
-        Ok(Session {
-            context,
-            size,
-            tokens,
-        })
+        Ok(Session { context, tokens })
     }
 
     /// Generate one answer on this thread, in the kept context when it is large enough (the
@@ -497,10 +492,9 @@ impl Engine {
         let started = std::time::Instant::now();
         let Session {
             mut context,
-            size,
             tokens: mut kept,
         } = match session.take() {
-            Some(kept) if kept.size >= needed => kept,
+            Some(kept) if kept.context.n_ctx() as usize >= needed => kept,
             too_small => self.session(too_small, needed, context_size as usize)?,
         };
         // The prompt's last token is read again even when the cache holds it: its logits
@@ -546,7 +540,10 @@ impl Engine {
         let mut lanes = Vec::with_capacity(lane_count);
         for lane in 0..lane_count {
             let items = wanted / lane_count + usize::from(lane < wanted % lane_count);
-            let schema = with_item_count(&capped, items, wanted);
+            let mut schema = capped.clone();
+            if items != wanted {
+                crate::draft::schema::set_item_count(&mut schema, items);
+            }
             let seq = lane as i32;
             if seq > 0 {
                 context
@@ -737,7 +734,6 @@ impl Engine {
         kept.extend(&lanes[0].history);
         *session = Some(Session {
             context,
-            size,
             tokens: kept,
         });
         let mut text = merge_answers(&lanes)?;
@@ -1209,18 +1205,6 @@ fn item_count(schema: &Value) -> Option<usize> {
         .pointer("/properties/items/maxItems")
         .and_then(Value::as_u64)
         .map(|count| count as usize)
-}
-
-/// `schema` asking for `count` of the `wanted` items (a lane's share of them).
-fn with_item_count(schema: &Value, count: usize, wanted: usize) -> Value {
-    let mut schema = schema.clone();
-    if count != wanted
-        && let Some(Value::Object(items)) = schema.pointer_mut("/properties/items")
-    {
-        items.insert("minItems".into(), Value::from(count));
-        items.insert("maxItems".into(), Value::from(count));
-    }
-    schema
 }
 
 /// The answer of all lanes: the first lane's as written when it is the only one, else one

@@ -97,37 +97,45 @@ pub fn expected_output_tokens(count: usize, params: &Params) -> usize {
     (count * 80).min(params.max_tokens as usize)
 }
 
-/// Cost in USD from the price table; 0 for the local model and for models without a price.
-/// What a request of `messages` is estimated to cost, counting its prompt only when it has a
-/// price: the embedded model's exact count reads the model's vocabulary (~25 MB in memory
-/// beside the loaded model) for a cost of 0.
+/// What a request of `messages` is estimated to cost, its prompt counted only when the
+/// request has a price: the embedded model's exact count loads a second, vocabulary-only copy
+/// of the model (13 MB more at the peak of a `generate`) for a cost of 0.
 pub fn estimated_cost_usd(
     provider: &Provider,
     price: Option<&Price>,
     messages: &[Message],
     output_tokens: usize,
 ) -> f64 {
-    match (provider, price) {
-        (Provider::Openai { .. }, Some(_)) => cost_usd(
+    match priced(provider, price) {
+        Some(_) => cost_usd(
             provider,
             price,
             prompt_tokens(provider, messages).tokens,
             output_tokens,
         ),
-        _ => 0.0,
+        None => 0.0,
     }
 }
 
+/// Cost in USD from the price table; 0 for the local model and for models without a price.
 pub fn cost_usd(
     provider: &Provider,
     price: Option<&Price>,
     prompt_tokens: usize,
     output_tokens: usize,
 ) -> f64 {
-    match (provider, price) {
-        (Provider::Openai { .. }, Some(price)) => {
+    match priced(provider, price) {
+        Some(price) => {
             (prompt_tokens as f64 * price.input + output_tokens as f64 * price.output) / 1_000_000.0
         }
-        _ => 0.0,
+        None => 0.0,
+    }
+}
+
+/// The price requests to `provider` cost, if any (the local model costs nothing).
+fn priced<'p>(provider: &Provider, price: Option<&'p Price>) -> Option<&'p Price> {
+    match provider {
+        Provider::Openai { .. } => price,
+        Provider::Local { .. } => None,
     }
 }

@@ -61,15 +61,23 @@ pub fn runs_as_seen(root: &Path) -> Result<Vec<RunRecord>, Error> {
         .collect())
 }
 
-/// One run of the graph at `root` as it stands (see [`runs_as_seen`]), with its pairs.
-pub fn run_as_seen(root: &Path, id: &str) -> Result<Option<(RunRecord, Vec<PairRecord>)>, Error> {
+/// One run of the graph at `root` as it stands (see [`runs_as_seen`]); with its pairs when
+/// `with_pairs` (a run may have thousands: the service's job endpoints need the run only).
+pub fn run_as_seen(
+    root: &Path,
+    id: &str,
+    with_pairs: bool,
+) -> Result<Option<(RunRecord, Vec<PairRecord>)>, Error> {
     let Some(journal) = Journal::open_existing(root)? else {
         return Ok(None);
     };
     let Some(run) = journal.run(id)? else {
         return Ok(None);
     };
-    let pairs = journal.pairs(id)?;
+    let pairs = match with_pairs {
+        true => journal.pairs(id)?,
+        false => Vec::new(),
+    };
     Ok(Some((
         run.seen_with_lock(crate::writeback::lock::is_held(root)),
         pairs,

@@ -838,7 +838,7 @@ fn find_job(state: &State, id: &str) -> Option<Arc<Job>> {
 
 /// A run of the journal as it stands (`interrupted` when its process died).
 fn journal_run(state: &State, id: &str) -> Result<crate::run::journal::RunRecord, ApiError> {
-    journal::run_as_seen(&state.root, id)
+    journal::run_as_seen(&state.root, id, false)
         .map_err(ApiError::internal)?
         .map(|(run, _)| run)
         .ok_or_else(|| ApiError::not_found(format!("no run `{id}`: GET /v1/jobs lists them")))
