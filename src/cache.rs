@@ -3,13 +3,15 @@
 //! free and repeatable. Only answers are stored; errors never are.
 //!
 //! One JSON file per key (`<sha256>.json`), written atomically; an unreadable entry is a miss.
+//! Entries are not flushed to disk before the answer is used: a power cut can lose the newest
+//! (a miss later), and waiting for the disk on every request held up concurrent runs.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::fsutil::write_atomic;
+use crate::fsutil::write_replacing;
 use crate::llm::{ChatRequest, Completion};
 use crate::prompt::library::sha256_hex;
 
@@ -80,7 +82,7 @@ impl Cache {
         };
         let written = serde_json::to_vec_pretty(&entry)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| write_atomic(&self.path(key), &bytes));
+            .and_then(|bytes| write_replacing(&self.path(key), &bytes));
         if let Err(error) = written {
             tracing::warn!(
                 "cannot write the cache entry {}: {error}",

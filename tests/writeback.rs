@@ -820,3 +820,85 @@ fn a_whole_graph_survives_generate_then_reject_for_every_venture() -> TestResult
     );
     Ok(())
 }
+
+#[test]
+fn drafts_commit_together_a_rolled_back_one_leaves_the_others_and_written_pages_are_let_go()
+-> TestResult {
+    let folder = common::sample_graph_copy()?;
+    let root = folder.path();
+    let before = files(root);
+    let drafts_of = |block, venture| -> Result<usize, Box<dyn std::error::Error>> {
+        Ok(read_back(root, block, venture)?
+            .iter()
+            .filter(|(_, _, draft)| *draft)
+            .count())
+    };
+    let mut workspace = Workspace::load(root)?;
+    let (first, second, third) = (items("First", 2), items("Second", 2), items("Third", 2));
+    let underwater = |items| draft_set("Underwater restaurant", None, "profile-(id)", items);
+    let space_x = |items| draft_set("Space X", None, "relationship", items);
+    let brief = Some("Solar-roofed e-bikes.");
+    let solar = |block, items| draft_set("Solar Bikes", brief, block, items);
+    // Staged one after another; the second is dropped again, the others stay.
+    writeback::write_drafts(&mut workspace, &underwater(&first), false)?;
+    workspace.savepoint();
+    writeback::write_drafts(&mut workspace, &space_x(&second), false)?;
+    workspace.rollback();
+    writeback::write_drafts(&mut workspace, &solar("profile-(id)", &third), false)?;
+    workspace.savepoint();
+    let written = workspace.commit()?;
+    assert_eq!(drafts_of("profile-(id)", "Underwater restaurant")?, 2);
+    assert_eq!(drafts_of("profile-(id)", "Solar Bikes")?, 2);
+    assert_eq!(drafts_of("relationship", "Space X")?, 0);
+
+    // The new venture's example page, written whole with drafts, is let go; its venture page,
+    // which its next drafts write again, and a page with a person's examples are kept.
+    workspace.forget_draft_pages(&written);
+    writeback::write_drafts(&mut workspace, &solar("relationship", &second), false)?;
+    writeback::write_drafts(&mut workspace, &underwater(&second), false)?;
+    workspace.commit()?;
+    assert_eq!(drafts_of("relationship", "Solar Bikes")?, 2);
+    assert_eq!(drafts_of("profile-(id)", "Underwater restaurant")?, 2);
+    // A page let go that is written again is refused, never overwritten.
+    let page = root.join("pages/profile-(id)___examples___Solar Bikes.md");
+    let on_disk = std::fs::read(&page)?;
+    writeback::write_drafts(&mut workspace, &solar("profile-(id)", &first), false)?;
+    let error = workspace
+        .commit()
+        .err()
+        .ok_or("a page let go was overwritten")?;
+    assert!(error.to_string().contains("changed on disk"), "{error}");
+    assert_eq!(std::fs::read(&page)?, on_disk);
+    workspace.discard();
+
+    // Every draft rejected: the graph is as it was.
+    let all = Selection {
+        all: true,
+        ..Selection::default()
+    };
+    decide(root, &all, false)?;
+    let after = files(root);
+    let changed: Vec<&String> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|path| before.get(*path) != after.get(*path) && !path.starts_with(".inncopilot"))
+        .collect();
+    assert!(changed.is_empty(), "{changed:?}");
+    Ok(())
+}
+
+fn draft_set<'a>(
+    venture: &'a str,
+    brief: Option<&'a str>,
+    block_id: &'a str,
+    items: &'a [Item],
+) -> DraftSet<'a> {
+    DraftSet {
+        venture,
+        brief,
+        block_id,
+        items,
+        generated_by: "inncopilot test",
+        run: "run-1",
+    }
+}

@@ -56,6 +56,8 @@ pub struct ExampleReader<'g> {
     examples: Vec<Example>,
     /// The ventures with a place for examples (a heading or an embed), items or not.
     canvases: Vec<String>,
+    /// The keys of `canvases`: a block page with a canvas per venture has hundreds.
+    canvas_keys: HashSet<String>,
     warnings: Vec<ExampleWarning>,
     visiting: HashSet<String>,
 }
@@ -84,6 +86,7 @@ impl<'g> ExampleReader<'g> {
             find_page,
             examples: Vec::new(),
             canvases: Vec::new(),
+            canvas_keys: HashSet::new(),
             warnings: Vec::new(),
             visiting: HashSet::new(),
         }
@@ -95,8 +98,7 @@ impl<'g> ExampleReader<'g> {
     }
 
     fn add_canvas(&mut self, venture: &str) {
-        let key = page_key(venture);
-        if !venture.is_empty() && !self.canvases.iter().any(|known| page_key(known) == key) {
+        if !venture.is_empty() && self.canvas_keys.insert(page_key(venture)) {
             self.canvases.push(venture.to_string());
         }
     }

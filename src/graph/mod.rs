@@ -236,21 +236,31 @@ impl Graph {
         self.ventures = std::sync::OnceLock::new();
         let mut touched: HashSet<String> = HashSet::new();
         let mut block_pages: HashSet<String> = HashSet::new();
-        // The key index is built again only when pages come, go or change their name: a page
-        // replaced in place (most edits) keeps its key and position.
+        // The key index is built again only when pages go or change their name: a page
+        // replaced in place (most edits) keeps its key and position, and a new page takes the
+        // next position (its key is the last page's with it, as in `from_pages`). Building it
+        // again for every new page made a run that creates thousands of pages quadratic.
         let mut reindex = false;
         for (path, page) in edits {
             let position = self.pages.iter().position(|old| old.path == path);
             let old_key = position.map(|index| page_key(&self.pages[index].name));
             let new_key = page.as_ref().map(|page| page_key(&page.name));
-            reindex |= old_key.is_none() || new_key.is_none() || old_key != new_key;
-            touched.extend(old_key);
-            touched.extend(new_key);
+            touched.extend(old_key.clone());
+            touched.extend(new_key.clone());
             block_pages.insert(path.clone());
             match (position, page) {
-                (Some(index), Some(page)) => self.pages[index] = page,
-                (None, Some(page)) => self.pages.push(page),
+                (Some(index), Some(page)) => {
+                    reindex |= old_key != new_key;
+                    self.pages[index] = page;
+                }
+                (None, Some(page)) => {
+                    if let Some(key) = new_key {
+                        self.pages_by_key.insert(key, self.pages.len());
+                    }
+                    self.pages.push(page);
+                }
                 (Some(index), None) => {
+                    reindex = true;
                     self.pages.remove(index);
                 }
                 (None, None) => {}
@@ -631,6 +641,11 @@ mod tests {
             ("pages/notes.md", Some("- y\n")),
             // A page becomes a block page.
             ("pages/notes.md", Some(other)),
+            // A new page with the name of another (in a subfolder): references go to it.
+            (
+                "pages/copy/thing___examples___Acme.md",
+                Some("- #idea [[Acme Copy]]\n  - Four.\n"),
+            ),
         ];
         for (path, text) in edits {
             let edited = text.map(|text| page(path, text));
@@ -647,6 +662,10 @@ mod tests {
             assert_eq!(
                 format!("{:?}", graph.blocks),
                 format!("{:?}", whole.blocks),
+                "after editing {path}"
+            );
+            assert_eq!(
+                graph.pages_by_key, whole.pages_by_key,
                 "after editing {path}"
             );
         }

@@ -289,46 +289,60 @@ impl Journal {
         })
     }
 
-    pub fn pair_running(&self, run_id: &str, venture: &str, block: &str) -> Result<(), Error> {
+    /// Record that pairs have started (one transaction for all of them).
+    pub fn pairs_running(&self, run_id: &str, pairs: &[(String, String)]) -> Result<(), Error> {
         self.with(|db| {
-            db.execute(
-                "UPDATE pairs SET state = 'running', updated_at = ?4
-                 WHERE run_id = ?1 AND venture = ?2 AND block = ?3",
-                params![run_id, venture, block, now()],
-            )
-            .map(|_| ())
+            let transaction = db.unchecked_transaction()?;
+            {
+                let mut update = transaction.prepare(
+                    "UPDATE pairs SET state = 'running', updated_at = ?4
+                     WHERE run_id = ?1 AND venture = ?2 AND block = ?3",
+                )?;
+                let at = now();
+                for (venture, block) in pairs {
+                    update.execute(params![run_id, venture, block, at])?;
+                }
+            }
+            transaction.commit()
         })
     }
 
-    /// Record how a pair ended: `done` (its drafts are on disk) or `failed`.
-    pub fn pair_finished(&self, run_id: &str, record: &PairRecord) -> Result<(), Error> {
+    /// Record how pairs ended, `done` (their drafts are on disk) or `failed`, in one
+    /// transaction: a pair's record is durable when this returns, and never there before.
+    pub fn pairs_finished(&self, run_id: &str, records: &[PairRecord]) -> Result<(), Error> {
         self.with(|db| {
-            db.execute(
-                "INSERT INTO pairs (run_id, venture, block, position, state, attempts, items,
-                   prompt_tokens, completion_tokens, cost_usd, reason, draft_file, updated_at)
-                 VALUES (?1, ?2, ?3, -1, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-                 ON CONFLICT(run_id, venture, block) DO UPDATE SET state = excluded.state,
-                   attempts = excluded.attempts, items = excluded.items,
-                   prompt_tokens = excluded.prompt_tokens,
-                   completion_tokens = excluded.completion_tokens, cost_usd = excluded.cost_usd,
-                   reason = excluded.reason, draft_file = excluded.draft_file,
-                   updated_at = excluded.updated_at",
-                params![
-                    run_id,
-                    record.venture,
-                    record.block,
-                    record.state,
-                    record.attempts,
-                    record.items as i64,
-                    record.tokens.prompt_tokens as i64,
-                    record.tokens.completion_tokens as i64,
-                    record.cost_usd,
-                    record.reason,
-                    record.draft_file,
-                    now(),
-                ],
-            )
-            .map(|_| ())
+            let transaction = db.unchecked_transaction()?;
+            {
+                let mut upsert = transaction.prepare(
+                    "INSERT INTO pairs (run_id, venture, block, position, state, attempts, items,
+                       prompt_tokens, completion_tokens, cost_usd, reason, draft_file, updated_at)
+                     VALUES (?1, ?2, ?3, -1, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                     ON CONFLICT(run_id, venture, block) DO UPDATE SET state = excluded.state,
+                       attempts = excluded.attempts, items = excluded.items,
+                       prompt_tokens = excluded.prompt_tokens,
+                       completion_tokens = excluded.completion_tokens,
+                       cost_usd = excluded.cost_usd, reason = excluded.reason,
+                       draft_file = excluded.draft_file, updated_at = excluded.updated_at",
+                )?;
+                let at = now();
+                for record in records {
+                    upsert.execute(params![
+                        run_id,
+                        record.venture,
+                        record.block,
+                        record.state,
+                        record.attempts,
+                        record.items as i64,
+                        record.tokens.prompt_tokens as i64,
+                        record.tokens.completion_tokens as i64,
+                        record.cost_usd,
+                        record.reason,
+                        record.draft_file,
+                        at,
+                    ])?;
+                }
+            }
+            transaction.commit()
         })
     }
 
@@ -451,9 +465,8 @@ mod tests {
         let pairs = [("A".to_string(), "x".to_string()), ("B".into(), "x".into())];
         journal.start_run("r1", "enrich", "{}", "openai", "m")?;
         journal.plan_pairs("r1", &pairs)?;
-        journal.pair_running("r1", "A", "x")?;
-        journal.pair_finished("r1", &record("A", "x", "done"))?;
-        journal.pair_running("r1", "B", "x")?;
+        journal.pairs_running("r1", &pairs)?;
+        journal.pairs_finished("r1", &[record("A", "x", "done")])?;
         drop(journal);
 
         // The process died: the next writer finds the run interrupted and resumes it.

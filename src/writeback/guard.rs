@@ -76,6 +76,14 @@ pub fn check(path: &str, before: Option<&str>, after: Option<&str>) -> Result<()
 }
 
 /// One line of a page: index, content and line ending.
+/// The page holds drafts of this tool and nothing else (blank lines aside).
+pub fn only_drafts(page: &Page) -> bool {
+    !our_ranges(page).is_empty()
+        && human_lines(page)
+            .iter()
+            .all(|line| line.content.trim().is_empty())
+}
+
 struct PageLine<'p> {
     index: usize,
     content: &'p str,

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::draft::Item;
-use crate::fsutil::write_atomic;
+use crate::fsutil::{FileWrite, write_atomic_all};
 use crate::graph::examples::Example;
 use crate::graph::name::page_key;
 use crate::graph::page::Page;
@@ -80,6 +80,8 @@ pub struct Workspace {
     graph: Graph,
     /// The text each changed page had on disk (`None`: it did not exist), by relative path.
     read: BTreeMap<String, Option<String>>,
+    /// The text each page changed since the last [`savepoint`](Self::savepoint) had then.
+    staged: BTreeMap<String, Option<String>>,
 }
 
 /// One page's change: before and after (`None`: absent).
@@ -95,6 +97,7 @@ impl Workspace {
         Ok(Workspace {
             graph: Graph::load(root)?,
             read: BTreeMap::new(),
+            staged: BTreeMap::new(),
         })
     }
 
@@ -112,7 +115,10 @@ impl Workspace {
         let mut changed = Vec::with_capacity(edits.len());
         for edit in edits {
             let before = page_at(&self.graph, &edit.path).map(|page| page.text.clone());
-            self.read.entry(edit.path.clone()).or_insert(before);
+            self.read
+                .entry(edit.path.clone())
+                .or_insert_with(|| before.clone());
+            self.staged.entry(edit.path.clone()).or_insert(before);
             let file = root.join(&edit.path);
             let page = edit
                 .text
@@ -124,13 +130,27 @@ impl Workspace {
         self.graph.update_pages(changed);
     }
 
-    /// Drop the edits not committed yet: the pages are again as they were read.
+    /// Keep the edits so far: a [`rollback`](Self::rollback) goes back to here, not further.
+    pub fn savepoint(&mut self) {
+        self.staged.clear();
+    }
+
+    /// Drop the edits since the last [`savepoint`](Self::savepoint) (or commit): the pages
+    /// are again as they were then.
     pub fn rollback(&mut self) {
-        let edits = std::mem::take(&mut self.read)
+        let edits = std::mem::take(&mut self.staged)
             .into_iter()
             .map(|(path, text)| PageText { path, text })
             .collect();
         self.apply(edits);
+        self.staged.clear();
+    }
+
+    /// Drop every edit not committed yet: the pages are again as they were read.
+    pub fn discard(&mut self) {
+        self.savepoint();
+        self.staged = std::mem::take(&mut self.read);
+        self.rollback();
         self.read.clear();
     }
 
@@ -144,13 +164,23 @@ impl Workspace {
     /// Every change is checked by [`guard::check`]: one that would remove, alter or take over a
     /// line a person wrote is an error naming the page and the line.
     pub fn changes(&self) -> Result<Vec<Change>, Error> {
-        let mut changes: Vec<Change> = self
-            .read
-            .iter()
-            .map(|(path, before)| Change {
-                path: path.clone(),
-                before: before.clone(),
+        self.changes_among(self.read.keys())
+    }
+
+    /// [`changes`](Self::changes) of the given pages only (those one draft touched, say).
+    pub fn changes_of(&self, paths: &[String]) -> Result<Vec<Change>, Error> {
+        self.changes_among(paths.iter().filter(|path| self.read.contains_key(*path)))
+    }
+
+    fn changes_among<'p>(
+        &self,
+        paths: impl Iterator<Item = &'p String>,
+    ) -> Result<Vec<Change>, Error> {
+        let mut changes: Vec<Change> = paths
+            .map(|path| Change {
+                before: self.read.get(path).cloned().flatten(),
                 after: page_at(&self.graph, path).map(|page| page.text.clone()),
+                path: path.clone(),
             })
             .filter(|change| change.before != change.after)
             .collect();
@@ -174,6 +204,35 @@ impl Workspace {
         Ok(changes)
     }
 
+    /// Let go of the given pages where they are example pages with nothing but drafts (the
+    /// pages a run makes for its drafts): a long run that keeps every page it wrote grows with the pages,
+    /// ~10 KB each. Such a page is never edited again in the run; if it were, it would read
+    /// as new here while the file exists, and the commit would refuse to overwrite it
+    /// ([`Error::ChangedOnDisk`]). Call only after a commit.
+    pub fn forget_draft_pages(&mut self, paths: &[String]) {
+        let forget: Vec<(String, Option<Page>)> = paths
+            .iter()
+            .filter(|path| !self.read.contains_key(*path) && self.holds_only_drafts(path))
+            .map(|path| (path.clone(), None))
+            .collect();
+        if !forget.is_empty() {
+            self.graph.update_pages(forget);
+        }
+    }
+
+    /// An example page (a block reads examples on it, it is not a block page) with nothing
+    /// but drafts on it. A new venture's page holds only a draft too, its brief, but the
+    /// venture's next pairs write it again: it is kept.
+    fn holds_only_drafts(&self, path: &str) -> bool {
+        let blocks = &self.graph.blocks;
+        page_at(&self.graph, path).is_some_and(guard::only_drafts)
+            && !blocks.iter().any(|block| block.page == path)
+            && blocks
+                .iter()
+                .flat_map(|block| &block.examples)
+                .any(|example| example.page == path)
+    }
+
     /// The pending changes as a unified diff (paths relative to the graph), checked like a
     /// commit.
     pub fn diff(&self) -> Result<String, Error> {
@@ -194,6 +253,9 @@ impl Workspace {
 
     /// Write every changed page, each atomically, in the order of [`changes`](Self::changes),
     /// after checking that none changed on disk since it was read. Returns the paths written.
+    ///
+    /// Pages of one group (changed, new, deleted) are flushed to disk together and then renamed
+    /// in order ([`write_atomic_all`]), and a group is in place before the next one starts.
     pub fn commit(&mut self) -> Result<Vec<String>, Error> {
         let changes = self.changes()?;
         let root = self.graph.root.clone();
@@ -208,18 +270,29 @@ impl Workspace {
                 return Err(Error::ChangedOnDisk { path: file });
             }
         }
-        for change in &changes {
-            let file = root.join(&change.path);
-            let result = match &change.after {
-                Some(text) => write_atomic(&file, text.as_bytes()),
-                None => std::fs::remove_file(&file),
-            };
-            result.map_err(|source| Error::Io {
-                path: file.clone(),
-                source,
-            })?;
+        let files: Vec<PathBuf> = changes
+            .iter()
+            .map(|change| root.join(&change.path))
+            .collect();
+        let group = |change: &Change| (change.before.is_none(), change.after.is_none());
+        let mut start = 0;
+        while start < changes.len() {
+            let end = start
+                + changes[start..]
+                    .iter()
+                    .take_while(|change| group(change) == group(&changes[start]))
+                    .count();
+            let writes: Vec<FileWrite<'_>> = (start..end)
+                .map(|index| FileWrite {
+                    path: &files[index],
+                    bytes: changes[index].after.as_deref().map(str::as_bytes),
+                })
+                .collect();
+            write_atomic_all(&writes).map_err(|(path, source)| Error::Io { path, source })?;
+            start = end;
         }
         self.read.clear();
+        self.staged.clear();
         Ok(changes.into_iter().map(|change| change.path).collect())
     }
 }
