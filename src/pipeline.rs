@@ -10,6 +10,8 @@ use crate::graph::{self, Graph};
 use crate::llm::tokens::{self, TokenEstimate};
 use crate::llm::{self, Params, Provider};
 use crate::prompt::{self, Library, Message, Prompt, PromptOptions, VentureInput};
+/// A preview fails the way a run's first step would.
+pub use crate::run::Error;
 
 /// What a preview (or a generation) is asked for; the body of `POST /v1/preview`.
 #[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
@@ -81,16 +83,6 @@ impl Preview {
             },
         }
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Graph(#[from] graph::Error),
-    #[error(transparent)]
-    Prompt(#[from] prompt::Error),
-    #[error(transparent)]
-    Provider(#[from] llm::Error),
 }
 
 /// The venture a request names: a known one (its brief, unless `brief` replaces it), or a new

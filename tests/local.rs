@@ -84,8 +84,7 @@ async fn generates_a_schema_valid_relationship_draft() -> TestResult {
 
     // Every item matches the block's schema, and the names are the venture's new ones.
     let block = graph.find_block("relationship")?;
-    let schema =
-        inncopilot::draft::AnswerSchema::for_block(&library, block)?.bound_to(draft.items.len())?;
+    let schema = library.answer_schema(block)?.bound_to(draft.items.len())?;
     let answer = json!({"items": draft.items});
     assert_eq!(validate(&schema, &answer), []);
     let existing: Vec<String> = graph

@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 
 use inncopilot::config::Settings;
-use inncopilot::draft::AnswerSchema;
 use inncopilot::draft::schema::validate;
 use inncopilot::graph::Graph;
 use inncopilot::llm::{self, Provider};
@@ -410,7 +409,7 @@ fn schema_of(block_query: &str, count: usize) -> Result<Value, Box<dyn std::erro
     let graph = sample_graph()?;
     let library = Library::new(None)?;
     let block = graph.find_block(block_query)?;
-    Ok(AnswerSchema::for_block(&library, block)?.bound_to(count)?)
+    Ok(library.answer_schema(block)?.bound_to(count)?)
 }
 
 fn generic_schema(count: usize) -> Result<Value, Box<dyn std::error::Error>> {
@@ -422,7 +421,7 @@ fn generic_schema(count: usize) -> Result<Value, Box<dyn std::error::Error>> {
     )?;
     let graph = Graph::load(folder.path())?;
     let library = Library::new(None)?;
-    let schema = AnswerSchema::for_block(&library, graph.find_block("thing")?)?;
+    let schema = library.answer_schema(graph.find_block("thing")?)?;
     assert_eq!(schema.file, "schemas/generic.json");
     Ok(schema.bound_to(count)?)
 }
@@ -617,7 +616,7 @@ fn generic_schema_accepts_valid_and_rejects_invalid_answers() -> TestResult {
 fn a_count_beyond_the_schema_is_refused() -> TestResult {
     let graph = sample_graph()?;
     let library = Library::new(None)?;
-    let schema = AnswerSchema::for_block(&library, graph.find_block("relationship")?)?;
+    let schema = library.answer_schema(graph.find_block("relationship")?)?;
     let message = schema
         .bound_to(21)
         .err()
@@ -735,7 +734,8 @@ fn a_broken_schema_override_names_the_file() -> TestResult {
     std::fs::write(&file, "{\n  \"type\": \"object\",\n  \"properties\": {\n")?;
     let library = Library::new(Some(folder.path()))?;
     let block = graph.find_block("profile-(id)")?;
-    let message = AnswerSchema::for_block(&library, block)
+    let message = library
+        .answer_schema(block)
         .err()
         .map(|error| error.to_string())
         .unwrap_or_default();
@@ -748,7 +748,8 @@ fn a_broken_schema_override_names_the_file() -> TestResult {
         &file,
         "{ \"type\": \"object\", \"properties\": { \"items\": { \"type\": \"array\" } } }",
     )?;
-    let message = AnswerSchema::for_block(&Library::new(Some(folder.path()))?, block)
+    let message = Library::new(Some(folder.path()))?
+        .answer_schema(block)
         .err()
         .map(|error| error.to_string())
         .unwrap_or_default();

@@ -15,8 +15,6 @@ use serde_json::Value;
 
 use super::Item;
 use crate::config::JunkSettings;
-use crate::graph::{Block, Graph};
-use crate::prompt::Prompt;
 
 /// Why an item is junk; counted per reason in a draft's provenance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -92,86 +90,8 @@ pub struct JunkContext {
     pub prompt: String,
 }
 
-impl JunkContext {
-    /// Gather what the rules need from the graph, the block and its rendered prompt.
-    /// `keep_drafts` is `generate --append`: without it the venture's unaccepted drafts of this
-    /// block are about to be replaced, so a name drafted before is not "already in the graph".
-    pub fn new(graph: &Graph, block: &Block, prompt: &Prompt, keep_drafts: bool) -> JunkContext {
-        let context = &prompt.context;
-        let venture = context.venture.name.clone();
-        let venture_key = name_words_key(&venture);
-        let known_items = graph
-            .blocks
-            .iter()
-            .flat_map(|each| {
-                let venture_key = &venture_key;
-                each.examples.iter().filter(move |example| {
-                    keep_drafts
-                        || !example.draft
-                        || each.id != block.id
-                        || name_words_key(&example.venture) != *venture_key
-                })
-            })
-            .map(|example| example.name.clone())
-            .collect();
-        let shown = context
-            .examples
-            .iter()
-            .flat_map(|group| &group.items)
-            .chain(&context.existing)
-            .chain(
-                context
-                    .venture
-                    .related
-                    .iter()
-                    .flat_map(|related| &related.items),
-            )
-            .map(|item| item.name.clone())
-            .collect();
-        let mut prompt_texts = vec![context.block.definition.clone()];
-        prompt_texts.extend(context.block.questions.iter().cloned());
-        schema_descriptions(&prompt.schema, &mut prompt_texts);
-        // The block's names, and those of the blocks it relates to (their drafts are shown
-        // under their titles): `Profile` is no name for a relationship either.
-        let mut block_names = Vec::new();
-        let related = block
-            .relations
-            .iter()
-            .filter_map(|id| graph.blocks.iter().find(|each| &each.id == id));
-        for named in std::iter::once(block).chain(related) {
-            block_names.push(named.title.clone());
-            block_names.extend(named.item_class.clone());
-            block_names.extend(named.id.rsplit('/').next().map(str::to_string));
-        }
-        JunkContext {
-            venture,
-            ventures: graph
-                .ventures()
-                .iter()
-                .map(|venture| venture.name.clone())
-                .collect(),
-            known_items,
-            shown,
-            labels: prompt_labels(
-                prompt
-                    .messages
-                    .iter()
-                    .map(|message| message.content.as_str()),
-            ),
-            prompt_texts,
-            block_names,
-            prompt: prompt
-                .messages
-                .iter()
-                .map(|message| message.content.as_str())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        }
-    }
-}
-
 /// Every `description` in a JSON schema, nested ones too.
-fn schema_descriptions(schema: &Value, out: &mut Vec<String>) {
+pub fn schema_descriptions(schema: &Value, out: &mut Vec<String>) {
     match schema {
         Value::Object(map) => {
             for (key, value) in map {
@@ -620,7 +540,7 @@ impl Junk {
 /// Names compared by their letters and digits only, plurals as singulars (`Space-X`,
 /// `space x.` and `SpaceX` are one; so are `Families with Young Children` and `Family with
 /// young children`).
-fn name_words_key(name: &str) -> String {
+pub fn name_words_key(name: &str) -> String {
     key_words(name).concat()
 }
 
@@ -680,6 +600,7 @@ mod tests {
 
     use super::*;
     use crate::config::Settings;
+    use crate::graph::Graph;
     use crate::prompt::{self, Library, PromptOptions};
 
     fn settings() -> JunkSettings {
@@ -1036,7 +957,7 @@ mod tests {
                     ..Default::default()
                 };
                 let rendered = prompt::render(&library, &graph, block, &venture, 1, options)?;
-                let mut context = JunkContext::new(&graph, block, &rendered, false);
+                let mut context = rendered.junk_context(&graph, block, false);
                 let key = name_words_key(venture_name);
                 context.ventures.retain(|name| name_words_key(name) != key);
                 context.known_items = graph

@@ -1,16 +1,10 @@
-//! Answer schemas: found per block in the prompt library, bound to the wanted item count, and
-//! used to validate answers.
-//!
-//! A block's schema is `schemas/<block id>.json` (a `/` in the id written `___`), else
-//! `schemas/<item class>.json`, else `schemas/generic.json` (`{items: [{name, description}]}`).
+//! Answer schemas (found per block in the prompt library, `prompt::Library::answer_schema`):
+//! bound to the wanted item count, and used to validate answers.
 
 use serde::Serialize;
 use serde_json::Value;
 
 use super::Issue;
-use crate::graph::Block;
-use crate::graph::name::file_name_from_page_name;
-use crate::prompt::{Error, Library};
 
 /// A block's answer schema.
 #[derive(Debug, Clone)]
@@ -18,6 +12,15 @@ pub struct AnswerSchema {
     /// The schema's file in the prompt library (`schemas/generic.json`).
     pub file: String,
     pub value: Value,
+}
+
+/// A count of items the answer schema does not allow.
+#[derive(Debug, thiserror::Error)]
+#[error("--count {count} is not possible: the answer schema {file} allows 1 to {maximum} items")]
+pub struct CountError {
+    pub count: usize,
+    pub maximum: u64,
+    pub file: String,
 }
 
 /// An item field beyond `name` and `description`, described for the prompt.
@@ -30,24 +33,6 @@ pub struct Field {
 }
 
 impl AnswerSchema {
-    /// The schema for a block (see the module docs for the lookup order).
-    pub fn for_block(library: &Library, block: &Block) -> Result<AnswerSchema, Error> {
-        let by_id = schema_file(&block.id);
-        let by_class = block.item_class.as_deref().map(schema_file);
-        let candidates = std::iter::once(by_id)
-            .chain(by_class)
-            .chain(std::iter::once("schemas/generic.json".to_string()));
-        for file in candidates {
-            if let Some(checked) = library.schema(&file) {
-                return checked.map(|value| AnswerSchema { file, value });
-            }
-        }
-        Err(Error::Schema {
-            file: "schemas/generic.json".into(),
-            message: "missing from the prompt library".into(),
-        })
-    }
-
     /// The most items the schema allows in one answer.
     pub fn max_items(&self) -> usize {
         self.value
@@ -59,11 +44,11 @@ impl AnswerSchema {
     }
 
     /// The schema asking for exactly `count` items; an error when the schema allows fewer.
-    pub fn bound_to(&self, count: usize) -> Result<Value, Error> {
+    pub fn bound_to(&self, count: usize) -> Result<Value, CountError> {
         let mut bound = self.value.clone();
         let maximum = self.max_items() as u64;
         if count == 0 || count as u64 > maximum {
-            return Err(Error::Count {
+            return Err(CountError {
                 count,
                 maximum,
                 file: self.file.clone(),
@@ -104,13 +89,6 @@ impl AnswerSchema {
             })
             .collect()
     }
-}
-
-/// `schemas/<name as a Logseq file name>.json`.
-fn schema_file(name: &str) -> String {
-    let file_name = file_name_from_page_name(name);
-    let stem = file_name.strip_suffix(".md").unwrap_or(&file_name);
-    format!("schemas/{stem}.json")
 }
 
 /// Every way `answer` breaks `schema`, each with the JSON pointer of the offending value.

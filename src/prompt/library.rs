@@ -14,6 +14,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::Error;
+use crate::draft::AnswerSchema;
+use crate::graph::Block;
+use crate::graph::name::file_name_from_page_name;
 
 /// Lower-case hex of a digest.
 pub fn hex(bytes: &[u8]) -> String {
@@ -199,6 +202,32 @@ impl Library {
             .render(minijinja::value::Serde(context))
             .map_err(template_error)
     }
+    /// A block's answer schema: `schemas/<block id>.json` (a `/` in the id written `___`), else
+    /// `schemas/<item class>.json`, else `schemas/generic.json` (`{items: [{name,
+    /// description}]}`).
+    pub fn answer_schema(&self, block: &Block) -> Result<AnswerSchema, Error> {
+        let by_id = schema_file(&block.id);
+        let by_class = block.item_class.as_deref().map(schema_file);
+        let candidates = std::iter::once(by_id)
+            .chain(by_class)
+            .chain(std::iter::once("schemas/generic.json".to_string()));
+        for file in candidates {
+            if let Some(checked) = self.schema(&file) {
+                return checked.map(|value| AnswerSchema { file, value });
+            }
+        }
+        Err(Error::Schema {
+            file: "schemas/generic.json".into(),
+            message: "missing from the prompt library".into(),
+        })
+    }
+}
+
+/// `schemas/<name as a Logseq file name>.json`.
+fn schema_file(name: &str) -> String {
+    let file_name = file_name_from_page_name(name);
+    let stem = file_name.strip_suffix(".md").unwrap_or(&file_name);
+    format!("schemas/{stem}.json")
 }
 
 fn read_file(overrides: Option<&Path>, name: &str) -> Option<(String, String)> {

@@ -14,7 +14,8 @@ pub use library::Library;
 /// Chat messages belong to the models' side (`llm`); prompts produce them.
 pub use crate::llm::{Message, Role};
 
-use crate::draft::AnswerSchema;
+use crate::draft::junk::{JunkContext, name_words_key, prompt_labels, schema_descriptions};
+use crate::draft::schema::CountError;
 use crate::graph::name::file_name_from_page_name;
 use crate::graph::{Block, Graph};
 
@@ -30,14 +31,8 @@ pub enum Error {
     Schema { file: String, message: String },
     #[error("prompts folder {path} does not exist (set --prompts or prompts.dir)")]
     PromptsFolder { path: PathBuf },
-    #[error(
-        "--count {count} is not possible: the answer schema {file} allows 1 to {maximum} items"
-    )]
-    Count {
-        count: usize,
-        maximum: u64,
-        file: String,
-    },
+    #[error(transparent)]
+    Count(#[from] CountError),
 }
 
 /// The rendered prompt of one (venture, block): messages, the schema bound to the count, and
@@ -75,7 +70,7 @@ pub fn render(
     count: usize,
     budget: PromptOptions,
 ) -> Result<Prompt, Error> {
-    let schema = AnswerSchema::for_block(library, block)?;
+    let schema = library.answer_schema(block)?;
     let bound = schema.bound_to(count)?;
     let context = context::build(graph, block, venture, count, &schema, &bound, budget);
     let user = user_template(library, block);
@@ -97,4 +92,84 @@ pub fn render(
         templates: vec!["system.j2".to_string(), user],
         context,
     })
+}
+
+impl Prompt {
+    /// What the junk rules compare an answer's items against: the graph, the block and this
+    /// prompt (what it shows, its labels and texts).
+    /// `keep_drafts` is `generate --append`: without it the venture's unaccepted drafts of this
+    /// block are about to be replaced, so a name drafted before is not "already in the graph".
+    pub fn junk_context(&self, graph: &Graph, block: &Block, keep_drafts: bool) -> JunkContext {
+        let prompt = self;
+        let context = &prompt.context;
+        let venture = context.venture.name.clone();
+        let venture_key = name_words_key(&venture);
+        let known_items = graph
+            .blocks
+            .iter()
+            .flat_map(|each| {
+                let venture_key = &venture_key;
+                each.examples.iter().filter(move |example| {
+                    keep_drafts
+                        || !example.draft
+                        || each.id != block.id
+                        || name_words_key(&example.venture) != *venture_key
+                })
+            })
+            .map(|example| example.name.clone())
+            .collect();
+        let shown = context
+            .examples
+            .iter()
+            .flat_map(|group| &group.items)
+            .chain(&context.existing)
+            .chain(
+                context
+                    .venture
+                    .related
+                    .iter()
+                    .flat_map(|related| &related.items),
+            )
+            .map(|item| item.name.clone())
+            .collect();
+        let mut prompt_texts = vec![context.block.definition.clone()];
+        prompt_texts.extend(context.block.questions.iter().cloned());
+        schema_descriptions(&prompt.schema, &mut prompt_texts);
+        // The block's names, and those of the blocks it relates to (their drafts are shown
+        // under their titles): `Profile` is no name for a relationship either.
+        let mut block_names = Vec::new();
+        let related = block
+            .relations
+            .iter()
+            .filter_map(|id| graph.blocks.iter().find(|each| &each.id == id));
+        for named in std::iter::once(block).chain(related) {
+            block_names.push(named.title.clone());
+            block_names.extend(named.item_class.clone());
+            block_names.extend(named.id.rsplit('/').next().map(str::to_string));
+        }
+        JunkContext {
+            venture,
+            ventures: graph
+                .ventures()
+                .iter()
+                .map(|venture| venture.name.clone())
+                .collect(),
+            known_items,
+            shown,
+            labels: prompt_labels(
+                prompt
+                    .messages
+                    .iter()
+                    .map(|message| message.content.as_str()),
+            ),
+            prompt_texts,
+            block_names,
+            prompt: prompt
+                .messages
+                .iter()
+                .map(|message| message.content.as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
 }

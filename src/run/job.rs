@@ -13,7 +13,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use super::{Draft, Engine, Error, EventKind, Events, Failure, FailureKind, Provenance};
-use crate::draft::{AnswerSchema, Checker, Issue, Item, Junk, JunkContext, JunkReason};
+use crate::draft::{AnswerSchema, Checker, Issue, Item, Junk, JunkReason};
 use crate::graph::Block;
 use crate::llm::{ChatRequest, Completion, Params, Provider, Usage, tokens};
 use crate::prompt::library::sha256_hex;
@@ -68,7 +68,7 @@ pub async fn draft_pair(
     let started_at = chrono::Utc::now().to_rfc3339();
     let library: &Library = &engine.library;
     let budget = crate::pipeline::prompt_options(&engine.settings, &engine.provider);
-    let schema = AnswerSchema::for_block(library, block)?;
+    let schema = library.answer_schema(block)?;
     let ask = |missing: usize| asked_for(engine, &schema, missing);
     let first = prompt::render(library, &engine.graph, block, venture, ask(count), budget)?;
     let existing: Vec<&str> = first
@@ -77,7 +77,7 @@ pub async fn draft_pair(
         .iter()
         .map(|item| item.name.as_str())
         .collect();
-    let junk_context = JunkContext::new(&engine.graph, block, &first, venture.keep_drafts);
+    let junk_context = first.junk_context(&engine.graph, block, venture.keep_drafts);
     // Names the embedded model takes back as soon as it writes them (`llm::local`): the
     // venture's items, every venture of the graph, every name the prompt shows, and the block's
     // own names. A remote model is only checked afterwards.
@@ -241,7 +241,7 @@ pub async fn draft_pair(
         }
         let missing = count - kept.len();
         asked = ask(missing);
-        schema_sent = schema.bound_to(asked)?;
+        schema_sent = schema.bound_to(asked).map_err(prompt::Error::from)?;
         let kept_names: Vec<&str> = kept.iter().map(|item| item.name.as_str()).collect();
         messages = match budget.constrained {
             // Decoding under the schema, the local model cannot break the JSON, only repeat
@@ -332,7 +332,7 @@ pub fn first_request(
     block: &Block,
     count: usize,
 ) -> Result<ChatRequest, Error> {
-    let schema = AnswerSchema::for_block(&engine.library, block)?;
+    let schema = engine.library.answer_schema(block)?;
     let budget = crate::pipeline::prompt_options(&engine.settings, &engine.provider);
     let asked = asked_for(engine, &schema, count);
     let first = prompt::render(

@@ -10,7 +10,6 @@ use utoipa::ToSchema;
 
 use crate::graph;
 use crate::llm;
-use crate::pipeline;
 use crate::prompt;
 use crate::run;
 use crate::writeback;
@@ -132,16 +131,6 @@ impl From<llm::Error> for ApiError {
             error.to_string(),
         )
         .field("provider")
-    }
-}
-
-impl From<pipeline::Error> for ApiError {
-    fn from(error: pipeline::Error) -> ApiError {
-        match error {
-            pipeline::Error::Graph(error) => error.into(),
-            pipeline::Error::Prompt(error) => error.into(),
-            pipeline::Error::Provider(error) => error.into(),
-        }
     }
 }
 
