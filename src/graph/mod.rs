@@ -275,7 +275,7 @@ impl Graph {
         // Blocks that read a touched page are read again, from their own page.
         for block in &self.blocks {
             let read = self.sources.get(&block.page);
-            if read.is_some_and(|read| read.iter().any(|key| touched.contains(key))) {
+            if read.is_some_and(|read| touched.iter().any(|key| read.contains(key))) {
                 block_pages.insert(block.page.clone());
             }
         }
