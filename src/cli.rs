@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Settings};
-use crate::generate::{EventKind, Events, GenerateRequest};
+use crate::generate::{EventKind, Events};
 use crate::graph::Graph;
 use crate::pipeline::{self, Request};
 use crate::prompt::Library;
@@ -292,6 +292,18 @@ impl RequestArgs {
         }
         Ok(brief)
     }
+
+    /// The request these arguments make, for `blocks`.
+    fn asking(&self, blocks: Vec<String>) -> anyhow::Result<Request> {
+        Ok(Request {
+            venture: self.venture.clone(),
+            brief: self.brief()?,
+            blocks,
+            count: self.count,
+            provider: self.model.provider.clone(),
+            model: self.model.model.clone(),
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -470,14 +482,8 @@ fn generate(
     settings: &Settings,
     graph: Graph,
 ) -> anyhow::Result<ExitCode> {
-    let request = GenerateRequest {
-        venture: args.request.venture.clone(),
-        brief: args.request.brief()?,
-        blocks: args.blocks.clone(),
-        count: args.request.count,
-        provider: args.request.model.provider.clone(),
-        model: args.request.model.model.clone(),
-        use_cache: !args.no_cache,
+    let request = args.request.asking(args.blocks.clone())?;
+    let options = crate::generate::Options {
         dry_run: args.dry_run,
         append: args.append,
         cancel: None,
@@ -526,7 +532,7 @@ fn generate(
         }
     });
     let report = runtime.block_on(async {
-        let report = crate::generate::run(engine, &request, Events::new(sender)).await;
+        let report = crate::generate::run(engine, &request, &options, Events::new(sender)).await;
         let _ = listener.await;
         report
     });
@@ -874,16 +880,8 @@ fn preview(
     settings: &Settings,
     graph: &Graph,
 ) -> anyhow::Result<String> {
-    let brief = args.request.brief()?;
+    let request = args.request.asking(vec![args.block.clone()])?;
     let library = library(cli, settings)?;
-    let request = Request {
-        venture: args.request.venture.clone(),
-        brief,
-        block: args.block.clone(),
-        count: args.request.count,
-        provider: args.request.model.provider.clone(),
-        model: args.request.model.model.clone(),
-    };
     let preview = pipeline::preview(graph, settings, &library, &request, config::env_var)?;
     if args.json {
         Ok(serde_json::to_string_pretty(&preview.report())? + "\n")

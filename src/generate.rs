@@ -19,18 +19,11 @@ pub use crate::run::{
     junk_summary,
 };
 
-/// What `generate` is asked for.
+pub use crate::pipeline::Request;
+
+/// How `generate` runs a [`Request`] (the cache is the engine's business: `engine`).
 #[derive(Debug, Clone, Default)]
-pub struct GenerateRequest {
-    pub venture: String,
-    pub brief: Option<String>,
-    /// Block ids, titles or last id segments; empty for every block.
-    pub blocks: Vec<String>,
-    pub count: Option<usize>,
-    pub provider: Option<String>,
-    pub model: Option<String>,
-    /// Read answers from the cache (`--no-cache` turns this off; answers are still stored).
-    pub use_cache: bool,
+pub struct Options {
     /// Write nothing: the report carries the change as a diff instead.
     pub dry_run: bool,
     /// Keep the venture's earlier unaccepted drafts of a block (they are replaced otherwise).
@@ -59,12 +52,13 @@ pub fn engine(
 /// Run `generate` on `engine` (made for the request's provider).
 pub async fn run(
     engine: Arc<Engine>,
-    request: &GenerateRequest,
+    request: &Request,
+    options: &Options,
     events: Events,
 ) -> Result<RunReport, Error> {
     let graph = &engine.graph;
     let mut venture = pipeline::resolve_venture(graph, &request.venture, request.brief.clone())?;
-    venture.keep_drafts = request.append;
+    venture.keep_drafts = options.append;
     let count = request.count.unwrap_or(engine.settings.generate.count);
     let blocks = plan::select_blocks(graph, &request.blocks)?;
     let pairs: Vec<PlannedPair> = plan::dependency_order(blocks)
@@ -97,13 +91,13 @@ pub async fn run(
             .collect(),
         ventures: BTreeMap::from([(venture.name.clone(), venture)]),
         concurrency: 1,
-        append: request.append,
+        append: options.append,
         stop_on_model_error: true,
         skip: Default::default(),
         imported: Default::default(),
         live: true,
-        cancel: request.cancel.clone(),
+        cancel: options.cancel.clone(),
     };
-    let writer = Writer::open(&engine, request.dry_run)?;
+    let writer = Writer::open(&engine, options.dry_run)?;
     schedule::execute(engine, spec, writer, events).await
 }

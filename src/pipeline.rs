@@ -13,16 +13,15 @@ use crate::prompt::{self, Library, Message, Prompt, PromptOptions, VentureInput}
 /// A preview fails the way a run's first step would.
 pub use crate::run::Error;
 
-/// What a preview (or a generation) is asked for; the body of `POST /v1/preview`.
-#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = PreviewBody)]
+/// What is asked of the graph and a model, by `preview` (one block) and `generate` (its blocks
+/// in dependency order): the one request type of the command line and the service.
+#[derive(Debug, Clone, Default)]
 pub struct Request {
     /// A venture of the graph, or a new one with `brief`.
     pub venture: String,
     pub brief: Option<String>,
-    /// A block id, title or last id segment.
-    pub block: String,
+    /// Block ids, titles or last id segments; for `generate`, none means every block.
+    pub blocks: Vec<String>,
     pub count: Option<usize>,
     pub provider: Option<String>,
     pub model: Option<String>,
@@ -149,7 +148,13 @@ pub fn preview(
     request: &Request,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Preview, Error> {
-    let block = graph.find_block(&request.block)?;
+    let [block] = request.blocks.as_slice() else {
+        return Err(Error::Usage(format!(
+            "a preview renders one block, not {}",
+            request.blocks.len()
+        )));
+    };
+    let block = graph.find_block(block)?;
     let venture = resolve_venture(graph, &request.venture, request.brief.clone())?;
     let count = request.count.unwrap_or(settings.generate.count);
     let (provider, params) = llm::choose(

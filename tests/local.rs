@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use inncopilot::config::Settings;
 use inncopilot::draft::schema::validate;
-use inncopilot::generate::{self, GenerateRequest, RunReport};
+use inncopilot::generate::{self, Request, RunReport};
 use inncopilot::graph::Graph;
 use inncopilot::llm::local::LocalModel;
 use inncopilot::llm::{self, ChatRequest, Provider};
@@ -47,12 +47,11 @@ async fn exotic_pet_relationships(
     let folder = common::sample_graph_copy()?;
     let graph = Graph::load(folder.path())?;
     let library = Library::new(None)?;
-    let request = GenerateRequest {
+    let request = Request {
         venture: "Exotic Pet Rental".into(),
         blocks: vec!["relationship".into()],
         count: Some(2),
-        use_cache: true,
-        ..GenerateRequest::default()
+        ..Request::default()
     };
     let engine = generate::engine(
         Arc::new(Graph::load(folder.path())?),
@@ -63,7 +62,14 @@ async fn exotic_pet_relationships(
         Arc::new(no_env),
         true,
     )?;
-    let report = generate::run(Arc::new(engine), &request, generate::Events::none()).await?;
+    let options = generate::Options::default();
+    let report = generate::run(
+        Arc::new(engine),
+        &request,
+        &options,
+        generate::Events::none(),
+    )
+    .await?;
     Ok((folder, graph, report))
 }
 

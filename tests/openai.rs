@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use inncopilot::config::{ResponseFormat, Settings};
-use inncopilot::generate::{self, GenerateRequest, RunReport};
+use inncopilot::generate::{self, RunReport};
 use inncopilot::graph::Graph;
 use inncopilot::prompt::Library;
 use serde_json::{Value, json};
@@ -51,20 +51,28 @@ fn env(name: &str) -> Option<String> {
     (name == "OPENAI_API_KEY").then(|| KEY.to_string())
 }
 
-fn request() -> GenerateRequest {
-    GenerateRequest {
+fn request() -> generate::Request {
+    generate::Request {
         venture: VENTURE.into(),
         blocks: vec![BLOCK.into()],
         provider: Some("openai".into()),
-        use_cache: true,
-        ..GenerateRequest::default()
+        ..generate::Request::default()
     }
 }
 
 async fn generate_with(
     graph: &Graph,
     settings: &Settings,
-    request: &GenerateRequest,
+    request: &generate::Request,
+) -> Result<RunReport, generate::Error> {
+    generate_using_cache(graph, settings, request, true).await
+}
+
+async fn generate_using_cache(
+    graph: &Graph,
+    settings: &Settings,
+    request: &generate::Request,
+    use_cache: bool,
 ) -> Result<RunReport, generate::Error> {
     let engine = generate::engine(
         Arc::new(Graph::load(&graph.root)?),
@@ -73,9 +81,16 @@ async fn generate_with(
         request.provider.as_deref(),
         request.model.as_deref(),
         Arc::new(env),
-        request.use_cache,
+        use_cache,
     )?;
-    generate::run(Arc::new(engine), request, generate::Events::none()).await
+    let options = generate::Options::default();
+    generate::run(
+        Arc::new(engine),
+        request,
+        &options,
+        generate::Events::none(),
+    )
+    .await
 }
 
 /// Answers with the given responses in turn, the last one for every further request.
@@ -132,7 +147,7 @@ async fn sends_the_rendered_request_and_drafts_the_answer() -> TestResult {
         &library,
         &inncopilot::pipeline::Request {
             venture: VENTURE.into(),
-            block: BLOCK.into(),
+            blocks: vec![BLOCK.into()],
             provider: Some("openai".into()),
             ..Default::default()
         },
@@ -187,11 +202,7 @@ async fn a_rerun_comes_from_the_cache_and_no_cache_asks_again() -> TestResult {
     assert_eq!(again.drafts[0].provenance.cached_attempts, 1);
     assert_eq!(again.drafts[0].provenance.cost_usd, 0.0);
 
-    let fresh = GenerateRequest {
-        use_cache: false,
-        ..request()
-    };
-    generate_with(&graph, &settings, &fresh).await?;
+    generate_using_cache(&graph, &settings, &request(), false).await?;
     assert_eq!(bodies(&server).await.len(), 2);
     Ok(())
 }

@@ -66,7 +66,7 @@ fn rendered_requests_for_every_block_existing_and_new_venture() -> TestResult {
             let request = Request {
                 venture: venture.into(),
                 brief: brief.map(str::to_string),
-                block: block.id.clone(),
+                blocks: vec![block.id.clone()],
                 count: Some(3),
                 provider: Some("local".into()),
                 model: None,
@@ -687,7 +687,7 @@ fn local_token_counts_are_exact_and_the_fallback_is_within_five_percent() -> Tes
         for venture in graph.ventures() {
             let request = Request {
                 venture: venture.name.clone(),
-                block: block.id.clone(),
+                blocks: vec![block.id.clone()],
                 provider: Some("local".into()),
                 ..Request::default()
             };

@@ -345,7 +345,7 @@ fn few_shot_examples_from_packed_pages_are_clean_items() -> TestResult {
     let settings = Settings::load_with_env(None, |_| None)?;
     let request = Request {
         venture: "Harbor Tours".into(),
-        block: "Brand (kit)".into(),
+        blocks: vec!["Brand (kit)".into()],
         provider: Some("openai".into()),
         ..Request::default()
     };

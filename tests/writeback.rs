@@ -455,7 +455,7 @@ fn accept_then_generate_keeps_the_accepted_items_as_existing() -> TestResult {
         &library,
         &inncopilot::pipeline::Request {
             venture: venture.into(),
-            block: "relationship".into(),
+            blocks: vec!["relationship".into()],
             provider: Some("local".into()),
             ..Default::default()
         },

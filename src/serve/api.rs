@@ -22,8 +22,8 @@ use super::error::{ApiError, ErrorBody};
 use super::jobs::{Job, JobStatus};
 use super::{Options, State, locked};
 use crate::enrich::{self, EnrichRequest, JournalArgs};
-use crate::generate::GenerateRequest;
 use crate::pipeline;
+use crate::pipeline::Request as Asked;
 use crate::report;
 use crate::run::plan::Selection;
 use crate::run::{Events, FailureKind, Journal, journal};
@@ -204,7 +204,7 @@ async fn ventures(
 }
 
 /// The exact prompt a block would send for a venture; no key, no network (`preview --json`).
-#[utoipa::path(post, path = "/v1/preview", tag = "drafts", request_body = pipeline::Request,
+#[utoipa::path(post, path = "/v1/preview", tag = "drafts", request_body = PreviewBody,
     responses(
         (status = 200, description = "The messages, schema, parameters and estimates", body = Object),
         (status = 400, description = "A field to fix", body = ErrorBody),
@@ -212,9 +212,17 @@ async fn ventures(
     ))]
 async fn preview(
     axum::extract::State(state): axum::extract::State<AppState>,
-    Body(request): Body<pipeline::Request>,
+    Body(body): Body<PreviewBody>,
 ) -> Result<Json<Value>, ApiError> {
     let graph = graph(&state)?;
+    let request = Asked {
+        venture: body.venture,
+        brief: body.brief,
+        blocks: vec![body.block],
+        count: body.count,
+        provider: body.provider,
+        model: body.model,
+    };
     blocking(move || {
         let env = state.env.clone();
         let preview =
@@ -226,6 +234,20 @@ async fn preview(
         ))
     })
     .await
+}
+
+/// `POST /v1/preview`: what `preview --json` shows.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewBody {
+    /// A venture of the graph, or a new one with `brief`.
+    pub venture: String,
+    pub brief: Option<String>,
+    /// A block id, title or last id segment.
+    pub block: String,
+    pub count: Option<usize>,
+    pub provider: Option<String>,
+    pub model: Option<String>,
 }
 
 /// `POST /v1/generate`: what `generate` does.
@@ -297,14 +319,15 @@ async fn generate(
         }
     };
     let engine = make_engine(graph)?;
-    let request = GenerateRequest {
+    let request = Asked {
         venture: body.venture,
         brief: body.brief,
         blocks: body.blocks,
         count: body.count,
         provider: body.provider,
         model: body.model,
-        use_cache: !body.no_cache,
+    };
+    let options = crate::generate::Options {
         dry_run: body.dry_run,
         append: body.append,
         cancel: Some(state.shutdown.subscribe()),
@@ -319,7 +342,7 @@ async fn generate(
     // The run is a task of its own: a client that goes away does not cut a pair in half.
     state.spawn(async move {
         let state = task_state;
-        let _writing = match request.dry_run {
+        let _writing = match options.dry_run {
             true => None,
             false => Some(
                 queue(&state, |message| {
@@ -349,7 +372,8 @@ async fn generate(
                 }
             })
         };
-        let report = crate::generate::run(engine.clone(), &request, Events::new(events)).await;
+        let report =
+            crate::generate::run(engine.clone(), &request, &options, Events::new(events)).await;
         let _ = forward.await;
         state.keep_model(&engine);
         let answer = generate_answer(report);
