@@ -538,12 +538,10 @@ fn generate(
     });
     progress.finish_and_clear();
     let report = report?;
-    let output = if args.json {
-        serde_json::to_string_pretty(&report)? + "\n"
-    } else {
-        report::generate_text(&report)
-    };
-    emit(&output);
+    match args.json {
+        true => emit_json(&report)?,
+        false => emit(&report::generate_text(&report)),
+    }
     Ok(if report.failed.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -732,11 +730,10 @@ fn enrich(
         bar.finish_and_clear();
     }
     let report = report?;
-    let output = match args.json {
-        true => serde_json::to_string_pretty(&report)? + "\n",
-        false => report::enrich_text(&report),
-    };
-    emit(&output);
+    match args.json {
+        true => emit_json(&report)?,
+        false => emit(&report::enrich_text(&report)),
+    }
     Ok(match report.failed.is_empty() {
         true => ExitCode::SUCCESS,
         false => ExitCode::from(EXIT_SOME_FAILED),
@@ -845,6 +842,24 @@ fn emit(output: &str) {
     let _ = stdout
         .write_all(output.as_bytes())
         .and_then(|()| stdout.flush());
+}
+
+/// `value` as pretty JSON on stdout, written as it is serialised: a report of thousands of
+/// drafts made into one string first was the peak of an `enrich --json` run's memory. A closed
+/// stdout ends quietly, as with [`emit`].
+fn emit_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = serde_json::to_writer_pretty(&mut stdout, value)
+        .map_err(std::io::Error::from)
+        .and_then(|()| stdout.write_all(b"\n"))
+        .and_then(|()| stdout.flush());
+    match written {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(error).context("writing the report to stdout"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The async runtime of a command that asks a model.
