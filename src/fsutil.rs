@@ -8,7 +8,7 @@ use tempfile::NamedTempFile;
 /// Write `bytes` to `path` atomically: a temporary file in the same folder, flushed to disk,
 /// then renamed over the target. Creates the folder when needed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let temporary = flushed_temporary(path, bytes)?;
+    let temporary = temporary_holding(path, bytes, true)?;
     temporary.persist(path).map_err(|error| error.error)?;
     sync_folder(folder_of(path));
     Ok(())
@@ -18,10 +18,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// half of it, but a power cut may lose it. For files whose loss costs nothing (a cache entry
 /// is then a miss), written where waiting for the disk would hold up a request.
 pub fn write_replacing(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let folder = folder_of(path);
-    std::fs::create_dir_all(folder)?;
-    let mut temporary = temporary_in(folder)?;
-    temporary.write_all(bytes)?;
+    let temporary = temporary_holding(path, bytes, false)?;
     temporary.persist(path).map_err(|error| error.error)?;
     Ok(())
 }
@@ -49,7 +46,7 @@ pub fn write_atomic_all(files: &[FileWrite<'_>]) -> Result<(), (PathBuf, std::io
     };
     let written: Vec<&FileWrite<'_>> = files.iter().filter(|file| file.bytes.is_some()).collect();
     let flush = |file: &FileWrite<'_>| {
-        flushed_temporary(file.path, file.bytes.unwrap_or_default()).map_err(fail(file.path))
+        temporary_holding(file.path, file.bytes.unwrap_or_default(), true).map_err(fail(file.path))
     };
     let mut temporaries = match written.len() {
         0 | 1 => written
@@ -115,21 +112,20 @@ fn folder_of(path: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
-/// `bytes` in a temporary file next to `path`, on disk (the folder is made when needed).
-fn flushed_temporary(path: &Path, bytes: &[u8]) -> std::io::Result<NamedTempFile> {
+/// `bytes` in a temporary file next to `path` (the folder is made when needed), on disk when
+/// `flush`.
+fn temporary_holding(path: &Path, bytes: &[u8], flush: bool) -> std::io::Result<NamedTempFile> {
     let folder = folder_of(path);
     std::fs::create_dir_all(folder)?;
-    let mut temporary = temporary_in(folder)?;
-    temporary.write_all(bytes)?;
-    temporary.as_file().sync_all()?;
-    Ok(temporary)
-}
-
-fn temporary_in(folder: &Path) -> std::io::Result<NamedTempFile> {
-    tempfile::Builder::new()
+    let mut temporary = tempfile::Builder::new()
         .prefix(".inncopilot-")
         .suffix(".tmp")
-        .tempfile_in(folder)
+        .tempfile_in(folder)?;
+    temporary.write_all(bytes)?;
+    if flush {
+        temporary.as_file().sync_all()?;
+    }
+    Ok(temporary)
 }
 
 /// A rename is durable once its folder is synced (best effort: not every system can).

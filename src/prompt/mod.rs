@@ -100,8 +100,7 @@ impl Prompt {
     /// `keep_drafts` is `generate --append`: without it the venture's unaccepted drafts of this
     /// block are about to be replaced, so a name drafted before is not "already in the graph".
     pub fn junk_context(&self, graph: &Graph, block: &Block, keep_drafts: bool) -> JunkContext {
-        let prompt = self;
-        let context = &prompt.context;
+        let context = &self.context;
         let venture = context.venture.name.clone();
         let venture_key = name_words_key(&venture);
         let known_items = graph
@@ -134,7 +133,7 @@ impl Prompt {
             .collect();
         let mut prompt_texts = vec![context.block.definition.clone()];
         prompt_texts.extend(context.block.questions.iter().cloned());
-        schema_descriptions(&prompt.schema, &mut prompt_texts);
+        schema_descriptions(&self.schema, &mut prompt_texts);
         // The block's names, and those of the blocks it relates to (their drafts are shown
         // under their titles): `Profile` is no name for a relationship either.
         let mut block_names = Vec::new();
@@ -156,15 +155,10 @@ impl Prompt {
                 .collect(),
             known_items,
             shown,
-            labels: prompt_labels(
-                prompt
-                    .messages
-                    .iter()
-                    .map(|message| message.content.as_str()),
-            ),
+            labels: prompt_labels(self.messages.iter().map(|message| message.content.as_str())),
             prompt_texts,
             block_names,
-            prompt: prompt
+            prompt: self
                 .messages
                 .iter()
                 .map(|message| message.content.as_str())

@@ -61,14 +61,13 @@ pub struct Writer {
     seconds: f64,
 }
 
-/// A finished pair on its way into the graph, and back with its draft's pages, the failure
-/// writing it may add, and its journal record.
+/// A finished pair on its way into the graph, and back with its draft's pages and the
+/// failure writing it may add.
 struct ToWrite {
     index: usize,
     venture: String,
     block: String,
     outcome: PairOutcome,
-    record: Option<PairRecord>,
 }
 
 /// What every pair of a run is written with.
@@ -167,14 +166,8 @@ impl Writer {
                 .collect();
             self.workspace.forget_draft_pages(&pages)
         }
-        for pair in &mut batch {
-            pair.record = Some(record_of(pair));
-        }
         if let (Some(journal), false) = (&self.journal, batch.is_empty()) {
-            let records: Vec<PairRecord> = batch
-                .iter()
-                .filter_map(|pair| pair.record.clone())
-                .collect();
+            let records: Vec<PairRecord> = batch.iter().map(record_of).collect();
             journal.pairs_finished(&marks.run_id, &records)?;
         }
         self.seconds += writing.elapsed().as_secs_f64();
@@ -514,7 +507,6 @@ pub async fn execute(
                     venture: pair.venture.clone(),
                     block: pair.block.clone(),
                     outcome,
-                    record: None,
                 });
             }
             done = desk.batch_written(), if matches!(desk, Desk::Busy(_)) => {
