@@ -1,6 +1,7 @@
 //! `enrich` and `runs` against a scripted OpenAI-compatible server that records when each
 //! (venture, block) was asked: the plan's order and filters, concurrency, pairs waiting for the
-//! pairs their prompt reads, the journal across `kill -9`, a fatal model error, the budget.
+//! pairs their prompt reads, the journal across `kill -9`, a fatal model error, the budget, a
+//! page edited by a person while the run writes.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -675,5 +676,54 @@ async fn batch_submit_then_collect_through_the_files_and_batches_endpoints() -> 
     );
     let (_, runs, _) = output(&mut command(folder.path(), &["runs"]))?;
     assert!(runs.contains("collected"), "{runs}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_edited_during_the_run_fails_only_its_pair_and_keeps_the_edit() -> TestResult {
+    let (server, recorder) = Recorder::start(Duration::from_millis(400), None).await;
+    let folder = common::sample_graph_copy()?;
+    let mut arguments = FORCE.to_vec();
+    arguments[FORCE.len() - 1] = "10";
+    arguments.push("--json");
+    let child = inncopilot(folder.path(), &server, &arguments)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    // Every venture's profile is asked at once; before the answers come back, a person edits
+    // one venture's example page. The writer takes the answers in batches: the batch holding
+    // that page cannot be committed, and is written again one pair at a time.
+    let waiting = Instant::now();
+    while recorder.seen().len() < VENTURES {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(60),
+            "the profiles were never asked"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let page = folder
+        .path()
+        .join("pages/profile-(id)___examples___Space X.md");
+    let edited = std::fs::read_to_string(&page)? + "- a line typed in Logseq meanwhile\n";
+    std::fs::write(&page, &edited)?;
+    let finished = tokio::task::block_in_place(|| child.wait_with_output())?;
+    let stdout = String::from_utf8_lossy(&finished.stdout);
+    assert_eq!(finished.status.code(), Some(1), "{stdout}");
+    let report: Value = serde_json::from_str(&stdout)?;
+    let failed: Vec<(&str, &str, &str)> = report["failed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|failed| {
+            (
+                failed["venture"].as_str().unwrap_or_default(),
+                failed["block"].as_str().unwrap_or_default(),
+                failed["kind"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(failed, [("Space X", PROFILE, "write")], "{stdout}");
+    assert_eq!(report["totals"]["drafted"], 2 * VENTURES, "{stdout}");
+    assert_eq!(std::fs::read_to_string(&page)?, edited);
     Ok(())
 }
