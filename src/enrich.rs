@@ -182,6 +182,7 @@ pub async fn run(
         imported: request.imported.clone(),
         live: !request.no_live,
         cancel: request.cancel.clone(),
+        report_files: true,
     };
     schedule::execute(engine, spec, writer, events).await
 }

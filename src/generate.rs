@@ -97,6 +97,7 @@ pub async fn run(
         imported: Default::default(),
         live: true,
         cancel: options.cancel.clone(),
+        report_files: false,
     };
     let writer = Writer::open(&engine, options.dry_run)?;
     schedule::execute(engine, spec, writer, events).await

@@ -295,15 +295,22 @@ fn run_text(report: &RunReport, items: bool) -> String {
         report.run_id, report.provider, report.model
     );
     let price_known = report.totals.cost_usd.is_some();
-    if !items && !report.drafts.is_empty() {
+    if !items && !(report.drafts.is_empty() && report.draft_files.is_empty()) {
         out.push('\n');
     }
-    for draft in &report.drafts {
+    for draft in report.each_draft() {
+        let draft = match draft {
+            Ok(draft) => draft,
+            Err(error) => {
+                out.push_str(&format!("{error}\n"));
+                continue;
+            }
+        };
         if items {
             out.push('\n');
-            out.push_str(&draft_text(draft, report.diff.is_some(), price_known));
+            out.push_str(&draft_text(&draft, report.diff.is_some(), price_known));
         } else {
-            out.push_str(&draft_line(draft, price_known));
+            out.push_str(&draft_line(&draft, price_known));
         }
     }
     if !report.failed.is_empty() {

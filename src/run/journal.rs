@@ -163,8 +163,12 @@ impl Journal {
         connection
             .busy_timeout(std::time::Duration::from_secs(10))
             .map_err(error)?;
+        // The journal is written a batch at a time and read by `runs`: a page cache of 256 KB
+        // (SQLite's default is 2 MB) keeps a long run's memory from growing with it.
         connection
-            .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
+            .execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-256;",
+            )
             .map_err(error)?;
         connection.execute_batch(SCHEMA).map_err(error)?;
         Ok(Journal {

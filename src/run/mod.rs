@@ -331,17 +331,71 @@ impl Events {
 }
 
 /// `generate --json` and `enrich --json`: PRODUCT.md section 9, plus the run's totals.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct RunReport {
     pub run_id: String,
     pub provider: String,
     pub model: String,
+    /// The drafts held in memory (`generate`, a dry run).
     pub drafts: Vec<Draft>,
+    /// The JSON files of drafts left on disk once written (`enrich`: a run of thousands of
+    /// pairs does not hold every draft); read back, after `drafts`, when the report is shown.
+    pub draft_files: Vec<PathBuf>,
     pub failed: Vec<Failed>,
     /// With `--dry-run`: what writing would change in the graph, as a unified diff.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
     pub totals: Totals,
+}
+
+impl RunReport {
+    /// Every draft of the run, in order: those in memory, then those read back from their files.
+    pub fn each_draft(&self) -> impl Iterator<Item = Result<std::borrow::Cow<'_, Draft>, Error>> {
+        let kept = self
+            .drafts
+            .iter()
+            .map(|draft| Ok(std::borrow::Cow::Borrowed(draft)));
+        let read = self.draft_files.iter().map(|file| {
+            let unread = |message: String| Error::DraftFile {
+                path: file.clone(),
+                message,
+            };
+            let text = std::fs::read_to_string(file).map_err(|error| unread(error.to_string()))?;
+            serde_json::from_str(&text)
+                .map(std::borrow::Cow::Owned)
+                .map_err(|error| unread(format!("not a draft: {error}")))
+        });
+        kept.chain(read)
+    }
+}
+
+/// The fields of PRODUCT.md section 9 in their order; `drafts` streams the files one at a time.
+impl Serialize for RunReport {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error as _, SerializeSeq, SerializeStruct};
+        struct Drafts<'r>(&'r RunReport);
+        impl Serialize for Drafts<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let report = self.0;
+                let mut seq = serializer
+                    .serialize_seq(Some(report.drafts.len() + report.draft_files.len()))?;
+                for draft in report.each_draft() {
+                    seq.serialize_element(&*draft.map_err(S::Error::custom)?)?;
+                }
+                seq.end()
+            }
+        }
+        let mut out = serializer.serialize_struct("RunReport", 7)?;
+        out.serialize_field("run_id", &self.run_id)?;
+        out.serialize_field("provider", &self.provider)?;
+        out.serialize_field("model", &self.model)?;
+        out.serialize_field("drafts", &Drafts(self))?;
+        out.serialize_field("failed", &self.failed)?;
+        if let Some(diff) = &self.diff {
+            out.serialize_field("diff", diff)?;
+        }
+        out.serialize_field("totals", &self.totals)?;
+        out.end()
+    }
 }
 
 /// What a run did, in numbers.
@@ -439,6 +493,10 @@ pub enum Error {
     /// A request that cannot be done as asked (the message says what to change).
     #[error("{0}")]
     Usage(String),
+    /// A draft file the run wrote could not be read back for its report (removed or changed
+    /// since: the drafts stay in the graph).
+    #[error("cannot read back the run's draft file {path} for the report: {message}")]
+    DraftFile { path: PathBuf, message: String },
     #[error("cannot write the draft file {path}: {source}")]
     Write {
         path: PathBuf,
@@ -536,6 +594,80 @@ mod tests {
         assert_eq!(
             path,
             Path::new("/g/.inncopilot/drafts/Space X/profile-(id)___relationship.json")
+        );
+    }
+
+    fn draft_of(venture: &str, block: &str) -> Draft {
+        serde_json::from_value(json!({
+            "venture": venture,
+            "block": block,
+            "items": [{"name": "Harbor Circle", "description": "A circle of harbor pilots."}],
+            "provenance": {
+                "run_id": "r1", "provider": "openai", "model": "m", "constrained_by": "json_schema",
+                "templates_hash": "t", "schema_file": "s", "schema_hash": "h", "prompt_hash": "p",
+                "params": {"temperature": 0.7, "max_tokens": 100, "seed": 1},
+                "asked": 1, "attempts": 1, "cached_attempts": 0,
+                "tokens": {"prompt_tokens": 10, "completion_tokens": 5},
+                "cost_usd": 0.0, "seconds": 0.1, "started_at": "now", "inncopilot_version": "0"
+            },
+            "written_to": null
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_report_reads_the_drafts_it_left_on_disk_back_in_order() {
+        let folder = tempfile::tempdir().unwrap();
+        let files: Vec<PathBuf> = ["b1", "b2"]
+            .iter()
+            .map(|block| {
+                let file = folder.path().join(format!("{block}.json"));
+                let text = serde_json::to_string_pretty(&draft_of("Space X", block)).unwrap();
+                std::fs::write(&file, text).unwrap();
+                file
+            })
+            .collect();
+        let mut report = RunReport {
+            run_id: "r1".into(),
+            provider: "openai".into(),
+            model: "m".into(),
+            drafts: vec![draft_of("Acme", "b0")],
+            draft_files: files.clone(),
+            failed: Vec::new(),
+            diff: None,
+            totals: Totals::default(),
+        };
+        let shown = serde_json::to_value(&report).unwrap();
+        let blocks: Vec<&str> = shown["drafts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|draft| draft["block"].as_str().unwrap())
+            .collect();
+        assert_eq!(blocks, ["b0", "b1", "b2"]);
+        assert_eq!(shown["drafts"][2]["items"][0]["name"], "Harbor Circle");
+        assert!(shown.get("diff").is_none(), "{shown}");
+
+        // A file gone since it was written: the report says which, and loses nothing else.
+        std::fs::remove_file(&files[0]).unwrap();
+        let error = serde_json::to_string(&report).unwrap_err().to_string();
+        assert!(error.contains(&files[0].display().to_string()), "{error}");
+        let text = crate::report::enrich_text(&report);
+        assert!(
+            text.contains(&format!(
+                "cannot read back the run's draft file {}",
+                files[0].display()
+            )),
+            "{text}"
+        );
+        assert!(text.contains("Space X / b2: 1 item(s)"), "{text}");
+        report.draft_files.clear();
+        assert_eq!(
+            serde_json::to_value(&report).unwrap()["drafts"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
         );
     }
 

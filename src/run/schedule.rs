@@ -47,6 +47,10 @@ pub struct RunSpec {
     pub live: bool,
     /// Becomes `true` to cancel: pairs in flight finish and are written, no other starts.
     pub cancel: Option<tokio::sync::watch::Receiver<bool>>,
+    /// The report names written drafts by their files instead of holding them
+    /// ([`RunReport::draft_files`]): what `enrich` does, whose runs have thousands of pairs.
+    /// A dry run writes no file and holds its drafts anyway.
+    pub report_files: bool,
 }
 
 /// The one writer of a run: holds the graph's lock (unless it is a dry run), the graph as it
@@ -350,6 +354,7 @@ pub async fn execute(
         mut imported,
         live,
         cancel,
+        report_files,
     } = spec;
     let cancelled = || cancel.as_ref().is_some_and(|cancel| *cancel.borrow());
     let journal = writer.journal.clone();
@@ -378,6 +383,7 @@ pub async fn execute(
         provider: engine.provider.name().to_string(),
         model: engine.provider.model().to_string(),
         drafts: Vec::new(),
+        draft_files: Vec::new(),
         failed: Vec::new(),
         diff: None,
         totals: Totals {
@@ -406,6 +412,17 @@ pub async fn execute(
                 .collect()
         })
         .collect();
+    // The drafts the prompts of pairs still to start read: the others are not kept.
+    let mut read_later = vec![false; pairs.len()];
+    for earlier in waits_for.iter().flatten() {
+        read_later[*earlier] = true;
+    }
+    let mut kept = Kept {
+        read_later,
+        files_under: (report_files && !writer.dry_run)
+            .then(|| writer.workspace.root().to_path_buf()),
+        files: Vec::new(),
+    };
     let mut finished = vec![false; pairs.len()];
     let mut pending: Vec<usize> = Vec::new();
     for (index, pair) in pairs.iter().enumerate() {
@@ -514,7 +531,8 @@ pub async fn execute(
                 desk = Desk::Idle(back);
                 for pair in written? {
                     finished[pair.index] = true;
-                    settle(&pairs[pair.index], pair.outcome, &mut report, &mut ventures, &events);
+                    let index = pair.index;
+                    settle(&pairs[index], index, pair.outcome, &mut kept, &mut report, &mut ventures, &events);
                 }
             }
         }
@@ -553,6 +571,8 @@ pub async fn execute(
     report
         .failed
         .sort_by_key(|failed| position(&failed.venture, &failed.block));
+    kept.files.sort_by_key(|(index, _)| *index);
+    report.draft_files = kept.files.into_iter().map(|(_, file)| file).collect();
     if writer.dry_run {
         report.diff = Some(writer.workspace.diff()?);
     }
@@ -607,18 +627,33 @@ fn task_failed_with(engine: &Engine, message: &str) -> Error {
     }
 }
 
-/// A written pair into the report, the venture's drafts (the prompts of the pairs that wait
-/// for it read them) and the events.
+/// What a run keeps of its written pairs.
+struct Kept {
+    /// By plan position: a pair that starts later waits for this one, and its prompt reads
+    /// this one's items.
+    read_later: Vec<bool>,
+    /// The graph folder, when the report names written drafts by their files.
+    files_under: Option<PathBuf>,
+    /// Those files so far, with their pairs' plan positions.
+    files: Vec<(usize, PathBuf)>,
+}
+
+/// A written pair into the report, the venture's drafts (where the prompts of the pairs that
+/// wait for it read them) and the events.
 fn settle(
     pair: &PlannedPair,
+    index: usize,
     outcome: PairOutcome,
+    kept: &mut Kept,
     report: &mut RunReport,
     ventures: &mut BTreeMap<String, VentureInput>,
     events: &Events,
 ) {
     let items = outcome.draft.as_ref().map_or(0, |draft| draft.items.len());
     if let Some(draft) = outcome.draft {
-        if let Some(venture) = ventures.get_mut(&pair.venture) {
+        if kept.read_later[index]
+            && let Some(venture) = ventures.get_mut(&pair.venture)
+        {
             venture.drafted.insert(
                 pair.block.clone(),
                 draft
@@ -631,7 +666,10 @@ fn settle(
                     .collect(),
             );
         }
-        report.drafts.push(draft);
+        match (&kept.files_under, &draft.written_to) {
+            (Some(root), Some(file)) => kept.files.push((index, root.join(file))),
+            _ => report.drafts.push(draft),
+        }
     }
     report.totals.drafted += usize::from(items > 0);
     report.totals.from_cache += usize::from(outcome.cached);
