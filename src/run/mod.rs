@@ -597,7 +597,9 @@ mod tests {
         );
     }
 
-    fn draft_of(venture: &str, block: &str) -> Draft {
+    type Outcome = Result<(), Box<dyn std::error::Error>>;
+
+    fn draft_of(venture: &str, block: &str) -> serde_json::Result<Draft> {
         serde_json::from_value(json!({
             "venture": venture,
             "block": block,
@@ -612,63 +614,63 @@ mod tests {
             },
             "written_to": null
         }))
-        .unwrap()
+    }
+
+    fn blocks_of(shown: &Value) -> Vec<&str> {
+        shown["drafts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|draft| draft["block"].as_str())
+            .collect()
     }
 
     #[test]
-    fn a_report_reads_the_drafts_it_left_on_disk_back_in_order() {
-        let folder = tempfile::tempdir().unwrap();
-        let files: Vec<PathBuf> = ["b1", "b2"]
-            .iter()
-            .map(|block| {
-                let file = folder.path().join(format!("{block}.json"));
-                let text = serde_json::to_string_pretty(&draft_of("Space X", block)).unwrap();
-                std::fs::write(&file, text).unwrap();
-                file
-            })
-            .collect();
+    fn a_report_reads_the_drafts_it_left_on_disk_back_in_order() -> Outcome {
+        let folder = tempfile::tempdir()?;
+        let mut files = Vec::new();
+        for block in ["b1", "b2"] {
+            let file = folder.path().join(format!("{block}.json"));
+            std::fs::write(
+                &file,
+                serde_json::to_string_pretty(&draft_of("Space X", block)?)?,
+            )?;
+            files.push(file);
+        }
         let mut report = RunReport {
             run_id: "r1".into(),
             provider: "openai".into(),
             model: "m".into(),
-            drafts: vec![draft_of("Acme", "b0")],
+            drafts: vec![draft_of("Acme", "b0")?],
             draft_files: files.clone(),
             failed: Vec::new(),
             diff: None,
             totals: Totals::default(),
         };
-        let shown = serde_json::to_value(&report).unwrap();
-        let blocks: Vec<&str> = shown["drafts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|draft| draft["block"].as_str().unwrap())
-            .collect();
-        assert_eq!(blocks, ["b0", "b1", "b2"]);
+        let shown = serde_json::to_value(&report)?;
+        assert_eq!(blocks_of(&shown), ["b0", "b1", "b2"]);
         assert_eq!(shown["drafts"][2]["items"][0]["name"], "Harbor Circle");
         assert!(shown.get("diff").is_none(), "{shown}");
 
         // A file gone since it was written: the report says which, and loses nothing else.
-        std::fs::remove_file(&files[0]).unwrap();
-        let error = serde_json::to_string(&report).unwrap_err().to_string();
-        assert!(error.contains(&files[0].display().to_string()), "{error}");
+        std::fs::remove_file(&files[0])?;
+        let error = serde_json::to_string(&report)
+            .err()
+            .map(|error| error.to_string());
+        let gone = files[0].display().to_string();
+        assert!(
+            error.as_ref().is_some_and(|error| error.contains(&gone)),
+            "{error:?}"
+        );
         let text = crate::report::enrich_text(&report);
         assert!(
-            text.contains(&format!(
-                "cannot read back the run's draft file {}",
-                files[0].display()
-            )),
+            text.contains(&format!("cannot read back the run's draft file {gone}")),
             "{text}"
         );
         assert!(text.contains("Space X / b2: 1 item(s)"), "{text}");
         report.draft_files.clear();
-        assert_eq!(
-            serde_json::to_value(&report).unwrap()["drafts"]
-                .as_array()
-                .unwrap()
-                .len(),
-            1
-        );
+        assert_eq!(blocks_of(&serde_json::to_value(&report)?), ["b0"]);
+        Ok(())
     }
 
     #[test]
