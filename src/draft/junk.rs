@@ -9,6 +9,7 @@
 //! placeholder words, run lengths) come from the `[junk]` settings. No rule names a block.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -138,37 +139,40 @@ pub fn prompt_labels<'t>(texts: impl IntoIterator<Item = &'t str>) -> Vec<String
 /// The junk rules of one (venture, block), compiled once.
 #[derive(Debug, Clone)]
 pub struct Junk {
-    settings: JunkSettings,
+    /// What every venture of the block shares.
+    block: Arc<BlockJunk>,
     /// The venture's name as a key (`name_words_key`).
     venture_key: String,
-    ventures: HashSet<String>,
     known_items: HashSet<String>,
     shown: HashSet<String>,
     /// Lowercase labels.
     labels: Vec<String>,
-    /// Word runs (`echo_words` long) of the prompt texts, joined by spaces.
-    echo_runs: HashSet<String>,
-    /// Prompt texts shorter than a run, whole.
-    short_texts: HashSet<String>,
     /// The venture's name as key words (`key_words`).
     venture_words: HashSet<String>,
     /// Word runs (`name_echo_words` long) of the whole prompt, line by line.
     name_runs: HashSet<String>,
+}
+
+/// The part of the junk rules that depends on the block and the graph, not on the venture:
+/// made once per block and shared by its pairs (a run asks one block for hundreds of ventures).
+#[derive(Debug)]
+pub struct BlockJunk {
+    settings: JunkSettings,
+    ventures: HashSet<String>,
+    /// Word runs (`echo_words` long) of the prompt texts, joined by spaces.
+    echo_runs: HashSet<String>,
+    /// Prompt texts shorter than a run, whole.
+    short_texts: HashSet<String>,
     /// Placeholder words and the block's own names, as word lists.
     placeholders: HashSet<String>,
     /// The same without spaces (`buildingblock`).
     glued_placeholders: HashSet<String>,
 }
 
-impl Junk {
-    pub fn new(settings: &JunkSettings, context: &JunkContext) -> Junk {
-        let keys = |names: &[String]| -> HashSet<String> {
-            names
-                .iter()
-                .map(|name| name_words_key(name))
-                .filter(|key| !key.is_empty())
-                .collect()
-        };
+impl BlockJunk {
+    /// From the block's parts of `context`: the ventures of the graph, the prompt texts and the
+    /// block's names.
+    pub fn new(settings: &JunkSettings, context: &JunkContext) -> BlockJunk {
         let run = settings.echo_words.max(1);
         let mut echo_runs = HashSet::new();
         let mut short_texts = HashSet::new();
@@ -182,17 +186,6 @@ impl Junk {
             }
             echo_runs.extend(words.windows(run).map(|window| window.join(" ")));
         }
-        let name_run = settings.name_echo_words.max(2);
-        let name_runs = context
-            .prompt
-            .lines()
-            .flat_map(|line| {
-                key_words(line)
-                    .windows(name_run)
-                    .map(|window| window.join(" "))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
         let placeholders: HashSet<String> = settings
             .placeholder_words
             .iter()
@@ -204,23 +197,57 @@ impl Junk {
             .iter()
             .map(|name| name.replace(' ', ""))
             .collect();
-        Junk {
+        BlockJunk {
             settings: settings.clone(),
+            ventures: name_keys(&context.ventures),
+            echo_runs,
+            short_texts,
+            placeholders,
+            glued_placeholders,
+        }
+    }
+}
+
+/// The non-empty `name_words_key` of each name.
+fn name_keys(names: &[String]) -> HashSet<String> {
+    names
+        .iter()
+        .map(|name| name_words_key(name))
+        .filter(|key| !key.is_empty())
+        .collect()
+}
+
+impl Junk {
+    pub fn new(settings: &JunkSettings, context: &JunkContext) -> Junk {
+        Junk::of_block(Arc::new(BlockJunk::new(settings, context)), context)
+    }
+
+    /// The rules of `context`'s venture, on the block's shared part (made from a context of
+    /// the same block).
+    pub fn of_block(block: Arc<BlockJunk>, context: &JunkContext) -> Junk {
+        let name_run = block.settings.name_echo_words.max(2);
+        let name_runs = context
+            .prompt
+            .lines()
+            .flat_map(|line| {
+                key_words(line)
+                    .windows(name_run)
+                    .map(|window| window.join(" "))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        Junk {
+            block,
             venture_key: name_words_key(&context.venture),
-            ventures: keys(&context.ventures),
-            known_items: keys(&context.known_items),
-            shown: keys(&context.shown),
+            known_items: name_keys(&context.known_items),
+            shown: name_keys(&context.shown),
             labels: context
                 .labels
                 .iter()
                 .map(|label| label.to_lowercase())
                 .collect(),
-            echo_runs,
-            short_texts,
             venture_words: key_words(&context.venture).into_iter().collect(),
             name_runs,
-            placeholders,
-            glued_placeholders,
         }
     }
 
@@ -249,7 +276,7 @@ impl Junk {
                 format!("`{name}` is the venture's own name, not an idea"),
             ));
         }
-        if self.ventures.contains(&key) {
+        if self.block.ventures.contains(&key) {
             return Some(found(
                 JunkReason::VentureName,
                 format!("`{name}` is the name of a venture, not an idea"),
@@ -267,7 +294,7 @@ impl Junk {
                 format!("`{name}` already exists in the knowledge base; propose a new idea"),
             ));
         }
-        let run = self.settings.name_echo_words.max(2);
+        let run = self.block.settings.name_echo_words.max(2);
         if let Some(window) = key_words(name)
             .windows(run)
             .find(|window| self.name_runs.contains(&window.join(" ")))
@@ -304,7 +331,12 @@ impl Junk {
     fn is_fragment(&self, word: &str) -> bool {
         (1..=2).contains(&word.chars().count())
             && word.chars().all(|character| character.is_ascii_lowercase())
-            && !self.settings.short_words.iter().any(|short| short == word)
+            && !self
+                .block
+                .settings
+                .short_words
+                .iter()
+                .any(|short| short == word)
     }
 
     /// A name that is only placeholder words or the block's own names, numbered or not
@@ -328,7 +360,7 @@ impl Junk {
         if words.is_empty() {
             return true;
         }
-        let known = |words: &[String]| self.placeholders.contains(&words.join(" "));
+        let known = |words: &[String]| self.block.placeholders.contains(&words.join(" "));
         if known(&words)
             || (1..words.len()).any(|split| known(&words[..split]) && known(&words[split..]))
         {
@@ -338,7 +370,7 @@ impl Junk {
         // `Idea_2`): the same words with spaces and a trailing number left out.
         let joined = words.concat();
         let joined = joined.trim_end_matches(|character: char| character.is_ascii_digit());
-        let glued = |part: &str| self.glued_placeholders.contains(part);
+        let glued = |part: &str| self.block.glued_placeholders.contains(part);
         !joined.is_empty()
             && (glued(joined)
                 || joined
@@ -388,7 +420,7 @@ impl Junk {
 
     /// What marks `text` as code or markup, if anything.
     fn markup(&self, text: &str) -> Option<String> {
-        let settings = &self.settings;
+        let settings = &self.block.settings;
         if let Some(character) = text
             .chars()
             .find(|character| settings.markup_characters.contains(*character))
@@ -453,7 +485,7 @@ impl Junk {
         {
             return Some(format!("`{last}` at the end of the name is not a word"));
         }
-        let longest = self.settings.longest_word.max(1);
+        let longest = self.block.settings.longest_word.max(1);
         let runs = text.split(|character: char| !character.is_alphanumeric());
         for run in runs.filter(|run| !run.is_empty()) {
             if run.chars().count() > longest {
@@ -484,13 +516,13 @@ impl Junk {
             }
         }
         let words = words(text);
-        if self.short_texts.contains(&words.join(" ")) {
+        if self.block.short_texts.contains(&words.join(" ")) {
             return Some("the text is copied from the prompt".into());
         }
-        let run = self.settings.echo_words.max(1);
+        let run = self.block.settings.echo_words.max(1);
         if let Some(window) = words
             .windows(run)
-            .find(|window| self.echo_runs.contains(&window.join(" ")))
+            .find(|window| self.block.echo_runs.contains(&window.join(" ")))
         {
             return Some(format!(
                 "the text copies the prompt (`{}`)",
@@ -515,15 +547,15 @@ impl Junk {
                     && !word.chars().all(|c| c.is_ascii_digit())
             })
             .count();
-        let message = if count < self.settings.min_description_words {
+        let message = if count < self.block.settings.min_description_words {
             format!(
                 "the description has {count} word(s); say what the idea is in at least {}",
-                self.settings.min_description_words
+                self.block.settings.min_description_words
             )
         } else if described == words(&item.name) {
             "the description only repeats the name".into()
-        } else if saying < self.settings.min_description_words
-            || self.ventures.contains(&described.concat())
+        } else if saying < self.block.settings.min_description_words
+            || self.block.ventures.contains(&described.concat())
         {
             "the description only names the idea or the venture; say what the idea is".into()
         } else {

@@ -6,11 +6,12 @@ pub mod junk;
 pub mod schema;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
 
-pub use junk::{Junk, JunkContext, JunkReason};
+pub use junk::{BlockJunk, Junk, JunkContext, JunkReason};
 pub use schema::AnswerSchema;
 
 /// One problem with an answer: where (a JSON pointer into the answer) and what; for a junk
@@ -58,11 +59,30 @@ pub struct Item {
 /// Checks answers for one (venture, block): the schema of one item, the item rules, the
 /// names that exist already and the junk rules. Compiled once, used for every attempt.
 pub struct Checker {
-    item: jsonschema::Validator,
+    item: Arc<jsonschema::Validator>,
     /// Normalised names of the venture's existing items.
     existing: HashSet<String>,
     /// The junk rules; `None` checks the schema and item rules only.
     junk: Option<Junk>,
+}
+
+/// The schema of one item of an answer schema (`true`, anything, when it has none).
+pub fn item_schema(schema: &Value) -> Value {
+    schema
+        .pointer("/properties/items/items")
+        .cloned()
+        .unwrap_or(Value::Bool(true))
+}
+
+/// The compiled validator of an item schema ([`item_schema`]).
+pub fn item_validator(item_schema: &Value) -> Result<Arc<jsonschema::Validator>, Issue> {
+    jsonschema::validator_for(item_schema)
+        .map(Arc::new)
+        .map_err(|error| Issue {
+            path: "/items".into(),
+            message: format!("the schema of an item is invalid: {error}"),
+            junk: None,
+        })
 }
 
 impl Checker {
@@ -71,20 +91,22 @@ impl Checker {
         schema: &Value,
         existing: impl IntoIterator<Item = &'n str>,
     ) -> Result<Checker, Issue> {
-        let item_schema = schema
-            .pointer("/properties/items/items")
-            .cloned()
-            .unwrap_or(Value::Bool(true));
-        let item = jsonschema::validator_for(&item_schema).map_err(|error| Issue {
-            path: "/items".into(),
-            message: format!("the schema of an item is invalid: {error}"),
-            junk: None,
-        })?;
-        Ok(Checker {
+        Ok(Checker::with_validator(
+            item_validator(&item_schema(schema))?,
+            existing,
+        ))
+    }
+
+    /// A checker on an item validator compiled already (pairs of one schema share it).
+    pub fn with_validator<'n>(
+        item: Arc<jsonschema::Validator>,
+        existing: impl IntoIterator<Item = &'n str>,
+    ) -> Checker {
+        Checker {
             item,
             existing: existing.into_iter().map(name_key).collect(),
             junk: None,
-        })
+        }
     }
 
     /// The checker with the junk rules of this (venture, block) applied to every item.

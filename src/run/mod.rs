@@ -17,7 +17,7 @@ pub mod journal;
 pub mod plan;
 pub mod schedule;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -54,9 +54,57 @@ pub struct Engine {
     model: tokio::sync::OnceCell<Arc<dyn ChatModel>>,
     env: Env,
     pub budget: Budget,
+    /// What the pairs of one block or schema share, made for the first of them.
+    shared: Shared,
+}
+
+/// The compiled parts of a pair's checks that do not depend on its venture: a run asks one
+/// block for hundreds of ventures, and compiling them for each pair was a third of its work.
+#[derive(Default)]
+struct Shared {
+    /// By block id.
+    junk: Mutex<HashMap<String, Arc<crate::draft::BlockJunk>>>,
+    /// By item schema (its JSON text).
+    validators: Mutex<HashMap<String, Arc<jsonschema::Validator>>>,
 }
 
 impl Engine {
+    /// The junk rules `block` shares with its other pairs, made from `context` (a context of
+    /// the block) the first time.
+    pub fn block_junk(
+        &self,
+        block: &str,
+        context: &crate::draft::JunkContext,
+    ) -> Arc<crate::draft::BlockJunk> {
+        let mut junk = self
+            .shared
+            .junk
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        junk.entry(block.to_string())
+            .or_insert_with(|| Arc::new(crate::draft::BlockJunk::new(&self.settings.junk, context)))
+            .clone()
+    }
+
+    /// The compiled validator of `item_schema`, compiled the first time.
+    pub fn item_validator(
+        &self,
+        item_schema: &Value,
+    ) -> Result<Arc<jsonschema::Validator>, crate::draft::Issue> {
+        let key = item_schema.to_string();
+        let mut validators = self
+            .shared
+            .validators
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if let Some(validator) = validators.get(&key) {
+            return Ok(validator.clone());
+        }
+        let validator = crate::draft::item_validator(item_schema)?;
+        validators.insert(key, validator.clone());
+        Ok(validator)
+    }
+
     /// An engine for `provider`; the model is connected when first needed (a re-run of
     /// finished work loads no model and sends nothing).
     pub fn new(
@@ -74,6 +122,7 @@ impl Engine {
             cache: Cache::new(cache_dir, use_cache),
             budget: Budget::new(settings.generate.budget_usd),
             model: tokio::sync::OnceCell::new(),
+            shared: Shared::default(),
             graph,
             settings,
             library,
