@@ -53,10 +53,7 @@ impl Default for Answers {
     }
 }
 
-/// A pair ready to be asked: its prompt rendered and its checks compiled. The scheduler makes
-/// pairs ready while it waits for answers, so that a slot freed by one answer sends the next
-/// request at once instead of after this work (a third of a millisecond a pair, which 128 pairs
-/// answered together queued behind one another).
+/// A pair ready to be asked: its prompt rendered and its checks compiled ([`prepare`]).
 pub struct Prepared {
     venture: VentureInput,
     block_id: String,

@@ -5,7 +5,7 @@
 //! A fatal model failure (a refused key, no quota, an unknown model) or the budget stops the
 //! run: pairs in flight finish and are written, the rest are recorded as not attempted.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -441,10 +441,6 @@ pub async fn execute(
     let mut desk = Desk::Idle(Box::new(writer));
     let mut to_write: Vec<ToWrite> = Vec::new();
     let mut newly_started: Vec<(String, String)> = Vec::new();
-    // Pairs made ready ahead ([`job::prepare`]), in the order they start.
-    let mut ready: VecDeque<(usize, Result<job::Prepared, Error>)> = VecDeque::new();
-    let mut preparing: JoinSet<(usize, Result<job::Prepared, Error>)> = JoinSet::new();
-    let mut may_prepare = true;
     loop {
         if stop.is_none() && cancelled() {
             stop = Some(Failure::new(
@@ -453,29 +449,36 @@ pub async fn execute(
             ));
         }
         while stop.is_none() && in_flight.len() < pace.allowed {
-            let next = match ready.pop_front() {
-                Some(next) => next,
-                None => match next_startable(&mut pending, &waits_for, &finished) {
-                    Some(index) => {
-                        let venture = venture_of(&pairs[index], &ventures);
-                        (index, prepare(&engine, &pairs[index], venture))
-                    }
-                    None => break,
-                },
+            let Some(position) = pending
+                .iter()
+                .position(|&index| waits_for[index].iter().all(|&earlier| finished[earlier]))
+            else {
+                break;
             };
-            let (index, prepared) = next;
+            let index = pending.remove(position);
             let pair = &pairs[index];
             order.insert((pair.venture.clone(), pair.block.clone()), index);
             newly_started.push((pair.venture.clone(), pair.block.clone()));
+            let venture = ventures
+                .get(&pair.venture)
+                .cloned()
+                .unwrap_or_else(|| VentureInput {
+                    name: pair.venture.clone(),
+                    ..VentureInput::default()
+                });
             let (engine, events, run_id) = (engine.clone(), events.clone(), run_id.clone());
+            let (block_id, count) = (pair.block.clone(), pair.count);
             let answers = Answers {
                 imported: imported.remove(&(pair.venture.clone(), pair.block.clone())),
                 live,
             };
             in_flight.spawn(async move {
-                let outcome = match prepared {
-                    Ok(prepared) => job::ask(&engine, &run_id, prepared, answers, &events).await,
-                    Err(error) => Err(error),
+                let outcome = match engine.graph.find_block(&block_id) {
+                    Ok(block) => {
+                        job::draft_pair(&engine, &run_id, &venture, block, count, answers, &events)
+                            .await
+                    }
+                    Err(error) => Err(error.into()),
                 };
                 (index, outcome)
             });
@@ -499,27 +502,10 @@ pub async fn execute(
                 busy => busy,
             };
         }
-        // While the pairs in flight wait for their answers, the next ones are made ready on
-        // threads of their own: this loop starts a pair as soon as a slot is free.
-        while may_prepare
-            && stop.is_none()
-            && ready.len() + preparing.len() < pace.allowed.min(READY_AHEAD)
-        {
-            match next_startable(&mut pending, &waits_for, &finished) {
-                Some(index) => {
-                    let (engine, pair) = (engine.clone(), pairs[index].clone());
-                    let venture = venture_of(&pair, &ventures);
-                    preparing.spawn_blocking(move || (index, prepare(&engine, &pair, venture)));
-                }
-                // None can start before another pair is written.
-                None => may_prepare = false,
-            }
-        }
-        if in_flight.is_empty() && preparing.is_empty() && matches!(desk, Desk::Idle(_)) {
+        if in_flight.is_empty() && matches!(desk, Desk::Idle(_)) {
             break;
         }
         tokio::select! {
-            biased;
             joined = in_flight.join_next(), if !in_flight.is_empty() => {
                 let Some(joined) = joined else { continue };
                 let (index, outcome) = joined.map_err(|join| task_failed(&engine, join))?;
@@ -543,16 +529,11 @@ pub async fn execute(
             done = desk.batch_written(), if matches!(desk, Desk::Busy(_)) => {
                 let (back, written) = done.map_err(|join| task_failed(&engine, join))?;
                 desk = Desk::Idle(back);
-                may_prepare = true;
                 for pair in written? {
                     finished[pair.index] = true;
                     let index = pair.index;
                     settle(&pairs[index], index, pair.outcome, &mut kept, &mut report, &mut ventures, &events);
                 }
-            }
-            prepared = preparing.join_next(), if !preparing.is_empty() => {
-                let Some(prepared) = prepared else { continue };
-                ready.push_back(prepared.map_err(|join| task_failed(&engine, join))?);
             }
         }
     }
@@ -561,7 +542,7 @@ pub async fn execute(
         return Err(task_failed_with(&engine, "the writer did not come back"));
     };
     // The run stopped: what was not started is recorded as such.
-    for index in ready.into_iter().map(|(index, _)| index).chain(pending) {
+    for index in pending {
         let pair = &pairs[index];
         order.insert((pair.venture.clone(), pair.block.clone()), index);
         let reason = format!(
@@ -614,43 +595,6 @@ pub async fn execute(
         1000.0 * writer.seconds / report.totals.drafted.max(1) as f64
     );
     Ok(report)
-}
-
-/// At most this many pairs are made ready ahead of their start (fewer at a lower concurrency):
-/// a ready pair holds its rendered prompt and compiled checks.
-const READY_AHEAD: usize = 128;
-
-/// The first pending pair that waits for no unfinished pair, taken out of `pending`.
-fn next_startable(
-    pending: &mut Vec<usize>,
-    waits_for: &[Vec<usize>],
-    finished: &[bool],
-) -> Option<usize> {
-    let position = pending
-        .iter()
-        .position(|&index| waits_for[index].iter().all(|&earlier| finished[earlier]))?;
-    Some(pending.remove(position))
-}
-
-/// A pair's venture as the drafts written so far leave it.
-fn venture_of(pair: &PlannedPair, ventures: &BTreeMap<String, VentureInput>) -> VentureInput {
-    ventures
-        .get(&pair.venture)
-        .cloned()
-        .unwrap_or_else(|| VentureInput {
-            name: pair.venture.clone(),
-            ..VentureInput::default()
-        })
-}
-
-/// A pair made ready to ask.
-fn prepare(
-    engine: &Engine,
-    pair: &PlannedPair,
-    venture: VentureInput,
-) -> Result<job::Prepared, Error> {
-    let block = engine.graph.find_block(&pair.block)?;
-    job::prepare(engine, venture, block, pair.count)
 }
 
 /// The writer: here and idle, or away writing a batch (and coming back with it).
