@@ -45,41 +45,13 @@ pub fn write_atomic_all(files: &[FileWrite<'_>]) -> Result<(), (PathBuf, std::io
         move |error| (path, error)
     };
     let written: Vec<&FileWrite<'_>> = files.iter().filter(|file| file.bytes.is_some()).collect();
-    let flush = |file: &FileWrite<'_>| {
+    let flush = |file: &&FileWrite<'_>| {
         temporary_holding(file.path, file.bytes.unwrap_or_default(), true).map_err(fail(file.path))
     };
-    let mut temporaries = match written.len() {
-        0 | 1 => written
-            .iter()
-            .map(|file| flush(file))
-            .collect::<Result<_, _>>()?,
-        count => {
-            let chunk = count.div_ceil(PARALLEL_FLUSHES.min(count));
-            std::thread::scope(|scope| {
-                let workers: Vec<_> = written
-                    .chunks(chunk)
-                    .map(|files| {
-                        scope.spawn(move || {
-                            files
-                                .iter()
-                                .map(|file| flush(file))
-                                .collect::<Result<Vec<_>, _>>()
-                        })
-                    })
-                    .collect();
-                let mut temporaries = Vec::with_capacity(count);
-                for worker in workers {
-                    let flushed = worker.join().unwrap_or_else(|_| {
-                        let error = std::io::Error::other("a file writer panicked");
-                        Err((folder_of(files[0].path).to_path_buf(), error))
-                    });
-                    temporaries.extend(flushed?);
-                }
-                Ok::<_, (PathBuf, std::io::Error)>(temporaries)
-            })?
-        }
-    }
-    .into_iter();
+    let mut temporaries = in_parallel(&written, flush)
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter();
     let mut folders: Vec<&Path> = Vec::new();
     for file in files {
         match file.bytes {
@@ -100,10 +72,33 @@ pub fn write_atomic_all(files: &[FileWrite<'_>]) -> Result<(), (PathBuf, std::io
             folders.push(folder);
         }
     }
-    for folder in folders {
-        sync_folder(folder);
-    }
+    // A batch of drafts touches a folder per venture: their syncs overlap too.
+    in_parallel(&folders, |folder| sync_folder(folder));
     Ok(())
+}
+
+/// `work` on every item, up to [`PARALLEL_FLUSHES`] threads at once (the disk answers several
+/// flushes about as fast as one); the results in the items' order.
+fn in_parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    if items.len() < 2 {
+        return items.iter().map(&work).collect();
+    }
+    let chunk = items.len().div_ceil(PARALLEL_FLUSHES.min(items.len()));
+    let work = &work;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = items
+            .chunks(chunk)
+            .map(|chunk| scope.spawn(move || chunk.iter().map(work).collect::<Vec<R>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 fn folder_of(path: &Path) -> &Path {
