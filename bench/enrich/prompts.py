@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The prompts of a benchmark graph, for scripts/bench-enrich. Two commands:
+"""The prompts of a benchmark graph, for scripts/bench-enrich. Three commands:
 
     prompts.py from-preview --binary BIN --graph DIR OUT.jsonl
         The Batch API file `inncopilot enrich --batch-export` writes, built from one
@@ -10,6 +10,11 @@
         A promptfoo eval over the same requests: DIR/promptfooconfig.yaml, DIR/tests.jsonl (one
         test per request, its messages as a variable) and one DIR/format-N.json per distinct
         response_format, which the OpenAI provider loads per test (`file://{{ format }}`).
+
+    prompts.py curl --batch FILE.jsonl --base-url URL --out DIR
+        The same requests for `curl --parallel --config DIR/curl.config`: one body file per
+        request (streamed, as inncopilot asks), each posted once: the floor of a client that
+        does nothing but send them.
 
 Standard library only.
 """
@@ -113,6 +118,28 @@ def write_promptfoo(arguments) -> None:
     print(f"{out}/promptfooconfig.yaml: {count} tests, {len(formats)} response format(s)")
 
 
+def write_curl(arguments) -> None:
+    out = arguments.out
+    bodies = out / "bodies"
+    bodies.mkdir(parents=True, exist_ok=True)
+    url = arguments.base_url.rstrip("/") + "/chat/completions"
+    lines = []
+    count = 0
+    for count, line in enumerate(arguments.batch.read_text().splitlines(), start=1):
+        body = json.loads(line)["body"]
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+        file = bodies / f"{count}.json"
+        file.write_text(json.dumps(body))
+        lines += [f'url = "{url}"', f'data-binary = "@{file.resolve()}"',
+                  'header = "Content-Type: application/json"',
+                  'header = "Authorization: Bearer bench"', 'output = "/dev/null"',
+                  'write-out = "%{http_code}\\n"', "next"]
+    # No `next` after the last request: curl would read an empty one and fail.
+    (out / "curl.config").write_text("\n".join(lines[:-1]) + "\n")
+    print(f"{out}/curl.config: {count} requests")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -124,11 +151,13 @@ def main() -> None:
     promptfoo.add_argument("--batch", type=Path, required=True)
     promptfoo.add_argument("--base-url", required=True)
     promptfoo.add_argument("--out", type=Path, required=True)
+    curl = commands.add_parser("curl")
+    curl.add_argument("--batch", type=Path, required=True)
+    curl.add_argument("--base-url", required=True)
+    curl.add_argument("--out", type=Path, required=True)
     arguments = parser.parse_args()
-    if arguments.command == "from-preview":
-        from_preview(arguments)
-    else:
-        write_promptfoo(arguments)
+    {"from-preview": from_preview, "promptfoo": write_promptfoo,
+     "curl": write_curl}[arguments.command](arguments)
 
 
 if __name__ == "__main__":

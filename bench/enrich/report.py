@@ -11,8 +11,8 @@
     report.py summary --records RECORDS.jsonl --latency-ms MS --pairs N --small-pairs M
                       --meta META.json --out RESULTS.json
         The table on stdout and RESULTS.json: per concurrency, the ideal
-        ceil(pairs / concurrency) x latency, our wall time against it, promptfoo's against ours,
-        and peak RSS at N pairs against M pairs.
+        ceil(pairs / concurrency) x latency, our wall time against it, promptfoo's and curl's
+        against ours, and peak RSS at N pairs against M pairs.
 
 Standard library only.
 """
@@ -83,6 +83,7 @@ def summarise(arguments) -> None:
         ours = find(records, "inncopilot", arguments.pairs, concurrency)
         small = find(records, "inncopilot", arguments.small_pairs, concurrency)
         promptfoo = find(records, "promptfoo", arguments.pairs, concurrency)
+        curl = find(records, "curl", arguments.pairs, concurrency)
         ideal = math.ceil(arguments.pairs / concurrency) * latency
         row = {
             "concurrency": concurrency,
@@ -97,6 +98,9 @@ def summarise(arguments) -> None:
             "promptfoo_ratio_to_ideal": ratio(promptfoo and promptfoo["wall_s"], ideal),
             "ours_over_promptfoo": ratio(ours and ours["wall_s"],
                                          promptfoo and promptfoo["wall_s"]),
+            "curl": curl,
+            "curl_ratio_to_ideal": ratio(curl and curl["wall_s"], ideal),
+            "ours_over_curl": ratio(ours and ours["wall_s"], curl and curl["wall_s"]),
         }
         row["targets"] = {
             "wall_within_5pct_of_ideal": _at_most(row["inncopilot_ratio_to_ideal"], 1.05),
@@ -127,11 +131,13 @@ def cell(value, digits=2, suffix=""):
 def print_table(rows: list[dict], small_pairs: int) -> None:
     header = ("conc", "pairs", "ideal s", "ours s", "/ideal", "writer s", "writer ms/pair",
               "CPU ms/pair", "ours MB", f"MB@{small_pairs}", "MB ratio", "promptfoo s",
-              "/ideal", "pf CPU ms/pair", "pf MB", "ours/pf", "requests ours/pf")
+              "/ideal", "pf CPU ms/pair", "pf MB", "ours/pf", "curl s", "/ideal", "ours/curl",
+              "requests ours/pf/curl")
     table = [header]
     for row in rows:
         ours, small, pf = row["inncopilot"] or {}, row["inncopilot_small"] or {}, \
             row["promptfoo"] or {}
+        curl = row.get("curl") or {}
         table.append((
             str(row["concurrency"]), str(row["pairs"]), cell(row["ideal_s"]),
             cell(ours.get("wall_s")), cell(row["inncopilot_ratio_to_ideal"], 3),
@@ -142,7 +148,9 @@ def print_table(rows: list[dict], small_pairs: int) -> None:
             cell(pf.get("wall_s")), cell(row["promptfoo_ratio_to_ideal"], 3),
             cell(pf.get("cpu_ms_per_pair"), 1),
             cell(pf.get("peak_rss_mb"), 1), cell(row["ours_over_promptfoo"], 3),
-            f"{ours.get('requests', '-')}/{pf.get('requests', '-')}"))
+            cell(curl.get("wall_s")), cell(row["curl_ratio_to_ideal"], 3),
+            cell(row["ours_over_curl"], 3),
+            f"{ours.get('requests', '-')}/{pf.get('requests', '-')}/{curl.get('requests', '-')}"))
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     for line in table:
         print("  ".join(text.rjust(width) for text, width in zip(line, widths)))
