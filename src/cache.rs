@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::fsutil::write_replacing;
 use crate::llm::{ChatRequest, Completion};
-use crate::prompt::library::sha256_hex;
+use crate::prompt::library::{sha256_hex, sha256_json};
 
 pub struct Cache {
     dir: PathBuf,
@@ -47,10 +47,21 @@ impl Cache {
         }
     }
 
-    /// The key of a request to a model identified by `identity`.
+    /// The key of a request to a model identified by `identity`: the sha256 of
+    /// `{"identity": ..., "request": ...}` as compact JSON, hashed as it is serialised.
     pub fn key(identity: &Value, request: &ChatRequest) -> String {
-        let keyed = json!({ "identity": identity, "request": request });
-        sha256_hex(keyed.to_string().as_bytes())
+        #[derive(Serialize)]
+        struct Keyed<'k> {
+            identity: &'k Value,
+            request: &'k ChatRequest,
+        }
+        sha256_json(&Keyed { identity, request }).unwrap_or_else(|_| {
+            sha256_hex(
+                json!({ "identity": identity, "request": request })
+                    .to_string()
+                    .as_bytes(),
+            )
+        })
     }
 
     pub fn get(&self, key: &str) -> Option<Completion> {
@@ -93,5 +104,39 @@ impl Cache {
 
     fn path(&self, key: &str) -> PathBuf {
         self.dir.join(format!("{key}.json"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::{Message, Params, Role};
+
+    #[test]
+    fn a_key_is_the_hash_of_the_request_as_compact_json() {
+        // Keys written before hashing moved off the JSON text stay valid: the same bytes.
+        let request = ChatRequest {
+            messages: vec![
+                Message {
+                    role: Role::System,
+                    content: "You draft \"ideas\" — ünïcode\nand lines.".into(),
+                },
+                Message {
+                    role: Role::User,
+                    content: "Propose 3 ideas.".into(),
+                },
+            ],
+            schema: json!({"type": "object", "properties": {"items": {"maxItems": 3}}, "a": 0.5}),
+            params: Params {
+                temperature: 0.7,
+                max_tokens: 1500,
+                seed: 42,
+            },
+            avoid_names: vec!["Space X".into()],
+        };
+        let identity =
+            json!({"provider": "openai", "model": "gpt-4o-mini", "format": "json_schema"});
+        let text = json!({ "identity": identity, "request": request }).to_string();
+        assert_eq!(Cache::key(&identity, &request), sha256_hex(text.as_bytes()));
     }
 }

@@ -28,6 +28,24 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
+/// [`sha256_hex`] of `value` as compact JSON (`serde_json::to_string`), hashed as it is
+/// written: no JSON tree or text is built for it.
+pub fn sha256_json(value: &impl serde::Serialize) -> Result<String, serde_json::Error> {
+    struct Hashing(Sha256);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.update(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut hashing = Hashing(Sha256::new());
+    serde_json::to_writer(&mut hashing, value)?;
+    Ok(hex(&hashing.0.finalize()))
+}
+
 /// The shipped files of `prompts/`, by their path under it.
 const BUILT_IN: &[(&str, &str)] = &[
     ("system.j2", include_str!("../../prompts/system.j2")),

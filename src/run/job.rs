@@ -16,7 +16,7 @@ use super::{Draft, Engine, Error, EventKind, Events, Failure, FailureKind, Prove
 use crate::draft::{AnswerSchema, Checker, Issue, Item, Junk, JunkReason, item_schema};
 use crate::graph::Block;
 use crate::llm::{ChatRequest, Completion, Params, Provider, Usage, tokens};
-use crate::prompt::library::sha256_hex;
+use crate::prompt::library::{sha256_hex, sha256_json};
 use crate::prompt::{self, Library, Message, PromptOptions, Role, VentureInput};
 
 /// How much hotter the local model samples on each fresh request after the first.
@@ -104,11 +104,7 @@ pub fn prepare(
         })?;
     let junk = Junk::of_block(engine.block_junk(&block.id, &junk_context), &junk_context);
     let checker = Checker::with_validator(validator, existing.iter().copied()).with_junk(junk);
-    let prompt_hash = sha256_hex(
-        json!({"messages": first.messages, "schema": first.schema})
-            .to_string()
-            .as_bytes(),
-    );
+    let prompt_hash = prompt_hash(&first.messages, &first.schema);
     Ok(Prepared {
         venture,
         block_id: block.id.clone(),
@@ -375,6 +371,22 @@ pub async fn ask(
         attempts,
         tokens: usage,
         cost_usd,
+    })
+}
+
+/// sha256 of a first request's messages and schema, as `{"messages": ..., "schema": ...}`.
+fn prompt_hash(messages: &[Message], schema: &Value) -> String {
+    #[derive(serde::Serialize)]
+    struct Hashed<'h> {
+        messages: &'h [Message],
+        schema: &'h Value,
+    }
+    sha256_json(&Hashed { messages, schema }).unwrap_or_else(|_| {
+        sha256_hex(
+            json!({"messages": messages, "schema": schema})
+                .to_string()
+                .as_bytes(),
+        )
     })
 }
 
