@@ -186,11 +186,12 @@ impl BlockJunk {
             }
             echo_runs.extend(words.windows(run).map(|window| window.join(" ")));
         }
+        // As singular words: a name is compared in the singular too.
         let placeholders: HashSet<String> = settings
             .placeholder_words
             .iter()
             .chain(&context.block_names)
-            .map(|name| words(name).join(" "))
+            .map(|name| key_words(name).join(" "))
             .filter(|name| !name.is_empty())
             .collect();
         let glued_placeholders = placeholders
@@ -360,6 +361,8 @@ impl Junk {
         if words.is_empty() {
             return true;
         }
+        // Plurals name the same placeholder (`Building Blocks`, `Relationships`).
+        let words: Vec<String> = words.iter().map(|word| singular(word)).collect();
         let known = |words: &[String]| self.block.placeholders.contains(&words.join(" "));
         if known(&words)
             || (1..words.len()).any(|split| known(&words[..split]) && known(&words[split..]))
@@ -862,6 +865,8 @@ mod tests {
             "relationship1",
             "Relationship & Solar Bikes",
             "BuildingBlock",
+            "Building Blocks",
+            "Relationships",
             "Idea_2",
             "ideaOption",
             "Venture ia",
