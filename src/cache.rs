@@ -9,11 +9,11 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::fsutil::write_replacing;
 use crate::llm::{ChatRequest, Completion};
-use crate::prompt::library::{sha256_hex, sha256_json};
+use crate::prompt::library::sha256_json_object;
 
 pub struct Cache {
     dir: PathBuf,
@@ -50,18 +50,7 @@ impl Cache {
     /// The key of a request to a model identified by `identity`: the sha256 of
     /// `{"identity": ..., "request": ...}` as compact JSON, hashed as it is serialised.
     pub fn key(identity: &Value, request: &ChatRequest) -> String {
-        #[derive(Serialize)]
-        struct Keyed<'k> {
-            identity: &'k Value,
-            request: &'k ChatRequest,
-        }
-        sha256_json(&Keyed { identity, request }).unwrap_or_else(|_| {
-            sha256_hex(
-                json!({ "identity": identity, "request": request })
-                    .to_string()
-                    .as_bytes(),
-            )
-        })
+        sha256_json_object(("identity", identity), ("request", request))
     }
 
     pub fn get(&self, key: &str) -> Option<Completion> {
@@ -109,8 +98,11 @@ impl Cache {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use crate::llm::{Message, Params, Role};
+    use crate::prompt::library::sha256_hex;
 
     #[test]
     fn a_key_is_the_hash_of_the_request_as_compact_json() {

@@ -48,7 +48,12 @@ pub fn write_atomic_all(files: &[FileWrite<'_>]) -> Result<(), (PathBuf, std::io
     let flush = |file: &&FileWrite<'_>| {
         temporary_holding(file.path, file.bytes.unwrap_or_default(), true).map_err(fail(file.path))
     };
+    let panicked = |_| {
+        let error = std::io::Error::other("a file writer panicked");
+        (folder_of(files[0].path).to_path_buf(), error)
+    };
     let mut temporaries = in_parallel(&written, flush)
+        .map_err(panicked)?
         .into_iter()
         .collect::<Result<Vec<_>, _>>()?
         .into_iter();
@@ -73,15 +78,19 @@ pub fn write_atomic_all(files: &[FileWrite<'_>]) -> Result<(), (PathBuf, std::io
         }
     }
     // A batch of drafts touches a folder per venture: their syncs overlap too.
-    in_parallel(&folders, |folder| sync_folder(folder));
+    in_parallel(&folders, |folder| sync_folder(folder)).map_err(panicked)?;
     Ok(())
 }
 
 /// `work` on every item, up to [`PARALLEL_FLUSHES`] threads at once (the disk answers several
-/// flushes about as fast as one); the results in the items' order.
-fn in_parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
+/// flushes about as fast as one); the results in the items' order, or `Err` when a thread
+/// panicked.
+fn in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    work: impl Fn(&T) -> R + Sync,
+) -> std::thread::Result<Vec<R>> {
     if items.len() < 2 {
-        return items.iter().map(&work).collect();
+        return Ok(items.iter().map(&work).collect());
     }
     let chunk = items.len().div_ceil(PARALLEL_FLUSHES.min(items.len()));
     let work = &work;
@@ -90,14 +99,11 @@ fn in_parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> 
             .chunks(chunk)
             .map(|chunk| scope.spawn(move || chunk.iter().map(work).collect::<Vec<R>>()))
             .collect();
-        workers
-            .into_iter()
-            .flat_map(|worker| {
-                worker
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
+        let mut results = Vec::with_capacity(items.len());
+        for worker in workers {
+            results.extend(worker.join()?);
+        }
+        Ok(results)
     })
 }
 

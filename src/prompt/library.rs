@@ -28,9 +28,23 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
-/// [`sha256_hex`] of `value` as compact JSON (`serde_json::to_string`), hashed as it is
-/// written: no JSON tree or text is built for it.
-pub fn sha256_json(value: &impl serde::Serialize) -> Result<String, serde_json::Error> {
+/// [`sha256_hex`] of the compact JSON object `{first.0: first.1, second.0: second.1}`: the
+/// bytes of `json!({...}).to_string()` (keys in this order), hashed as they are serialised, so
+/// no JSON tree or text is built (cache keys and prompt hashes, a few per request).
+pub fn sha256_json_object(
+    first: (&str, &impl serde::Serialize),
+    second: (&str, &impl serde::Serialize),
+) -> String {
+    struct Object<'o, A, B>((&'o str, &'o A), (&'o str, &'o B));
+    impl<A: serde::Serialize, B: serde::Serialize> serde::Serialize for Object<'_, A, B> {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut map = serializer.serialize_map(Some(2))?;
+            map.serialize_entry(self.0.0, self.0.1)?;
+            map.serialize_entry(self.1.0, self.1.1)?;
+            map.end()
+        }
+    }
     struct Hashing(Sha256);
     impl std::io::Write for Hashing {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
@@ -42,8 +56,12 @@ pub fn sha256_json(value: &impl serde::Serialize) -> Result<String, serde_json::
         }
     }
     let mut hashing = Hashing(Sha256::new());
-    serde_json::to_writer(&mut hashing, value)?;
-    Ok(hex(&hashing.0.finalize()))
+    match serde_json::to_writer(&mut hashing, &Object(first, second)) {
+        Ok(()) => hex(&hashing.0.finalize()),
+        // Only a map with keys that are not strings fails, which requests and schemas never
+        // hold (`json!` panicked there); such a value gets a hash no real one has.
+        Err(error) => sha256_hex(format!("unserialisable: {error}").as_bytes()),
+    }
 }
 
 /// The shipped files of `prompts/`, by their path under it.

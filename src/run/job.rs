@@ -16,8 +16,8 @@ use super::{Draft, Engine, Error, EventKind, Events, Failure, FailureKind, Prove
 use crate::draft::{AnswerSchema, Checker, Issue, Item, Junk, JunkReason, item_schema};
 use crate::graph::Block;
 use crate::llm::{ChatRequest, Completion, Params, Provider, Usage, tokens};
-use crate::prompt::library::{sha256_hex, sha256_json};
-use crate::prompt::{self, Library, Message, PromptOptions, Role, VentureInput};
+use crate::prompt::library::{sha256_hex, sha256_json_object};
+use crate::prompt::{self, Library, Message, Role, VentureInput};
 
 /// How much hotter the local model samples on each fresh request after the first.
 const RESAMPLE_HEAT: f64 = 0.2;
@@ -53,71 +53,6 @@ impl Default for Answers {
     }
 }
 
-/// A pair ready to be asked: its prompt rendered and its checks compiled ([`prepare`]).
-pub struct Prepared {
-    venture: VentureInput,
-    block_id: String,
-    count: usize,
-    options: PromptOptions,
-    schema: AnswerSchema,
-    first: prompt::Prompt,
-    /// Names the embedded model takes back as soon as it writes them (`llm::local`): the
-    /// venture's items, every venture of the graph, every name the prompt shows, and the
-    /// block's own names. A remote model is only checked afterwards.
-    avoid: Vec<String>,
-    checker: Checker,
-    prompt_hash: String,
-}
-
-/// Render `block`'s prompt for `venture` and compile the checks of its answers.
-pub fn prepare(
-    engine: &Engine,
-    venture: VentureInput,
-    block: &Block,
-    count: usize,
-) -> Result<Prepared, Error> {
-    let library: &Library = &engine.library;
-    let options = crate::pipeline::prompt_options(&engine.settings, &engine.provider);
-    let schema = library.answer_schema(block)?;
-    let asked = asked_for(engine, &schema, count);
-    let first = prompt::render(library, &engine.graph, block, &venture, asked, options)?;
-    let existing: Vec<&str> = first
-        .context
-        .existing
-        .iter()
-        .map(|item| item.name.as_str())
-        .collect();
-    let junk_context = first.junk_context(&engine.graph, block, venture.keep_drafts);
-    let avoid: Vec<String> = existing
-        .iter()
-        .map(|name| name.to_string())
-        .chain(std::iter::once(junk_context.venture.clone()))
-        .chain(junk_context.ventures.iter().cloned())
-        .chain(junk_context.shown.iter().cloned())
-        .chain(junk_context.block_names.iter().cloned())
-        .collect();
-    let validator = engine
-        .item_validator(&item_schema(&first.schema))
-        .map_err(|issue| Error::Schema {
-            file: first.schema_file.clone(),
-            message: issue.to_string(),
-        })?;
-    let junk = Junk::of_block(engine.block_junk(&block.id, &junk_context), &junk_context);
-    let checker = Checker::with_validator(validator, existing.iter().copied()).with_junk(junk);
-    let prompt_hash = prompt_hash(&first.messages, &first.schema);
-    Ok(Prepared {
-        venture,
-        block_id: block.id.clone(),
-        count,
-        options,
-        schema,
-        first,
-        avoid,
-        checker,
-        prompt_hash,
-    })
-}
-
 /// Draft `count` items of `block` for `venture`.
 pub async fn draft_pair(
     engine: &Engine,
@@ -128,37 +63,45 @@ pub async fn draft_pair(
     answers: Answers,
     events: &Events,
 ) -> Result<PairOutcome, Error> {
-    let prepared = prepare(engine, venture.clone(), block, count)?;
-    ask(engine, run_id, prepared, answers, events).await
-}
-
-/// Ask for a prepared pair's items until its count is met or the attempts run out.
-pub async fn ask(
-    engine: &Engine,
-    run_id: &str,
-    prepared: Prepared,
-    answers: Answers,
-    events: &Events,
-) -> Result<PairOutcome, Error> {
-    let Prepared {
-        venture,
-        block_id,
-        count,
-        options: budget,
-        schema,
-        first,
-        avoid,
-        checker,
-        prompt_hash,
-    } = prepared;
-    let (venture, block) = (&venture, engine.graph.find_block(&block_id)?);
     let Answers { mut imported, live } = answers;
     let started = Instant::now();
     let started_at = chrono::Utc::now().to_rfc3339();
     let library: &Library = &engine.library;
+    let budget = crate::pipeline::prompt_options(&engine.settings, &engine.provider);
+    let schema = library.answer_schema(block)?;
     let ask = |missing: usize| asked_for(engine, &schema, missing);
+    let first = prompt::render(library, &engine.graph, block, venture, ask(count), budget)?;
+    let existing: Vec<&str> = first
+        .context
+        .existing
+        .iter()
+        .map(|item| item.name.as_str())
+        .collect();
+    let junk_context = first.junk_context(&engine.graph, block, venture.keep_drafts);
+    // Names the embedded model takes back as soon as it writes them (`llm::local`): the
+    // venture's items, every venture of the graph, every name the prompt shows, and the block's
+    // own names. A remote model is only checked afterwards.
+    let avoid: Vec<String> = existing
+        .iter()
+        .map(|name| name.to_string())
+        .chain(std::iter::once(junk_context.venture.clone()))
+        .chain(junk_context.ventures.iter().cloned())
+        .chain(junk_context.shown.iter().cloned())
+        .chain(junk_context.block_names.iter().cloned())
+        .collect();
+    // The item validator and the block's part of the junk rules are the engine's, made for the
+    // block's first pair.
+    let validator = engine
+        .item_validator(&item_schema(&first.schema))
+        .map_err(|issue| Error::Schema {
+            file: first.schema_file.clone(),
+            message: issue.to_string(),
+        })?;
+    let junk = Junk::of_block(engine.block_junk(&block.id, &junk_context), &junk_context);
+    let checker = Checker::with_validator(validator, existing.iter().copied()).with_junk(junk);
     let mut junk: BTreeMap<JunkReason, usize> = BTreeMap::new();
     let (mut proposed, mut invalid) = (0, 0);
+    let prompt_hash = sha256_json_object(("messages", &first.messages), ("schema", &first.schema));
     let mut kept: Vec<Item> = Vec::new();
     let mut usage = Usage::default();
     let mut cost_usd = 0.0;
@@ -371,22 +314,6 @@ pub async fn ask(
         attempts,
         tokens: usage,
         cost_usd,
-    })
-}
-
-/// sha256 of a first request's messages and schema, as `{"messages": ..., "schema": ...}`.
-fn prompt_hash(messages: &[Message], schema: &Value) -> String {
-    #[derive(serde::Serialize)]
-    struct Hashed<'h> {
-        messages: &'h [Message],
-        schema: &'h Value,
-    }
-    sha256_json(&Hashed { messages, schema }).unwrap_or_else(|_| {
-        sha256_hex(
-            json!({"messages": messages, "schema": schema})
-                .to_string()
-                .as_bytes(),
-        )
     })
 }
 
