@@ -125,6 +125,7 @@ mod tests {
                 seed: 42,
             },
             avoid_names: vec!["Space X".into()],
+            check: None,
         };
         let identity =
             json!({"provider": "openai", "model": "gpt-4o-mini", "format": "json_schema"});

@@ -125,8 +125,14 @@ pub struct JunkSettings {
     pub name_echo_words: usize,
     /// Names made only of these (and the block's own names), numbered or not, are placeholders.
     pub placeholder_words: Vec<String>,
-    /// Words of one or two letters a name may end with (any other is a fragment).
+    /// A name holding any of these words is a placeholder (`Your Business Idea`).
+    pub filler_words: Vec<String>,
+    /// Words a placeholder may hold besides its own (`The Venture`, `Your Name`).
+    pub article_words: Vec<String>,
+    /// Words of one or two letters a name may hold (any other is a fragment).
     pub short_words: Vec<String>,
+    /// Words a name cannot end with: it was cut off (`Solar power for a`).
+    pub dangling_words: Vec<String>,
     /// Descriptions with fewer words say nothing.
     pub min_description_words: usize,
 }

@@ -303,6 +303,7 @@ fn batch_answer(
             text: text.to_string(),
             usage,
             constrained_by: "batch json_schema".into(),
+            taken_back: Default::default(),
         },
     ))
 }

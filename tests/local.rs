@@ -9,7 +9,7 @@ use inncopilot::draft::schema::validate;
 use inncopilot::generate::{self, Request, RunReport};
 use inncopilot::graph::Graph;
 use inncopilot::llm::local::LocalModel;
-use inncopilot::llm::{self, ChatRequest, Provider};
+use inncopilot::llm::{self, ChatRequest, Provider, TextCheck};
 use inncopilot::prompt::Library;
 use serde_json::{Value, json};
 
@@ -135,6 +135,7 @@ fn model_and_request(
         schema: prompt.schema.clone(),
         params,
         avoid_names: Vec::new(),
+        check: None,
     };
     Ok((prompt, model, request))
 }
@@ -175,7 +176,7 @@ async fn constrained_decoding_gives_schema_valid_json() -> TestResult {
     let again = model.generate(
         &ChatRequest {
             avoid_names: first.clone(),
-            ..request
+            ..request.clone()
         },
         &|_| {},
     )?;
@@ -189,6 +190,58 @@ async fn constrained_decoding_gives_schema_valid_json() -> TestResult {
         second.iter().all(|name| !first.contains(name)),
         "{first:?} came again: {second:?}"
     );
+
+    // A check on every text as it is written (the junk rules, in a run): here the first two
+    // names and the first description written are refused. The engine takes each back and
+    // writes it again; the answer holds none of them and says what it took back.
+    let refused = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = Arc::clone(&refused);
+    let check = TextCheck(Arc::new(move |path: &str, text: &str, _name: &str| {
+        let mut seen = seen.lock().ok()?;
+        let (names, descriptions) = seen.iter().fold((0, 0), |(names, descriptions), text| {
+            match text.starts_with("/name ") {
+                true => (names + 1, descriptions),
+                false => (names, descriptions + 1),
+            }
+        });
+        let refuse = match path {
+            "/name" => names < 2,
+            "/description" => descriptions < 1,
+            _ => false,
+        };
+        refuse.then(|| seen.push(format!("{path} {text}")))?;
+        Some(if path == "/name" {
+            "test-name"
+        } else {
+            "test-description"
+        })
+    }));
+    let checked = model.generate(
+        &ChatRequest {
+            check: Some(check),
+            ..request
+        },
+        &|_| {},
+    )?;
+    let answer: Value = serde_json::from_str(&checked.text)?;
+    assert_eq!(validate(&prompt.schema, &answer), []);
+    let refused = refused.lock().map_err(|_| "poisoned")?.clone();
+    assert_eq!(refused.len(), 3, "{refused:?}");
+    for item in answer["items"].as_array().into_iter().flatten() {
+        for field in ["name", "description"] {
+            let written = format!("/{field} {}", item[field].as_str().unwrap_or(""));
+            assert!(
+                !refused.contains(&written),
+                "{written} was refused, yet kept"
+            );
+        }
+    }
+    let taken_back: Vec<(&str, usize)> = checked
+        .taken_back
+        .iter()
+        .map(|(reason, count)| (reason.as_str(), *count))
+        .collect();
+    assert_eq!(taken_back, [("test-description", 1), ("test-name", 2)]);
     Ok(())
 }
 

@@ -260,9 +260,38 @@ impl Junk {
             .or_else(|| self.thin_finding(item))
     }
 
-    /// Whether `name` is an existing name: this venture's, another venture's, an item of the
-    /// graph or one shown in the prompt.
+    /// Whether `name`, or a part of it joined by `&`, is an existing name (this venture's,
+    /// another venture's, an item of the graph or one shown in the prompt), copies the prompt
+    /// or is a placeholder: `Profile & Luxury Travelers` labels an idea with the block's name,
+    /// `Loyalty & Exotic Pet Rental` with the venture's. A part of one word may be an item of
+    /// the graph (`Sustainability & Renewable Energy`).
     fn name_finding(&self, name: &str) -> Option<Finding> {
+        if let Some(finding) = self.whole_name_finding(name) {
+            return Some(finding);
+        }
+        let parts: Vec<&str> = name
+            .split('&')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+            .collect();
+        if parts.len() < 2 {
+            return None;
+        }
+        parts.iter().find_map(|part| {
+            let finding = self.whole_name_finding(part)?;
+            let copied = matches!(
+                finding.reason,
+                JunkReason::KnownItem | JunkReason::ShownInPrompt
+            );
+            (!copied || words(part).len() > 1).then(|| Finding {
+                message: format!("`{part}` in `{}`: {}", name.trim(), finding.message),
+                ..finding
+            })
+        })
+    }
+
+    /// Whether `name` as a whole is an existing name, copies the prompt or is a placeholder.
+    fn whole_name_finding(&self, name: &str) -> Option<Finding> {
         // A fragment after a known name (`Underwater restaurant ia`) leaves it the same name.
         let key = name_words_key(self.without_fragments(name));
         let found = |reason, message: String| Finding {
@@ -343,10 +372,15 @@ impl Junk {
     /// A name that is only placeholder words or the block's own names, numbered or not
     /// (`Idea 1`, `Option A`, `Relationship idea 2`).
     fn is_placeholder(&self, name: &str) -> bool {
-        // The venture's own words name nothing new (`Profile & Exotic Pet Rental`).
+        // The venture's own words name nothing new (`Profile & Exotic Pet Rental`), nor do
+        // articles (`The Venture`).
+        let articles = &self.block.settings.article_words;
         let mut words: Vec<String> = words(name)
             .into_iter()
-            .filter(|word| !self.venture_words.contains(&singular(word)))
+            .filter(|word| {
+                !self.venture_words.contains(&singular(word))
+                    && !articles.iter().any(|article| article == word)
+            })
             .collect();
         // A number, or a word of one or two letters after the others (`Idea 2`, `Option A`,
         // `Venture ia`): numbering or filler, not a name of its own.
@@ -363,6 +397,15 @@ impl Junk {
         }
         // Plurals name the same placeholder (`Building Blocks`, `Relationships`).
         let words: Vec<String> = words.iter().map(|word| singular(word)).collect();
+        if self
+            .block
+            .settings
+            .filler_words
+            .iter()
+            .any(|filler| words.contains(&singular(filler)))
+        {
+            return true;
+        }
         let known = |words: &[String]| self.block.placeholders.contains(&words.join(" "));
         if known(&words)
             || (1..words.len()).any(|split| known(&words[..split]) && known(&words[split..]))
@@ -391,7 +434,35 @@ impl Junk {
         for (key, value) in &item.fields {
             strings(value, &format!("/{key}"), &mut texts);
         }
-        for (path, text) in &texts {
+        self.texts_finding(&texts)
+    }
+
+    /// The first junk rule one text breaks as the embedded model writes it (`llm::TextCheck`):
+    /// `path` is its pointer inside the item and `name` the item's name. The rules of
+    /// [`Junk::check`] that a single text can break: a name's, code or markup, garbled words,
+    /// an echo of the prompt, and a description's substance.
+    pub fn check_text(&self, path: &str, text: &str, name: &str) -> Option<JunkReason> {
+        let finding = match path {
+            "/name" => self.name_finding(text),
+            _ => None,
+        };
+        finding
+            .or_else(|| self.texts_finding(&[(path.to_string(), text)]))
+            .or_else(|| match path {
+                "/description" => self.thin_finding(&Item {
+                    name: name.to_string(),
+                    description: text.to_string(),
+                    fields: serde_json::Map::new(),
+                }),
+                _ => None,
+            })
+            .map(|finding| finding.reason)
+    }
+
+    /// The first rule a text of `texts` breaks: code or markup in any, then garbled words, then
+    /// an echo of the prompt.
+    fn texts_finding(&self, texts: &[(String, &str)]) -> Option<Finding> {
+        for (path, text) in texts {
             if let Some(what) = self.markup(text) {
                 return Some(Finding {
                     reason: JunkReason::CodeOrMarkup,
@@ -400,7 +471,7 @@ impl Junk {
                 });
             }
         }
-        for (path, text) in &texts {
+        for (path, text) in texts {
             if let Some(what) = self.garbled(text, path == "/name") {
                 return Some(Finding {
                     reason: JunkReason::Garbled,
@@ -409,7 +480,7 @@ impl Junk {
                 });
             }
         }
-        for (path, text) in &texts {
+        for (path, text) in texts {
             if let Some(what) = self.echo(text) {
                 return Some(Finding {
                     reason: JunkReason::EchoesPrompt,
@@ -418,7 +489,37 @@ impl Junk {
                 });
             }
         }
-        None
+        texts
+            .iter()
+            .filter(|(path, _)| path != "/name" && path != "/description")
+            .find_map(|(path, text)| self.copied_name(path, text))
+    }
+
+    /// A text inside a field (`decision_makers`, a segment's value) that is a venture's name
+    /// or the name of an item the prompt shows, numbered or not (`1. Government Space
+    /// Agencies`). Names of one word are let be (`Tourists` may well decide).
+    fn copied_name(&self, path: &str, text: &str) -> Option<Finding> {
+        let bare = text.trim_start_matches(|character: char| {
+            character.is_ascii_digit() || character == '.' || character == ')' || character == ' '
+        });
+        let key = name_words_key(bare);
+        let (reason, what) = if key.is_empty() {
+            return None;
+        } else if key == self.venture_key || self.block.ventures.contains(&key) {
+            (JunkReason::VentureName, "a venture's name")
+        } else if self.shown.contains(&key) && words(bare).len() > 1 {
+            (JunkReason::ShownInPrompt, "copied from the prompt")
+        } else {
+            return None;
+        };
+        Some(Finding {
+            reason,
+            path: path.to_string(),
+            message: format!(
+                "`{}` is {what}; write about this venture in your own words",
+                text.trim()
+            ),
+        })
     }
 
     /// What marks `text` as code or markup, if anything.
@@ -482,11 +583,21 @@ impl Junk {
     /// What marks `text` as garbled, if anything: a run of letters and digits longer than any
     /// word, or (in a name) a word mixing letters with a number.
     fn garbled(&self, text: &str, name: bool) -> Option<String> {
-        if name
-            && let Some((_, last)) = text.trim().rsplit_once(' ')
-            && self.is_fragment(last)
-        {
-            return Some(format!("`{last}` at the end of the name is not a word"));
+        if name {
+            let words: Vec<&str> = text.split_whitespace().collect();
+            if let Some(fragment) = words.iter().skip(1).find(|word| self.is_fragment(word)) {
+                return Some(format!("`{fragment}` in the name is not a word"));
+            }
+            if let [_, .., last] = words.as_slice()
+                && self
+                    .block
+                    .settings
+                    .dangling_words
+                    .iter()
+                    .any(|dangling| dangling.eq_ignore_ascii_case(last))
+            {
+                return Some(format!("the name ends in `{last}`: it was cut off"));
+            }
         }
         let longest = self.block.settings.longest_word.max(1);
         let runs = text.split(|character: char| !character.is_alphanumeric());
@@ -872,6 +983,15 @@ mod tests {
             "Venture ia",
             "Profile ia",
             "Relationship IV",
+            // A part joined by `&` labels the idea with the block's name.
+            "Profile & Luxury Travelers",
+            "Luxury Travelers & Relationship",
+            // A filler word anywhere.
+            "Your Business Idea",
+            "Unique Examples",
+            // Articles add nothing.
+            "The Venture",
+            "Your Name",
         ] {
             assert_eq!(
                 reason(name, GOOD, json!({})),
@@ -887,6 +1007,8 @@ mod tests {
             "Relationship42 Lounge",
             "Pay As You Go",
             "Profile Studio",
+            "Pets & Parents",
+            "Ideal Rides",
         ] {
             assert_eq!(reason(name, GOOD, json!({})), None, "{name}");
         }
@@ -902,6 +1024,16 @@ mod tests {
             ("Government Space Agencies ia", JunkReason::ShownInPrompt),
             ("Rebuilding Our Business ia", JunkReason::Garbled),
             ("Bike Club xq", JunkReason::Garbled),
+            // Anywhere in the name, and a name cut off after a small word.
+            ("Cars ia Rental Club", JunkReason::Garbled),
+            ("Solar power for a", JunkReason::Garbled),
+            ("Premise &", JunkReason::Garbled),
+            // A part joined by `&` that copies a name.
+            (
+                "Loyalty & Government Space Agencies",
+                JunkReason::ShownInPrompt,
+            ),
+            ("Rides & Space X", JunkReason::VentureName),
         ] {
             assert_eq!(reason(name, GOOD, json!({})), Some(expected), "{name}");
         }
@@ -910,6 +1042,7 @@ mod tests {
             "Charge Points on the go",
             "Sign me up",
             "Plan B Rentals",
+            "Bikes at a Glance",
         ] {
             assert_eq!(reason(name, GOOD, json!({})), None, "{name}");
         }
@@ -942,6 +1075,74 @@ mod tests {
             reason("Ride Club", "Solar Bikes riders meet weekly.", json!({})),
             None
         );
+    }
+
+    #[test]
+    fn names_copied_into_fields_are_junk() {
+        for (fields, expected) in [
+            (
+                json!({"decision_makers": ["1. Government Space Agencies"]}),
+                Some(JunkReason::ShownInPrompt),
+            ),
+            (
+                json!({"segmentation": [{"criterion": "brand", "value": "SolarBikes"}]}),
+                Some(JunkReason::VentureName),
+            ),
+            (
+                json!({"decision_makers": ["Space X"]}),
+                Some(JunkReason::VentureName),
+            ),
+            (
+                json!({"decision_makers": ["Fleet manager", "Agencies"]}),
+                None,
+            ),
+        ] {
+            assert_eq!(
+                reason("Ride Club", GOOD, fields.clone()),
+                expected,
+                "{fields}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_text_is_judged_alone_as_it_is_written() {
+        let junk = junk();
+        let text = |path: &str, text: &str| junk.check_text(path, text, "Ride Club");
+        assert_eq!(text("/name", "Solar Bikes"), Some(JunkReason::VentureName));
+        assert_eq!(
+            text("/name", "Relationship 2"),
+            Some(JunkReason::Placeholder)
+        );
+        assert_eq!(text("/name", "Ride Club"), None);
+        // A description against the item's name; the same words elsewhere are fine.
+        assert_eq!(
+            text("/description", "Riders club."),
+            Some(JunkReason::ThinDescription)
+        );
+        assert_eq!(text("/rationale", "Riders club."), None);
+        assert_eq!(text("/description", GOOD), None);
+        assert_eq!(
+            text("/decision_makers/0", "{ {$ref} }"),
+            Some(JunkReason::CodeOrMarkup)
+        );
+        assert_eq!(
+            text(
+                "/rationale",
+                "Why this relationship suits this venture's customers, in one sentence."
+            ),
+            Some(JunkReason::EchoesPrompt)
+        );
+        // The same verdicts as for the whole item.
+        for (name, description) in [("Solar Bikes", GOOD), ("Ride Club", "Riders club.")] {
+            let whole = junk
+                .check(&item(name, description, json!({})))
+                .map(|found| found.reason);
+            let alone = junk
+                .check_text("/name", name, name)
+                .or_else(|| junk.check_text("/description", description, name));
+            assert_eq!(alone, whole, "{name}: {description}");
+        }
     }
 
     #[test]

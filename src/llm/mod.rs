@@ -3,10 +3,13 @@
 //! embedded llama.cpp engine ([`local`]).
 
 #[cfg(feature = "local")]
+mod guard;
+#[cfg(feature = "local")]
 pub mod local;
 pub mod openai;
 pub mod tokens;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -52,6 +55,25 @@ pub struct ChatRequest {
     /// attempts). The prompt says so; the local engine also takes back such a name, or one the
     /// answer gave before, as soon as it is written, and has the model begin it anew.
     pub avoid_names: Vec<String>,
+    /// Judges each text of the answer as the embedded model writes it (the junk rules): a
+    /// refused text is taken back and written again. Not part of what is sent or cached.
+    #[serde(skip)]
+    pub check: Option<TextCheck>,
+}
+
+/// Why a text of an item, at a JSON pointer inside the item (`/name`, `/description`,
+/// `/segmentation/0/value`) of an item named as given, is not to be kept; `None` to keep it.
+/// Called with (pointer, text, item name).
+#[derive(Clone)]
+pub struct TextCheck(pub Arc<TextJudge>);
+
+/// The judge inside a [`TextCheck`]: (pointer, text, item name) -> why not, if not.
+pub type TextJudge = dyn Fn(&str, &str, &str) -> Option<&'static str> + Send + Sync;
+
+impl std::fmt::Debug for TextCheck {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("TextCheck")
+    }
 }
 
 /// Tokens read and written by one or more requests.
@@ -75,6 +97,10 @@ pub struct Completion {
     pub usage: Usage,
     /// How the answer was constrained: `grammar` (local), or the `response_format` sent.
     pub constrained_by: String,
+    /// Texts the embedded model wrote, the request's check refused and the model wrote again
+    /// while decoding, by reason (see [`TextCheck`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub taken_back: BTreeMap<String, usize>,
 }
 
 /// Called with each piece of text as the model produces it.

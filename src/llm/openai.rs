@@ -306,6 +306,7 @@ impl OpenAiModel {
                 text,
                 usage,
                 constrained_by: format.as_str().to_string(),
+                taken_back: Default::default(),
             }),
         }
     }
@@ -777,6 +778,7 @@ mod tests {
                 seed: 1,
             },
             avoid_names: Vec::new(),
+            check: None,
         };
         let started = Instant::now();
         for _ in 0..4 {

@@ -8,6 +8,7 @@
 //! draft of what could.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Value, json};
@@ -15,7 +16,7 @@ use serde_json::{Value, json};
 use super::{Draft, Engine, Error, EventKind, Events, Failure, FailureKind, Provenance};
 use crate::draft::{AnswerSchema, Checker, Issue, Item, Junk, JunkReason, item_schema};
 use crate::graph::Block;
-use crate::llm::{ChatRequest, Completion, Params, Provider, Usage, tokens};
+use crate::llm::{ChatRequest, Completion, Params, Provider, TextCheck, Usage, tokens};
 use crate::prompt::library::{sha256_hex, sha256_json_object};
 use crate::prompt::{self, Library, Message, Role, VentureInput};
 
@@ -98,9 +99,17 @@ pub async fn draft_pair(
             message: issue.to_string(),
         })?;
     let junk = Junk::of_block(engine.block_junk(&block.id, &junk_context), &junk_context);
+    // The embedded model also meets the junk rules while it writes each text (`llm::guard`).
+    let text_check = budget.constrained.then(|| {
+        let junk = junk.clone();
+        TextCheck(Arc::new(move |path: &str, text: &str, name: &str| {
+            junk.check_text(path, text, name).map(JunkReason::as_str)
+        }))
+    });
     let checker = Checker::with_validator(validator, existing.iter().copied()).with_junk(junk);
     let mut junk: BTreeMap<JunkReason, usize> = BTreeMap::new();
     let (mut proposed, mut invalid) = (0, 0);
+    let mut taken_back: BTreeMap<String, usize> = BTreeMap::new();
     let prompt_hash = sha256_json_object(("messages", &first.messages), ("schema", &first.schema));
     let mut kept: Vec<Item> = Vec::new();
     let mut usage = Usage::default();
@@ -135,6 +144,7 @@ pub async fn draft_pair(
                 .cloned()
                 .chain(kept.iter().map(|item| item.name.clone()))
                 .collect(),
+            check: text_check.clone(),
         };
         let key = crate::cache::Cache::key(&engine.identity, &chat);
         // An imported answer is the first request's, as the batch runner got it; it is cached
@@ -227,6 +237,9 @@ pub async fn draft_pair(
         };
         usage += completion.usage;
         constrained_by = completion.constrained_by.clone();
+        for (reason, count) in &completion.taken_back {
+            *taken_back.entry(reason.clone()).or_insert(0) += count;
+        }
         proposed += answer_items(&completion.text);
         problems = checker.review(&completion.text, &mut kept, count);
         for reason in problems.iter().filter_map(|issue| issue.junk) {
@@ -298,6 +311,7 @@ pub async fn draft_pair(
             proposed,
             invalid,
             junk,
+            taken_back,
             tokens: usage,
             cost_usd,
             seconds: started.elapsed().as_secs_f64(),
@@ -348,6 +362,7 @@ pub fn first_request(
         schema: first.schema,
         params: engine.params.clone(),
         avoid_names: Vec::new(),
+        check: None,
     })
 }
 

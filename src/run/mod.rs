@@ -515,6 +515,10 @@ pub struct Provenance {
     /// Junk items rejected across the attempts, by reason (`draft::junk`); none were kept.
     #[serde(default)]
     pub junk: BTreeMap<JunkReason, usize>,
+    /// Texts the embedded model wrote and took back while decoding because the junk rules
+    /// refused them (and wrote again), by reason; they never were items of an answer.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub taken_back: BTreeMap<String, usize>,
     pub tokens: Usage,
     /// What the requests sent in this run cost (cached answers are free).
     pub cost_usd: f64,

@@ -1,0 +1,394 @@
+//! Watching an answer's texts as the embedded model writes them ([`TextGuard`]): as soon as an
+//! item's text is closed, it is judged (a name the answer must not use, or one the answer gave
+//! before; any text the request's [`TextCheck`] refuses: the junk rules). A refused text is
+//! taken back: the caller rolls the grammar and the KV cache back to where the text began, and
+//! the model begins it again without the first tokens it tried there. After a few tries the
+//! text is let through, and the checks after the answer have the last word.
+//!
+//! The answer is compact JSON made by the grammar, `{"items":[{"name":"...",...},...]}`; the
+//! guard reads it again from the start after each step ([`closed_texts`]), which costs
+//! microseconds against the milliseconds of a token.
+
+use std::collections::{BTreeMap, HashSet};
+
+use llama_cpp_2::token::LlamaToken;
+
+use super::TextCheck;
+use crate::draft::name_key;
+
+/// How often the model may begin one item's name again.
+const NAME_RETRIES: usize = 8;
+
+/// How often the model may begin any other text again (a description costs ten times the
+/// tokens of a name).
+const TEXT_RETRIES: usize = 4;
+
+/// A string value of an answer's item, closed: where its text begins and ends in the answer's
+/// bytes, its JSON pointer inside the item (`/name`, `/segmentation/0/value`) and the item's
+/// name as far as it is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedText {
+    pub start: usize,
+    pub end: usize,
+    pub path: String,
+    pub name: String,
+}
+
+/// Where the answer is, one level of nesting.
+#[derive(Debug)]
+enum Frame {
+    /// An object, with the key of the value being read (None while a key is awaited).
+    Object(Option<String>),
+    /// An array, with the index of the value being read.
+    Array(usize),
+}
+
+/// The string values of items closed in `answer` at or after byte `from`. Keys, numbers and
+/// values outside `/items/N` are not texts.
+pub fn closed_texts(answer: &[u8], from: usize) -> Vec<ClosedText> {
+    let mut frames: Vec<Frame> = Vec::new();
+    let mut closed = Vec::new();
+    let mut name = String::new();
+    let mut index = 0;
+    while index < answer.len() {
+        match answer[index] {
+            b'"' => {
+                let start = index + 1;
+                let mut end = start;
+                while end < answer.len() && answer[end] != b'"' {
+                    end += if answer[end] == b'\\' { 2 } else { 1 };
+                }
+                if end >= answer.len() {
+                    break; // still being written
+                }
+                let text = String::from_utf8_lossy(&answer[start..end]).into_owned();
+                match frames.last_mut() {
+                    Some(Frame::Object(key @ None)) => *key = Some(text),
+                    _ => {
+                        if let Some(path) = item_path(&frames) {
+                            if path == "/name" {
+                                name.clone_from(&text);
+                            }
+                            if end >= from {
+                                closed.push(ClosedText {
+                                    start,
+                                    end,
+                                    path,
+                                    name: name.clone(),
+                                });
+                            }
+                        }
+                    }
+                }
+                index = end;
+            }
+            b'{' => {
+                if frames.len() == 2 {
+                    name.clear(); // a new item
+                }
+                frames.push(Frame::Object(None));
+            }
+            b'[' => frames.push(Frame::Array(0)),
+            b'}' | b']' => {
+                frames.pop();
+            }
+            b',' => match frames.last_mut() {
+                Some(Frame::Object(key)) => *key = None,
+                Some(Frame::Array(position)) => *position += 1,
+                None => {}
+            },
+            _ => {}
+        }
+        index += 1;
+    }
+    closed
+}
+
+/// The JSON pointer inside its item of the value being read, when it is inside an item
+/// (`{"items":[{...}]}`: the frames below the item's).
+fn item_path(frames: &[Frame]) -> Option<String> {
+    match frames {
+        [
+            Frame::Object(Some(items)),
+            Frame::Array(_),
+            Frame::Object(_),
+            ..,
+        ] if items == "items" => {}
+        _ => return None,
+    }
+    let mut path = String::new();
+    for frame in &frames[2..] {
+        path.push('/');
+        match frame {
+            Frame::Object(key) => path.push_str(key.as_deref().unwrap_or("")),
+            Frame::Array(position) => path.push_str(&position.to_string()),
+        }
+    }
+    Some(path)
+}
+
+/// A text to write again: the number of answer tokens to keep (the text begins in the token
+/// after them, or in the last of them when it straddles the quote) and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TakeBack {
+    pub tokens: usize,
+    pub reason: &'static str,
+}
+
+/// Watches one answer's texts as they are written (see the module docs).
+pub struct TextGuard {
+    /// Name keys ([`name_key`]) the answer must not use: the request's, and the names written.
+    pub avoid: HashSet<String>,
+    check: Option<TextCheck>,
+    /// Answer tokens kept at the last take-back, and the first tokens tried there.
+    at: Option<usize>,
+    tried: Vec<LlamaToken>,
+    /// The name just written and kept (for the other lanes to avoid), until taken.
+    pub closed: Option<String>,
+    /// Texts taken back, by reason.
+    pub taken_back: BTreeMap<&'static str, usize>,
+}
+
+impl TextGuard {
+    pub fn new(avoid: &[String], check: Option<TextCheck>) -> TextGuard {
+        TextGuard {
+            avoid: avoid.iter().map(|name| name_key(name)).collect(),
+            check,
+            at: None,
+            tried: Vec::new(),
+            closed: None,
+            taken_back: BTreeMap::new(),
+        }
+    }
+
+    /// The tokens the model may not write next, when `tokens` answer tokens are kept.
+    pub fn banned(&self, tokens: usize) -> &[LlamaToken] {
+        match self.at {
+            Some(at) if at == tokens => &self.tried,
+            _ => &[],
+        }
+    }
+
+    /// After each decode, with the answer's bytes before it (`before`), its bytes and tokens
+    /// now, and the answer's length in bytes after each token (`ends`): judge the texts that
+    /// were closed, and say where to go back to when one is refused.
+    pub fn step(
+        &mut self,
+        before: usize,
+        answer: &[u8],
+        history: &[LlamaToken],
+        ends: &[usize],
+    ) -> Option<TakeBack> {
+        for text in closed_texts(answer, before) {
+            // The text as JSON reads it (the grammar's texts hold no escapes, but a quote).
+            let raw = &answer[text.start - 1..=text.end];
+            let written = serde_json::from_slice::<String>(raw)
+                .unwrap_or_else(|_| String::from_utf8_lossy(raw).into_owned());
+            let is_name = text.path == "/name";
+            let key = name_key(&written);
+            let reason = match is_name && self.avoid.contains(&key) {
+                true => Some("repeated-name"),
+                false => self
+                    .check
+                    .as_ref()
+                    .and_then(|check| (check.0)(&text.path, &written, &text.name)),
+            };
+            if let Some(reason) = reason {
+                // Keep the tokens that end before the text begins.
+                let tokens = ends.partition_point(|end| *end <= text.start);
+                let retries = if is_name { NAME_RETRIES } else { TEXT_RETRIES };
+                if tokens > 0 && tokens < history.len() {
+                    if self.at != Some(tokens) {
+                        self.at = Some(tokens);
+                        self.tried.clear();
+                    }
+                    if self.tried.len() < retries {
+                        self.tried.push(history[tokens]);
+                        *self.taken_back.entry(reason).or_default() += 1;
+                        return Some(TakeBack { tokens, reason });
+                    }
+                }
+            }
+            if is_name {
+                self.avoid.insert(key.clone());
+                self.closed = Some(key);
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn texts(answer: &str, from: usize) -> Vec<(String, String, String)> {
+        closed_texts(answer.as_bytes(), from)
+            .into_iter()
+            .map(|text| {
+                (
+                    text.path,
+                    answer[text.start..text.end].to_string(),
+                    text.name,
+                )
+            })
+            .collect()
+    }
+
+    fn owned(path: &str, text: &str, name: &str) -> (String, String, String) {
+        (path.into(), text.into(), name.into())
+    }
+
+    #[test]
+    fn the_texts_of_items_are_found_with_their_paths() {
+        let answer = r#"{"items":[{"name":"Pet Club","description":"Owners \"meet\".","tags":["a","b"],"segmentation":[{"criterion":"age","value":"30"}],"count":3},{"name":"Vet Line","description":"Ca"#;
+        assert_eq!(
+            texts(answer, 0),
+            vec![
+                owned("/name", "Pet Club", "Pet Club"),
+                owned("/description", r#"Owners \"meet\"."#, "Pet Club"),
+                owned("/tags/0", "a", "Pet Club"),
+                owned("/tags/1", "b", "Pet Club"),
+                owned("/segmentation/0/criterion", "age", "Pet Club"),
+                owned("/segmentation/0/value", "30", "Pet Club"),
+                owned("/name", "Vet Line", "Vet Line"),
+            ]
+        );
+        // Only what closed from a byte on; nothing outside the items.
+        let from = answer.find("Vet Line").unwrap_or(0);
+        assert_eq!(
+            texts(answer, from),
+            vec![owned("/name", "Vet Line", "Vet Line")]
+        );
+        assert!(texts(r#"{"note":"x","items":[]}"#, 0).is_empty());
+    }
+
+    fn token(id: i32) -> LlamaToken {
+        LlamaToken(id)
+    }
+
+    /// Feeds `pieces` (one token each) to `guard` and returns the first take-back.
+    fn feed(
+        guard: &mut TextGuard,
+        answer: &mut Vec<u8>,
+        history: &mut Vec<LlamaToken>,
+        ends: &mut Vec<usize>,
+        pieces: &[(&str, i32)],
+    ) -> Option<TakeBack> {
+        for (piece, id) in pieces {
+            let before = answer.len();
+            answer.extend(piece.as_bytes());
+            history.push(token(*id));
+            ends.push(answer.len());
+            if let Some(back) = guard.step(before, answer, history, ends) {
+                return Some(back);
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn a_repeated_name_is_taken_back_to_where_it_began() {
+        let mut guard = TextGuard::new(&["Loyalty Club".to_string()], None);
+        let (mut answer, mut history, mut ends) = (Vec::new(), Vec::new(), Vec::new());
+        // "Loyalty  club," is "Loyalty Club": back to the 2 tokens before it, and its first
+        // token is not allowed there on the next try.
+        let back = feed(
+            &mut guard,
+            &mut answer,
+            &mut history,
+            &mut ends,
+            &[
+                (r#"{"items":[{"#, 1),
+                (r#""name":""#, 2),
+                ("Loyalty", 7),
+                ("  club,", 8),
+                (r#"",""#, 9),
+            ],
+        );
+        assert_eq!(
+            back,
+            Some(TakeBack {
+                tokens: 2,
+                reason: "repeated-name"
+            })
+        );
+        assert_eq!(guard.banned(2), [token(7)]);
+        assert!(guard.banned(3).is_empty());
+        answer.truncate(ends[1]);
+        history.truncate(2);
+        ends.truncate(2);
+        // A new name is kept, and then avoided in the rest of the answer.
+        let back = feed(
+            &mut guard,
+            &mut answer,
+            &mut history,
+            &mut ends,
+            &[
+                ("Keeper Hotline", 5),
+                (r#"","description":"Calls."},{"name":""#, 6),
+                ("keeper hotline", 5),
+                (r#"""#, 3),
+            ],
+        );
+        assert_eq!(
+            back,
+            Some(TakeBack {
+                tokens: 4,
+                reason: "repeated-name"
+            })
+        );
+        assert_eq!(guard.taken_back.get("repeated-name"), Some(&2));
+    }
+
+    #[test]
+    fn any_text_the_check_refuses_is_taken_back_even_across_a_quote() {
+        let check = TextCheck(Arc::new(|path: &str, text: &str, name: &str| {
+            (path == "/description" && text == name).then_some("thin-description")
+        }));
+        let mut guard = TextGuard::new(&[], Some(check));
+        let (mut answer, mut history, mut ends) = (Vec::new(), Vec::new(), Vec::new());
+        // The description's first token holds its opening quote.
+        let back = feed(
+            &mut guard,
+            &mut answer,
+            &mut history,
+            &mut ends,
+            &[
+                (r#"{"items":[{"name":"#, 1),
+                ("\"Pet", 2),
+                (" Club\"", 3),
+                (",\"description\":", 4),
+                ("\"Pet", 5),
+                (" Club\"", 6),
+            ],
+        );
+        assert_eq!(
+            back,
+            Some(TakeBack {
+                tokens: 4,
+                reason: "thin-description"
+            })
+        );
+        assert_eq!(guard.banned(4), [token(5)]);
+    }
+
+    #[test]
+    fn a_text_is_let_through_after_its_retries() {
+        let mut guard = TextGuard::new(&["Club".to_string()], None);
+        let head = br#"{"items":[{"name":""#;
+        let answer = [&head[..], br#"Club""#].concat();
+        let ends = [head.len(), answer.len()];
+        let mut taken_back = 0;
+        for _ in 0..20 {
+            match guard.step(head.len(), &answer, &[token(1), token(9)], &ends) {
+                Some(_) => taken_back += 1,
+                None => break,
+            }
+        }
+        assert_eq!(taken_back, NAME_RETRIES);
+        assert_eq!(guard.closed.as_deref(), Some("club"));
+    }
+}
