@@ -492,8 +492,14 @@ fn statement_item(line: usize, text: &str) -> PackedItem {
     }
 }
 
+/// Small words a statement's head cut short must not end on (`... reconstructed DNA and`).
+const DANGLING: &[&str] = &[
+    "a", "an", "the", "and", "or", "but", "of", "to", "for", "with", "from", "by", "at", "in",
+    "on", "as", "into", "that", "which", "their", "its", "our", "your",
+];
+
 /// The words of a long statement before its first clause break (`, `, `; `, ` - `, ` (`, `: `)
-/// when that leaves 3 to 12 words, else its first 10 words.
+/// when that leaves 3 to 12 words, else its first 10 words, without small words at the end.
 fn statement_head(statement: &str) -> String {
     let words: Vec<&str> = statement.split_whitespace().collect();
     let mut taken: Vec<&str> = Vec::new();
@@ -513,6 +519,13 @@ fn statement_head(statement: &str) -> String {
     }
     if taken.len() == 12 && words.len() > 12 {
         taken.truncate(10);
+    }
+    while taken.len() > 3
+        && taken
+            .last()
+            .is_some_and(|word| DANGLING.contains(&word.to_lowercase().as_str()))
+    {
+        taken.pop();
     }
     taken.join(" ")
 }
@@ -714,6 +727,26 @@ mod tests {
         assert_eq!(tagged_item("Long-term Partnerships"), None);
         assert_eq!(tagged_item("see issue #4"), None);
         assert_eq!(tagged_item("#relationship"), None);
+    }
+
+    #[test]
+    fn a_long_statement_is_named_by_its_head_without_a_dangling_word() {
+        assert_eq!(
+            statement_head("Grow revenue, keep costs flat and hire two engineers"),
+            "Grow revenue keep costs flat and hire two engineers"
+        );
+        assert_eq!(
+            statement_head(
+                "Successfully clone and reproduce extinct animals using reconstructed DNA and assisted reproduction techniques"
+            ),
+            "Successfully clone and reproduce extinct animals using reconstructed DNA"
+        );
+        assert_eq!(
+            statement_head(
+                "Our mission is to revive extinct species through biotechnology and genetic engineering today"
+            ),
+            "Our mission is to revive extinct species through biotechnology"
+        );
     }
 
     #[test]
