@@ -434,6 +434,9 @@ fn draft_text(draft: &Draft, dry_run: bool, price_known: bool) -> String {
     if let Some(summary) = crate::generate::junk_summary(&provenance.junk) {
         out.push_str(&format!("  junk rejected (re-asked): {summary}\n"));
     }
+    if let Some(summary) = crate::generate::junk_summary(&provenance.taken_back) {
+        out.push_str(&format!("  junk taken back while written: {summary}\n"));
+    }
     if !draft.pages.is_empty() {
         let verb = if dry_run {
             "would go into"

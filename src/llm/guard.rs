@@ -187,7 +187,7 @@ impl TextGuard {
             let is_name = text.path == "/name";
             let key = name_key(&written);
             let reason = match is_name && self.avoid.contains(&key) {
-                true => Some("repeated-name"),
+                true => Some("avoided-name"),
                 false => self
                     .check
                     .as_ref()
@@ -312,7 +312,7 @@ mod tests {
             back,
             Some(TakeBack {
                 tokens: 2,
-                reason: "repeated-name"
+                reason: "avoided-name"
             })
         );
         assert_eq!(guard.banned(2), [token(7)]);
@@ -337,10 +337,10 @@ mod tests {
             back,
             Some(TakeBack {
                 tokens: 4,
-                reason: "repeated-name"
+                reason: "avoided-name"
             })
         );
-        assert_eq!(guard.taken_back.get("repeated-name"), Some(&2));
+        assert_eq!(guard.taken_back.get("avoided-name"), Some(&2));
     }
 
     #[test]
