@@ -269,77 +269,69 @@ mod tests {
         LlamaToken(id)
     }
 
-    /// Feeds `pieces` (one token each) to `guard` and returns the first take-back.
-    fn feed(
-        guard: &mut TextGuard,
-        answer: &mut Vec<u8>,
-        history: &mut Vec<LlamaToken>,
-        ends: &mut Vec<usize>,
-        pieces: &[(&str, i32)],
-    ) -> Option<TakeBack> {
-        for (piece, id) in pieces {
-            let before = answer.len();
-            answer.extend(piece.as_bytes());
-            history.push(token(*id));
-            ends.push(answer.len());
-            if let Some(back) = guard.step(before, answer, history, ends) {
-                return Some(back);
+    /// An answer being written: its bytes, tokens and ends.
+    #[derive(Default)]
+    struct Written {
+        answer: Vec<u8>,
+        history: Vec<LlamaToken>,
+        ends: Vec<usize>,
+    }
+
+    impl Written {
+        /// Writes `pieces` (one token each), `guard` watching; the first take-back, if any.
+        fn feed(&mut self, guard: &mut TextGuard, pieces: &[(&str, i32)]) -> Option<TakeBack> {
+            for (piece, id) in pieces {
+                let before = self.answer.len();
+                self.answer.extend(piece.as_bytes());
+                self.history.push(token(*id));
+                self.ends.push(self.answer.len());
+                if let Some(back) = guard.step(before, &self.answer, &self.history, &self.ends) {
+                    return Some(back);
+                }
             }
+            None
         }
-        None
+
+        /// Takes the answer back to its first `tokens` tokens.
+        fn keep(&mut self, tokens: usize) {
+            self.history.truncate(tokens);
+            self.ends.truncate(tokens);
+            self.answer.truncate(self.ends.last().copied().unwrap_or(0));
+        }
+    }
+
+    fn back(tokens: usize, reason: &'static str) -> Option<TakeBack> {
+        Some(TakeBack { tokens, reason })
     }
 
     #[test]
     fn a_repeated_name_is_taken_back_to_where_it_began() {
         let mut guard = TextGuard::new(&["Loyalty Club".to_string()], None);
-        let (mut answer, mut history, mut ends) = (Vec::new(), Vec::new(), Vec::new());
+        let mut written = Written::default();
         // "Loyalty  club," is "Loyalty Club": back to the 2 tokens before it, and its first
         // token is not allowed there on the next try.
-        let back = feed(
-            &mut guard,
-            &mut answer,
-            &mut history,
-            &mut ends,
-            &[
-                (r#"{"items":[{"#, 1),
-                (r#""name":""#, 2),
-                ("Loyalty", 7),
-                ("  club,", 8),
-                (r#"",""#, 9),
-            ],
-        );
+        let pieces = [
+            (r#"{"items":[{"#, 1),
+            (r#""name":""#, 2),
+            ("Loyalty", 7),
+            ("  club,", 8),
+        ];
+        assert_eq!(written.feed(&mut guard, &pieces), None);
         assert_eq!(
-            back,
-            Some(TakeBack {
-                tokens: 2,
-                reason: "avoided-name"
-            })
+            written.feed(&mut guard, &[(r#"",""#, 9)]),
+            back(2, "avoided-name")
         );
         assert_eq!(guard.banned(2), [token(7)]);
         assert!(guard.banned(3).is_empty());
-        answer.truncate(ends[1]);
-        history.truncate(2);
-        ends.truncate(2);
+        written.keep(2);
         // A new name is kept, and then avoided in the rest of the answer.
-        let back = feed(
-            &mut guard,
-            &mut answer,
-            &mut history,
-            &mut ends,
-            &[
-                ("Keeper Hotline", 5),
-                (r#"","description":"Calls."},{"name":""#, 6),
-                ("keeper hotline", 5),
-                (r#"""#, 3),
-            ],
-        );
-        assert_eq!(
-            back,
-            Some(TakeBack {
-                tokens: 4,
-                reason: "avoided-name"
-            })
-        );
+        let pieces = [
+            ("Keeper Hotline", 5),
+            (r#"","description":"Calls."},{"name":""#, 6),
+            ("keeper hotline", 5),
+            (r#"""#, 3),
+        ];
+        assert_eq!(written.feed(&mut guard, &pieces), back(4, "avoided-name"));
         assert_eq!(guard.taken_back.get("avoided-name"), Some(&2));
     }
 
@@ -349,29 +341,17 @@ mod tests {
             (path == "/description" && text == name).then_some("thin-description")
         }));
         let mut guard = TextGuard::new(&[], Some(check));
-        let (mut answer, mut history, mut ends) = (Vec::new(), Vec::new(), Vec::new());
         // The description's first token holds its opening quote.
-        let back = feed(
-            &mut guard,
-            &mut answer,
-            &mut history,
-            &mut ends,
-            &[
-                (r#"{"items":[{"name":"#, 1),
-                ("\"Pet", 2),
-                (" Club\"", 3),
-                (",\"description\":", 4),
-                ("\"Pet", 5),
-                (" Club\"", 6),
-            ],
-        );
-        assert_eq!(
-            back,
-            Some(TakeBack {
-                tokens: 4,
-                reason: "thin-description"
-            })
-        );
+        let pieces = [
+            (r#"{"items":[{"name":"#, 1),
+            ("\"Pet", 2),
+            (" Club\"", 3),
+            (",\"description\":", 4),
+            ("\"Pet", 5),
+            (" Club\"", 6),
+        ];
+        let taken = Written::default().feed(&mut guard, &pieces);
+        assert_eq!(taken, back(4, "thin-description"));
         assert_eq!(guard.banned(4), [token(5)]);
     }
 

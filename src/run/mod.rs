@@ -624,9 +624,7 @@ pub fn draft_path(drafts_dir: &Path, venture: &str, block_id: &str) -> PathBuf {
 }
 
 /// Junk counts as `venture-name 2, code-or-markup 1`, or `None` when there was none.
-pub fn junk_summary<Reason: std::fmt::Display>(
-    junk: &BTreeMap<Reason, usize>,
-) -> Option<String> {
+pub fn junk_summary<Reason: std::fmt::Display>(junk: &BTreeMap<Reason, usize>) -> Option<String> {
     let parts: Vec<String> = junk
         .iter()
         .filter(|(_, count)| **count > 0)
