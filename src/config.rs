@@ -133,6 +133,8 @@ pub struct JunkSettings {
     pub short_words: Vec<String>,
     /// Words a name cannot end with: it was cut off (`Solar power for a`).
     pub dangling_words: Vec<String>,
+    /// A name with this many words in capitals (of two letters or more) shouts: garbled.
+    pub capital_words: usize,
     /// Descriptions with fewer words say nothing.
     pub min_description_words: usize,
 }

@@ -598,6 +598,17 @@ impl Junk {
             {
                 return Some(format!("the name ends in `{last}`: it was cut off"));
             }
+            let capitals = words
+                .iter()
+                .filter(|word| {
+                    let letters = word.chars().filter(|c| c.is_alphabetic());
+                    letters.clone().count() >= 2 && letters.clone().all(char::is_uppercase)
+                })
+                .count();
+            let most = self.block.settings.capital_words;
+            if most > 0 && capitals >= most {
+                return Some("the name is written in capitals".into());
+            }
         }
         let longest = self.block.settings.longest_word.max(1);
         let runs = text.split(|character: char| !character.is_alphanumeric());
@@ -1028,6 +1039,9 @@ mod tests {
             ("Cars ia Rental Club", JunkReason::Garbled),
             ("Solar power for a", JunkReason::Garbled),
             ("Premise &", JunkReason::Garbled),
+            // Shouting.
+            ("HARMEN KYANKS", JunkReason::Garbled),
+            ("THE BEST Salad Bar", JunkReason::Garbled),
             // A part joined by `&` that copies a name.
             (
                 "Loyalty & Government Space Agencies",
@@ -1043,6 +1057,8 @@ mod tests {
             "Sign me up",
             "Plan B Rentals",
             "Bikes at a Glance",
+            "VIP Lounge",
+            "Ride with a DJ",
         ] {
             assert_eq!(reason(name, GOOD, json!({})), None, "{name}");
         }

@@ -796,13 +796,14 @@ impl ChatModel for LocalModel {
 
 /// A name of 1 to 6 words of letters (an apostrophe or hyphen inside; `&` between two words),
 /// the first capitalised, no word over 16 letters, no capital inside a word unless it is all
-/// capitals (`VIP`; not `AbcEzrecadio` or `RenewableBikesSr`): a small model otherwise writes
+/// capitals and an acronym's length, 4 letters at most (`VIP`; not `AbcEzrecadio`,
+/// `RenewableBikesSr` or `HARMEN`): a small model otherwise writes
 /// `Loyalty Club','description':'...` into it, lists several names in one, numbers it
 /// (`Idea 1`, `petscanada3210568794`) or glues words together. One word is enough: when two
 /// were the least, a model that wanted to stop after `Profile` had to add a second word and
 /// wrote garbage (`Profile iax`); now `Profile` is closed and the guard takes it back.
 const NAME_PATTERN: &str =
-    r"^([A-Z]{1,6}|[A-Z][a-z'-]{0,15})( (& )?([A-Z]{1,6}|[A-Za-z][a-z'-]{0,15})){0,5}$";
+    r"^([A-Z]{1,4}|[A-Z][a-z'-]{0,15})( (& )?([A-Z]{1,4}|[A-Za-z][a-z'-]{0,15})){0,5}$";
 
 /// One sentence of plain words: it starts with a capital or a digit, ends at its first full
 /// stop, has single spaces and no word over 20 characters, and holds none of the characters
@@ -1175,6 +1176,7 @@ mod tests {
             "Idea 1",
             "religion",
             "Premise & &",
+            "HARMEN Kayaks",
             "Pets &",
             "Pets & & Parents",
             "petscanada3210568794 x",
