@@ -41,6 +41,7 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::vocab::LlamaVocab;
 use llguidance::api::TopLevelGrammar;
 use llguidance::toktrie::{InferenceCapabilities, TokTrie, TokenId, TokenizerEnv};
 use llguidance::{Matcher, ParserFactory};
@@ -595,59 +596,21 @@ impl Engine {
                     continue;
                 }
                 let sample_started = std::time::Instant::now();
-                let mut next: Vec<LlamaToken> = Vec::new();
-                if !lane.first {
-                    let token = match lane.texts.banned(lane.history.len()) {
-                        [] => lane.sampler.sample(&context, lane.logits),
-                        banned => sample_without(&context, lane.logits, &mut lane.sampler, banned),
-                    };
-                    if vocab.is_eog(token) {
-                        lane.done = true;
-                        continue;
-                    }
-                    lane.forced
-                        .consume_token(token.0.cast_unsigned())
-                        .map_err(|error| Error::Grammar(error.to_string()))?;
-                    sampled += 1;
-                    next.push(token);
-                }
-                let ff: Vec<LlamaToken> = lane
-                    .forced
-                    .consume_ff_tokens()
-                    .into_iter()
-                    .map(|token| LlamaToken(token.cast_signed()))
-                    .collect();
-                lane.sampler.accept_many(&ff);
-                next.extend(ff);
+                let Some((next, was_sampled)) = lane.next_tokens(&context, &vocab)? else {
+                    continue;
+                };
+                sampled += u32::from(was_sampled);
                 sampling += sample_started.elapsed();
                 if next.is_empty() {
                     // Nothing forced at the start: the next round samples from the prompt's
                     // last logits, which it still has.
-                    lane.first = false;
                     continue;
                 }
-                lane.first = false;
                 if generated as usize + next.len() > max_tokens as usize {
                     return Err(Error::TokenLimit { max_tokens });
                 }
                 generated += next.len() as u32;
-                lane.history.extend(&next);
-                lane.before = lane.answer.len();
-                for (offset, token) in next.iter().enumerate() {
-                    lane.answer
-                        .extend(vocab.token_to_piece(*token, false, None));
-                    lane.ends.push(lane.answer.len());
-                    batch
-                        .add(
-                            *token,
-                            lane.position as i32,
-                            &[lane.seq],
-                            offset + 1 == next.len(),
-                        )
-                        .map_err(|error| decode(&error))?;
-                    lane.position += 1;
-                }
-                lane.logits = batch.n_tokens() - 1;
+                lane.write(&next, &mut batch, &vocab)?;
                 active.push(index);
             }
             if lanes.iter().all(|lane| lane.done) {
@@ -675,25 +638,8 @@ impl Engine {
                     .step(lane.before, &lane.answer, &lane.history, &lane.ends)
                 {
                     Some(back) => {
-                        // A refused text: back to where it began, and decode the token
-                        // before it again (next round) for the logits of the text's first
-                        // token, now without the one tried.
                         backtracked += 1;
-                        lane.forced
-                            .rollback(lane.history.len() - back.tokens)
-                            .map_err(|error| Error::Grammar(error.to_string()))?;
-                        lane.history.truncate(back.tokens);
-                        lane.ends.truncate(back.tokens);
-                        lane.answer.truncate(lane.ends.last().copied().unwrap_or(0));
-                        if index == 0 {
-                            shown = shown.min(lane.answer.len());
-                        }
-                        lane.position = prompt.len() + lane.history.len();
-                        let before = lane.position - 1;
-                        context
-                            .clear_kv_cache_seq(Some(lane.seq as u32), Some(before as u32), None)
-                            .map_err(|error| decode(&error))?;
-                        lane.redo = Some((lane.history[lane.history.len() - 1], before));
+                        lane.take_back(back.tokens, prompt.len(), &mut context)?;
                         lane.seed += 1;
                         lane.sampler = self.sampler(
                             lane.forced.deep_clone(),
@@ -701,6 +647,9 @@ impl Engine {
                             temperature,
                             lane.seed,
                         );
+                        if index == 0 {
+                            shown = shown.min(lane.answer.len());
+                        }
                     }
                     None => {
                         // A name this lane has just written is one the others must not repeat.
@@ -1040,6 +989,95 @@ struct Lane {
     /// Nothing sampled yet (the first round decodes what the grammar forces at the start).
     first: bool,
     done: bool,
+}
+
+impl Lane {
+    /// The tokens this lane adds next: the token it samples (not in the first round, which
+    /// decodes what the grammar forces at the start) and the tokens the grammar forces after
+    /// it, and whether one was sampled; `None` when the lane is done.
+    fn next_tokens(
+        &mut self,
+        context: &LlamaContext<'_>,
+        vocab: &LlamaVocab,
+    ) -> Result<Option<(Vec<LlamaToken>, bool)>, Error> {
+        let mut next: Vec<LlamaToken> = Vec::new();
+        let first = std::mem::replace(&mut self.first, false);
+        if !first {
+            let token = match self.texts.banned(self.history.len()) {
+                [] => self.sampler.sample(context, self.logits),
+                banned => sample_without(context, self.logits, &mut self.sampler, banned),
+            };
+            if vocab.is_eog(token) {
+                self.done = true;
+                return Ok(None);
+            }
+            self.forced
+                .consume_token(token.0.cast_unsigned())
+                .map_err(|error| Error::Grammar(error.to_string()))?;
+            next.push(token);
+        }
+        let ff: Vec<LlamaToken> = self
+            .forced
+            .consume_ff_tokens()
+            .into_iter()
+            .map(|token| LlamaToken(token.cast_signed()))
+            .collect();
+        self.sampler.accept_many(&ff);
+        next.extend(ff);
+        Ok(Some((next, !first)))
+    }
+
+    /// Write `next` into the answer and into `batch` at this lane's positions (logits for the
+    /// last).
+    fn write(
+        &mut self,
+        next: &[LlamaToken],
+        batch: &mut LlamaBatch,
+        vocab: &LlamaVocab,
+    ) -> Result<(), Error> {
+        self.history.extend(next);
+        self.before = self.answer.len();
+        for (offset, token) in next.iter().enumerate() {
+            self.answer
+                .extend(vocab.token_to_piece(*token, false, None));
+            self.ends.push(self.answer.len());
+            batch
+                .add(
+                    *token,
+                    self.position as i32,
+                    &[self.seq],
+                    offset + 1 == next.len(),
+                )
+                .map_err(|error| Error::Decode(error.to_string()))?;
+            self.position += 1;
+        }
+        self.logits = batch.n_tokens() - 1;
+        Ok(())
+    }
+
+    /// A refused text: back to its first `tokens` answer tokens (grammar, answer and KV
+    /// cache), and decode the token before them again next round, for the logits of the text's
+    /// first token (which the guard now bans there).
+    fn take_back(
+        &mut self,
+        tokens: usize,
+        prompt: usize,
+        context: &mut LlamaContext<'_>,
+    ) -> Result<(), Error> {
+        self.forced
+            .rollback(self.history.len() - tokens)
+            .map_err(|error| Error::Grammar(error.to_string()))?;
+        self.history.truncate(tokens);
+        self.ends.truncate(tokens);
+        self.answer.truncate(self.ends.last().copied().unwrap_or(0));
+        self.position = prompt + self.history.len();
+        let before = self.position - 1;
+        context
+            .clear_kv_cache_seq(Some(self.seq as u32), Some(before as u32), None)
+            .map_err(|error| Error::Decode(error.to_string()))?;
+        self.redo = Some((self.history[self.history.len() - 1], before));
+        Ok(())
+    }
 }
 
 /// The item count an answer schema asks for (its `items` array's `maxItems`).
