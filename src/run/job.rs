@@ -2,9 +2,9 @@
 //! against the schema and the item rules, keep the usable items, and re-ask with the problems
 //! listed until the count is met or the attempts run out.
 //!
-//! The local model may be over-asked (`local.over_ask`), is told which names to avoid (its
-//! engine takes a repeated name back), and is asked again with a fresh, short request rather
-//! than the conversation. What could not be filled is a [`Failure`] with its reason, next to the
+//! The local model may be over-asked (`local.over_ask`), is told which names to avoid and
+//! meets the junk rules while it writes (its engine takes a refused text back: `llm::guard`),
+//! and is asked again with a fresh, short request rather than the conversation. What could not be filled is a [`Failure`] with its reason, next to the
 //! draft of what could.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -79,7 +79,7 @@ pub async fn draft_pair(
         .map(|item| item.name.as_str())
         .collect();
     let junk_context = first.junk_context(&engine.graph, block, venture.keep_drafts);
-    // Names the embedded model takes back as soon as it writes them (`llm::local`): the
+    // Names the embedded model takes back as soon as it writes them (`llm::guard`): the
     // venture's items, every venture of the graph, every name the prompt shows, and the block's
     // own names. A remote model is only checked afterwards.
     let avoid: Vec<String> = existing
