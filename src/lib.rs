@@ -13,6 +13,7 @@
 //! - [`report`]: the JSON and table output of the commands.
 //! - [`serve`]: the HTTP service over the same engine, lock and journal.
 //! - [`cli`]: the command line.
+//! - [`text`]: words of plain text, where a text is cut short.
 
 pub mod cache;
 pub mod cli;
@@ -28,4 +29,5 @@ pub mod prompt;
 pub mod report;
 pub mod run;
 pub mod serve;
+pub mod text;
 pub mod writeback;

@@ -492,12 +492,6 @@ fn statement_item(line: usize, text: &str) -> PackedItem {
     }
 }
 
-/// Small words a statement's head cut short must not end on (`... reconstructed DNA and`).
-const DANGLING: &[&str] = &[
-    "a", "an", "the", "and", "or", "but", "of", "to", "for", "with", "from", "by", "at", "in",
-    "on", "as", "into", "that", "which", "their", "its", "our", "your",
-];
-
 /// The words of a long statement before its first clause break (`, `, `; `, ` - `, ` (`, `: `)
 /// when that leaves 3 to 12 words, else its first 10 words, without small words at the end.
 fn statement_head(statement: &str) -> String {
@@ -520,13 +514,7 @@ fn statement_head(statement: &str) -> String {
     if taken.len() == 12 && words.len() > 12 {
         taken.truncate(10);
     }
-    while taken.len() > 3
-        && taken
-            .last()
-            .is_some_and(|word| DANGLING.contains(&word.to_lowercase().as_str()))
-    {
-        taken.pop();
-    }
+    crate::text::drop_dangling_end(&mut taken, 3);
     taken.join(" ")
 }
 

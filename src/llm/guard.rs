@@ -10,6 +10,7 @@
 //! microseconds against the milliseconds of a token.
 
 use std::collections::{BTreeMap, HashSet};
+use std::ops::Range;
 
 use llama_cpp_2::token::LlamaToken;
 
@@ -37,18 +38,20 @@ pub struct ClosedText {
 /// Where the answer is, one level of nesting.
 #[derive(Debug)]
 enum Frame {
-    /// An object, with the key of the value being read (None while a key is awaited).
-    Object(Option<String>),
+    /// An object, with the key of the value being read, as its bytes in the answer (None
+    /// while a key is awaited).
+    Object(Option<Range<usize>>),
     /// An array, with the index of the value being read.
     Array(usize),
 }
 
 /// The string values of items closed in `answer` at or after byte `from`. Keys, numbers and
-/// values outside `/items/N` are not texts.
+/// values outside `/items/N` are not texts. Only what is returned is copied out of `answer`.
 pub fn closed_texts(answer: &[u8], from: usize) -> Vec<ClosedText> {
     let mut frames: Vec<Frame> = Vec::new();
     let mut closed = Vec::new();
-    let mut name = String::new();
+    // The bytes of the current item's name, quotes included.
+    let mut name: Option<Range<usize>> = None;
     let mut index = 0;
     while index < answer.len() {
         match answer[index] {
@@ -61,22 +64,25 @@ pub fn closed_texts(answer: &[u8], from: usize) -> Vec<ClosedText> {
                 if end >= answer.len() {
                     break; // still being written
                 }
-                let text = String::from_utf8_lossy(&answer[start..end]).into_owned();
                 match frames.last_mut() {
-                    Some(Frame::Object(key @ None)) => *key = Some(text),
+                    Some(Frame::Object(key @ None)) => *key = Some(start..end),
                     _ => {
-                        if let Some(path) = item_path(&frames) {
-                            if path == "/name" {
-                                name.clone_from(&text);
-                            }
-                            if end >= from {
-                                closed.push(ClosedText {
-                                    start,
-                                    end,
-                                    path,
-                                    name: name.clone(),
-                                });
-                            }
+                        let item = item_frames(answer, &frames);
+                        if let [Frame::Object(Some(key))] = item
+                            && &answer[key.clone()] == b"name"
+                        {
+                            name = Some(index..end + 1);
+                        }
+                        if end >= from && !item.is_empty() {
+                            closed.push(ClosedText {
+                                start,
+                                end,
+                                path: item_path(answer, item),
+                                name: name
+                                    .clone()
+                                    .map(|name| json_text(&answer[name]))
+                                    .unwrap_or_default(),
+                            });
                         }
                     }
                 }
@@ -84,7 +90,7 @@ pub fn closed_texts(answer: &[u8], from: usize) -> Vec<ClosedText> {
             }
             b'{' => {
                 if frames.len() == 2 {
-                    name.clear(); // a new item
+                    name = None; // a new item
                 }
                 frames.push(Frame::Object(None));
             }
@@ -104,27 +110,39 @@ pub fn closed_texts(answer: &[u8], from: usize) -> Vec<ClosedText> {
     closed
 }
 
-/// The JSON pointer inside its item of the value being read, when it is inside an item
-/// (`{"items":[{...}]}`: the frames below the item's).
-fn item_path(frames: &[Frame]) -> Option<String> {
+/// The frames below an item's (`{"items":[{...}]}`), or none when the value being read is not
+/// inside an item.
+fn item_frames<'f>(answer: &[u8], frames: &'f [Frame]) -> &'f [Frame] {
     match frames {
         [
             Frame::Object(Some(items)),
             Frame::Array(_),
             Frame::Object(_),
             ..,
-        ] if items == "items" => {}
-        _ => return None,
+        ] if &answer[items.clone()] == b"items" => &frames[2..],
+        _ => &[],
     }
+}
+
+/// The JSON pointer inside its item of the value being read (`item`: [`item_frames`]).
+fn item_path(answer: &[u8], item: &[Frame]) -> String {
     let mut path = String::new();
-    for frame in &frames[2..] {
+    for frame in item {
         path.push('/');
         match frame {
-            Frame::Object(key) => path.push_str(key.as_deref().unwrap_or("")),
+            Frame::Object(key) => path.push_str(&String::from_utf8_lossy(
+                key.clone().map_or(&[][..], |key| &answer[key]),
+            )),
             Frame::Array(position) => path.push_str(&position.to_string()),
         }
     }
-    Some(path)
+    path
+}
+
+/// A JSON string (quotes included) as JSON reads it; as written when it is not one.
+fn json_text(quoted: &[u8]) -> String {
+    serde_json::from_slice::<String>(quoted)
+        .unwrap_or_else(|_| String::from_utf8_lossy(quoted).into_owned())
 }
 
 /// A text to write again: the number of answer tokens to keep (the text begins in the token
@@ -180,10 +198,7 @@ impl TextGuard {
         ends: &[usize],
     ) -> Option<TakeBack> {
         for text in closed_texts(answer, before) {
-            // The text as JSON reads it (the grammar's texts hold no escapes, but a quote).
-            let raw = &answer[text.start - 1..=text.end];
-            let written = serde_json::from_slice::<String>(raw)
-                .unwrap_or_else(|_| String::from_utf8_lossy(raw).into_owned());
+            let written = json_text(&answer[text.start - 1..=text.end]);
             let is_name = text.path == "/name";
             let key = name_key(&written);
             let reason = match is_name && self.avoid.contains(&key) {
@@ -263,6 +278,7 @@ mod tests {
             vec![owned("/name", "Vet Line", "Vet Line")]
         );
         assert!(texts(r#"{"note":"x","items":[]}"#, 0).is_empty());
+        assert!(texts(r#"{"other":[{"name":"x"}]}"#, 0).is_empty());
     }
 
     fn token(id: i32) -> LlamaToken {

@@ -900,13 +900,6 @@ fn end_capped_texts_at_words(answer: &mut Value, schema: &Value) -> bool {
     }
 }
 
-/// Small words a text cut short must not end on.
-const DANGLING_WORDS: &[&str] = &[
-    "a", "an", "the", "and", "or", "but", "of", "to", "for", "with", "in", "on", "at", "by",
-    "from", "as", "into", "than", "that", "which", "who", "their", "its", "our", "your", "is",
-    "are", "be",
-];
-
 /// `text` without the word the cap cut into (and without a dangling small word or punctuation
 /// before it), ending in a full stop again when it is a sentence; `None` when `text` did not
 /// reach its cap or nothing of at least `minimum` characters would be left.
@@ -920,14 +913,7 @@ fn end_at_word(text: &str, cap: usize, minimum: usize, sentence: bool) -> Option
     }
     let mut words: Vec<&str> = body.split_whitespace().collect();
     words.pop();
-    while let Some(last) = words.last() {
-        let bare = last.trim_end_matches(|character: char| !character.is_alphanumeric());
-        if bare.is_empty() || DANGLING_WORDS.contains(&bare.to_lowercase().as_str()) {
-            words.pop();
-        } else {
-            break;
-        }
-    }
+    crate::text::drop_dangling_end(&mut words, 0);
     let joined = words.join(" ");
     let mut shorter = joined
         .trim_end_matches(|character: char| !character.is_alphanumeric() && character != ')')

@@ -4,8 +4,8 @@
 //!
 //! The local model may be over-asked (`local.over_ask`), is told which names to avoid and
 //! meets the junk rules while it writes (its engine takes a refused text back: `llm::guard`),
-//! and is asked again with a fresh, short request rather than the conversation. What could not be filled is a [`Failure`] with its reason, next to the
-//! draft of what could.
+//! and is asked again with a fresh, short request rather than the conversation. What could not
+//! be filled is a [`Failure`] with its reason, next to the draft of what could.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
