@@ -193,6 +193,22 @@ fn a_constrained_prompt_lists_choices_without_their_explanations_or_the_schema()
     let explanation = "The kind of relationship: human help on demand";
     assert!(user_message(&remote).contains(explanation));
     assert!(user_message(&remote).contains("Answer with JSON matching this schema"));
+    // The schema shown is its shape: its title and descriptions were copied into items.
+    let shown = user_message(&remote)
+        .split_once("Answer with JSON matching this schema:")
+        .map(|(_, schema)| schema.to_string())
+        .unwrap_or_default();
+    let shown: serde_json::Value = serde_json::from_str(&shown)?;
+    assert_eq!(shown.get("title"), None);
+    assert!(!shown.to_string().contains("\"description\":\""), "{shown}");
+    assert_eq!(
+        shown.pointer("/properties/items/items/properties/nature/enum"),
+        Some(&serde_json::json!(["transactional", "long-term", "hybrid"]))
+    );
+    assert_eq!(
+        shown.pointer("/properties/items/items/properties/description/minLength"),
+        Some(&serde_json::json!(10))
+    );
     let local_text = user_message(&local);
     assert!(!local_text.contains(explanation));
     assert!(!local_text.contains("matching this schema"));

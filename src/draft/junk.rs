@@ -84,8 +84,8 @@ pub struct JunkContext {
     /// Texts an answer must not copy: the block's definition and questions, the schema's field
     /// descriptions.
     pub prompt_texts: Vec<String>,
-    /// Names that only name the block or a block it relates to: title, item class and last id
-    /// segment.
+    /// Names that only name the block or a block it relates to (title, item class and last id
+    /// segment), or a kind of item (the schema's choices).
     pub block_names: Vec<String>,
     /// The whole rendered prompt: a name must not copy a run of its words.
     pub prompt: String,
@@ -105,6 +105,25 @@ pub fn schema_descriptions(schema: &Value, out: &mut Vec<String>) {
         Value::Array(values) => values
             .iter()
             .for_each(|value| schema_descriptions(value, out)),
+        _ => {}
+    }
+}
+
+/// Every string an `enum` of a JSON schema allows, nested ones too: the kinds an item is
+/// classified by (`self-service`, `personal assistance`), which name no specific idea.
+pub fn schema_choices(schema: &Value, out: &mut Vec<String>) {
+    match schema {
+        Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("enum", Value::Array(choices)) => {
+                        out.extend(choices.iter().filter_map(Value::as_str).map(str::to_string));
+                    }
+                    _ => schema_choices(value, out),
+                }
+            }
+        }
+        Value::Array(values) => values.iter().for_each(|value| schema_choices(value, out)),
         _ => {}
     }
 }
@@ -1175,6 +1194,42 @@ mod tests {
                 "Space X"
             ]
         );
+    }
+
+    /// The kinds an answer schema classifies items by name no item: `Self-Service` is the type
+    /// of a relationship, not one (SmolLM2 behind llama-cpp-python's server named its items so).
+    #[test]
+    fn a_choice_of_the_schema_is_no_name() -> Result<(), Box<dyn std::error::Error>> {
+        let library = Library::new(None)?;
+        let graph = Graph::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-graph"))?;
+        let block = graph.find_block("relationship")?;
+        let venture = prompt::VentureInput {
+            name: "Solar Bikes".into(),
+            ..Default::default()
+        };
+        let options = PromptOptions {
+            tokens: 800,
+            ventures: 4,
+            constrained: false,
+        };
+        let rendered = prompt::render(&library, &graph, block, &venture, 2, options)?;
+        let junk = Junk::new(&settings(), &rendered.junk_context(&graph, block, false));
+        let check = |name: &str| {
+            junk.check(&item(name, GOOD, json!({})))
+                .map(|finding| finding.reason)
+        };
+        for name in [
+            "Self-Service",
+            "personal assistance",
+            "Co-Creation",
+            "Hybrid",
+            "Long-term",
+        ] {
+            assert_eq!(check(name), Some(JunkReason::Placeholder), "{name}");
+        }
+        // A choice among words of the idea's own is kept.
+        assert_eq!(check("Self-Service Charging Kiosks"), None);
+        Ok(())
     }
 
     /// The human examples of the sample graph are what good items look like: none may be

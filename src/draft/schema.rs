@@ -91,6 +91,54 @@ impl AnswerSchema {
     }
 }
 
+/// The schema as a prompt shows it: its structure without its annotations (`title`,
+/// `description`, `$schema`, `$comment`, `examples`). The prompt describes the fields in its own
+/// words; a small model copied the schema's title and descriptions into its items
+/// (`Customer Relationship Ideas`, a rationale that was the field's description).
+pub fn shape(schema: &Value) -> Value {
+    const ANNOTATIONS: [&str; 5] = ["title", "description", "$schema", "$comment", "examples"];
+    let Value::Object(map) = schema else {
+        return schema.clone();
+    };
+    let shaped = map
+        .iter()
+        .filter(|(key, _)| !ANNOTATIONS.contains(&key.as_str()))
+        .map(|(key, value)| {
+            let value = match (key.as_str(), value) {
+                // Maps from names to subschemas: `description` there is a property's name.
+                (
+                    "properties" | "patternProperties" | "$defs" | "definitions",
+                    Value::Object(named),
+                ) => Value::Object(
+                    named
+                        .iter()
+                        .map(|(name, subschema)| (name.clone(), shape(subschema)))
+                        .collect(),
+                ),
+                ("prefixItems" | "anyOf" | "oneOf" | "allOf", Value::Array(subschemas)) => {
+                    Value::Array(subschemas.iter().map(shape).collect())
+                }
+                (
+                    "items"
+                    | "additionalProperties"
+                    | "not"
+                    | "contains"
+                    | "if"
+                    | "then"
+                    | "else"
+                    | "propertyNames"
+                    | "unevaluatedItems"
+                    | "unevaluatedProperties",
+                    Value::Object(_),
+                ) => shape(value),
+                _ => value.clone(),
+            };
+            (key.clone(), value)
+        })
+        .collect();
+    Value::Object(shaped)
+}
+
 /// Every way `answer` breaks `schema`, each with the JSON pointer of the offending value.
 pub fn validate(schema: &Value, answer: &Value) -> Vec<Issue> {
     let validator = match jsonschema::validator_for(schema) {
@@ -120,5 +168,65 @@ pub fn set_item_count(schema: &mut Value, count: usize) {
     if let Some(Value::Object(items)) = schema.pointer_mut("/properties/items") {
         items.insert("minItems".into(), Value::from(count));
         items.insert("maxItems".into(), Value::from(count));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_shape_keeps_the_structure_and_drops_the_annotations() {
+        let schema = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "Customer relationship ideas",
+            "description": "Relationships classified by a taxonomy.",
+            "type": "object",
+            "properties": {
+                "items": {
+                    "type": "array",
+                    "minItems": 2,
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "description", "title"],
+                        "properties": {
+                            "name": {"type": "string", "description": "A short name.", "maxLength": 80},
+                            // Properties named like annotations stay.
+                            "description": {"type": "string", "title": "Text", "minLength": 10},
+                            "title": {"type": "string"},
+                            "kind": {"enum": ["a", "b"], "$comment": "why"},
+                            "tags": {"type": "array", "items": {"type": "string", "examples": ["x"]}},
+                            "either": {"anyOf": [{"type": "string", "description": "one"}, {"type": "null"}]}
+                        }
+                    }
+                }
+            }
+        });
+        assert_eq!(
+            shape(&schema),
+            json!({
+                "type": "object",
+                "properties": {
+                    "items": {
+                        "type": "array",
+                        "minItems": 2,
+                        "items": {
+                            "type": "object",
+                            "required": ["name", "description", "title"],
+                            "properties": {
+                                "name": {"type": "string", "maxLength": 80},
+                                "description": {"type": "string", "minLength": 10},
+                                "title": {"type": "string"},
+                                "kind": {"enum": ["a", "b"]},
+                                "tags": {"type": "array", "items": {"type": "string"}},
+                                "either": {"anyOf": [{"type": "string"}, {"type": "null"}]}
+                            }
+                        }
+                    }
+                }
+            })
+        );
     }
 }

@@ -76,7 +76,8 @@ pub struct Item {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AnswerContext {
-    /// The JSON schema of the answer, pretty-printed.
+    /// The JSON schema of the answer without its annotations (`draft::schema::shape`),
+    /// pretty-printed.
     pub schema: String,
     /// The model's decoding is constrained to the schema (see [`PromptOptions`]).
     pub constrained: bool,
@@ -175,7 +176,8 @@ pub fn build(
         existing,
         count,
         answer: AnswerContext {
-            schema: serde_json::to_string_pretty(bound_schema).unwrap_or_default(),
+            schema: serde_json::to_string_pretty(&crate::draft::schema::shape(bound_schema))
+                .unwrap_or_default(),
             constrained: budget.constrained,
             fields: schema.fields(),
         },

@@ -14,7 +14,9 @@ pub use library::Library;
 /// Chat messages belong to the models' side (`llm`); prompts produce them.
 pub use crate::llm::{Message, Role};
 
-use crate::draft::junk::{JunkContext, name_words_key, prompt_labels, schema_descriptions};
+use crate::draft::junk::{
+    JunkContext, name_words_key, prompt_labels, schema_choices, schema_descriptions,
+};
 use crate::draft::schema::CountError;
 use crate::graph::name::file_name_from_page_name;
 use crate::graph::{Block, Graph};
@@ -146,6 +148,8 @@ impl Prompt {
             block_names.extend(named.item_class.clone());
             block_names.extend(named.id.rsplit('/').next().map(str::to_string));
         }
+        // `Self-Service` or `Personal Assistance` is the kind of an idea, not an idea.
+        schema_choices(&self.schema, &mut block_names);
         JunkContext {
             venture,
             ventures: graph
