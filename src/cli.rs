@@ -591,7 +591,17 @@ fn enrich(
         force: args.force,
         count: args.count.unwrap_or(settings.generate.count),
     };
-    let plan = crate::enrich::plan(&engine, &selection)?;
+    // Estimates are for the plan shown, a budget and batch files; a plain run goes without.
+    let estimated = args.plan
+        || budget > 0.0
+        || args.batch_export.is_some()
+        || args.batch_submit
+        || args.batch_import.is_some()
+        || args.batch_collect.is_some();
+    let plan = match estimated {
+        true => crate::enrich::plan(&engine, &selection)?,
+        false => crate::enrich::plan_unestimated(&engine, &selection)?,
+    };
     if args.plan {
         let output = match args.json {
             true => serde_json::to_string_pretty(&plan)? + "\n",

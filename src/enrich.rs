@@ -122,6 +122,12 @@ pub fn plan(engine: &Engine, selection: &Selection) -> Result<Plan, Error> {
     plan::enrich(engine, selection)
 }
 
+/// [`plan`] without the token and cost estimates (no prompt is rendered): for a run that
+/// keeps no budget and shows no plan.
+pub fn plan_unestimated(engine: &Engine, selection: &Selection) -> Result<Plan, Error> {
+    plan::enrich_estimated(engine, selection, false)
+}
+
 /// Run `plan` (made by [`plan`] for `request`): resume the latest unfinished run asked the
 /// same, else start a new one.
 pub async fn run(

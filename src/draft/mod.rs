@@ -63,7 +63,7 @@ pub struct Checker {
     /// Normalised names of the venture's existing items.
     existing: HashSet<String>,
     /// The junk rules; `None` checks the schema and item rules only.
-    junk: Option<Junk>,
+    junk: Option<Arc<Junk>>,
 }
 
 /// The schema of one item of an answer schema (`true`, anything, when it has none).
@@ -112,9 +112,14 @@ impl Checker {
     /// The checker with the junk rules of this (venture, block) applied to every item.
     pub fn with_junk(self, junk: Junk) -> Checker {
         Checker {
-            junk: Some(junk),
+            junk: Some(Arc::new(junk)),
             ..self
         }
+    }
+
+    /// The junk rules given, shared (the embedded model's guard applies them while it writes).
+    pub fn junk(&self) -> Option<Arc<Junk>> {
+        self.junk.clone()
     }
 
     /// Check one answer. Items passing every rule and new to `kept` are added to it (up to

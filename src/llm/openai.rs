@@ -159,9 +159,19 @@ impl OpenAiModel {
             ));
         };
         install_crypto_provider();
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .timeout(Duration::from_secs(settings.timeout_secs.max(1)))
-            .connect_timeout(Duration::from_secs(settings.timeout_secs.clamp(1, 30)))
+            .connect_timeout(Duration::from_secs(settings.timeout_secs.clamp(1, 30)));
+        // A plain-HTTP endpoint (a server on this machine or network) uses no certificates:
+        // reading the platform's store (some 140 files here) is left to https ones.
+        if base_url
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("http://")
+        {
+            http = http.tls_certs_only(std::iter::empty());
+        }
+        let http = http
             .build()
             .map_err(|error| RemoteError::Config(format!("HTTP client: {error}")))?;
         // An explicit key (possibly empty): OpenAIConfig would otherwise read OPENAI_API_KEY

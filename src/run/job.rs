@@ -20,6 +20,14 @@ use crate::llm::{ChatRequest, Completion, Params, Provider, TextCheck, Usage, to
 use crate::prompt::library::{sha256_hex, sha256_json_object};
 use crate::prompt::{self, Library, Message, Role, VentureInput};
 
+/// What a pair's answers are checked with, and the hashes its provenance records.
+struct Rules {
+    checker: Checker,
+    prompt_hash: String,
+    templates_hash: String,
+    schema_hash: String,
+}
+
 /// How much hotter the local model samples on each fresh request after the first.
 const RESAMPLE_HEAT: f64 = 0.2;
 
@@ -91,26 +99,44 @@ pub async fn draft_pair(
         .chain(junk_context.block_names.iter().cloned())
         .collect();
     // The item validator and the block's part of the junk rules are the engine's, made for the
-    // block's first pair.
-    let validator = engine
-        .item_validator(&item_schema(&first.schema))
-        .map_err(|issue| Error::Schema {
-            file: first.schema_file.clone(),
-            message: issue.to_string(),
-        })?;
-    let junk = Junk::of_block(engine.block_junk(&block.id, &junk_context), &junk_context);
+    // block's first pair; the rest is the pair's. A remote pair makes them while its first
+    // request is out (they are not needed before the answer): at high concurrency, every
+    // fraction of a millisecond spent before a request leaves delays the next round of them.
+    let make_rules = || -> Result<Rules, Error> {
+        let validator = engine
+            .item_validator(&item_schema(&first.schema))
+            .map_err(|issue| Error::Schema {
+                file: first.schema_file.clone(),
+                message: issue.to_string(),
+            })?;
+        let junk = Junk::of_block(engine.block_junk(&block.id, &junk_context), &junk_context);
+        Ok(Rules {
+            checker: Checker::with_validator(validator, existing.iter().copied()).with_junk(junk),
+            prompt_hash: sha256_json_object(
+                ("messages", &first.messages),
+                ("schema", &first.schema),
+            ),
+            templates_hash: library.templates_hash(&first.templates),
+            schema_hash: sha256_hex(schema.value.to_string().as_bytes()),
+        })
+    };
+    let mut rules: Option<Rules> = None;
     // The embedded model also meets the junk rules while it writes each text (`llm::guard`).
-    let text_check = budget.constrained.then(|| {
-        let junk = junk.clone();
-        TextCheck(Arc::new(move |path: &str, text: &str, name: &str| {
-            junk.check_text(path, text, name).map(JunkReason::as_str)
-        }))
-    });
-    let checker = Checker::with_validator(validator, existing.iter().copied()).with_junk(junk);
+    let mut text_check = None;
+    if budget.constrained {
+        let made = make_rules()?;
+        if let Some(junk) = made.checker.junk() {
+            text_check = Some(TextCheck(Arc::new(
+                move |path: &str, text: &str, name: &str| {
+                    junk.check_text(path, text, name).map(JunkReason::as_str)
+                },
+            )));
+        }
+        rules = Some(made);
+    }
     let mut junk: BTreeMap<JunkReason, usize> = BTreeMap::new();
     let (mut proposed, mut invalid) = (0, 0);
     let mut taken_back: BTreeMap<String, usize> = BTreeMap::new();
-    let prompt_hash = sha256_json_object(("messages", &first.messages), ("schema", &first.schema));
     let mut kept: Vec<Item> = Vec::new();
     let mut usage = Usage::default();
     let mut cost_usd = 0.0;
@@ -213,7 +239,19 @@ pub async fn draft_pair(
                         },
                     )
                 };
-                let answer = model.complete(&chat, &piece).await;
+                let (answer, made) = match rules {
+                    Some(_) => (model.complete(&chat, &piece).await, None),
+                    None => {
+                        // The request is written by its connection's task: let that run first.
+                        let rules_meanwhile = async {
+                            tokio::task::yield_now().await;
+                            make_rules()
+                        };
+                        let (answer, made) =
+                            tokio::join!(model.complete(&chat, &piece), rules_meanwhile);
+                        (answer, Some(made))
+                    }
+                };
                 let paid = answer.as_ref().map(|done| done.usage).unwrap_or_default();
                 let cost = tokens::cost_usd(
                     &engine.provider,
@@ -223,6 +261,9 @@ pub async fn draft_pair(
                 );
                 engine.budget.settle(estimate, cost);
                 cost_usd += cost;
+                if let Some(made) = made {
+                    rules = Some(made?);
+                }
                 match answer {
                     Ok(completion) => {
                         engine.cache.put(&key, &completion);
@@ -241,6 +282,10 @@ pub async fn draft_pair(
             *taken_back.entry(reason.clone()).or_insert(0) += count;
         }
         proposed += answer_items(&completion.text);
+        let checker = match &mut rules {
+            Some(made) => &made.checker,
+            None => &rules.insert(make_rules()?).checker,
+        };
         problems = checker.review(&completion.text, &mut kept, count);
         for reason in problems.iter().filter_map(|issue| issue.junk) {
             *junk.entry(reason).or_insert(0) += 1;
@@ -287,7 +332,7 @@ pub async fn draft_pair(
             ),
         ));
     }
-    let draft = (!kept.is_empty()).then(|| Draft {
+    let draft = rules.filter(|_| !kept.is_empty()).map(|rules| Draft {
         venture: venture.name.clone(),
         block: block.id.clone(),
         items: kept,
@@ -300,10 +345,10 @@ pub async fn draft_pair(
                 Provider::Local { .. } => None,
             },
             constrained_by,
-            templates_hash: library.templates_hash(&first.templates),
+            templates_hash: rules.templates_hash,
             schema_file: first.schema_file.clone(),
-            schema_hash: sha256_hex(schema.value.to_string().as_bytes()),
-            prompt_hash,
+            schema_hash: rules.schema_hash,
+            prompt_hash: rules.prompt_hash,
             params: engine.params.clone(),
             asked: ask(count),
             attempts,

@@ -146,6 +146,17 @@ pub fn dependency_order(blocks: Vec<&Block>) -> Vec<(&Block, usize)> {
 /// The pairs `selection` covers, ordered, with their estimated tokens and cost. Nothing is sent
 /// and no model is loaded.
 pub fn enrich(engine: &Engine, selection: &Selection) -> Result<Plan, Error> {
+    enrich_estimated(engine, selection, true)
+}
+
+/// [`enrich`]; without `estimate`, prompts are not rendered and the token and cost estimates
+/// stay 0 and unknown: a run with no budget to keep has no use for them, and rendering every
+/// prompt first (~12 us each) held back its first requests.
+pub fn enrich_estimated(
+    engine: &Engine,
+    selection: &Selection,
+    estimate: bool,
+) -> Result<Plan, Error> {
     let graph = &engine.graph;
     let blocks = select_blocks(graph, &selection.blocks)?;
     let ventures = select_ventures(graph, &selection.ventures)?;
@@ -164,16 +175,23 @@ pub fn enrich(engine: &Engine, selection: &Selection) -> Result<Plan, Error> {
             if venture.brief.is_none() && venture.blocks.is_empty() {
                 name_only.insert(venture.name.clone());
             }
-            let rendered = prompt::render(
-                &engine.library,
-                graph,
-                block,
-                &input,
-                selection.count,
-                options,
-            )?;
-            let prompt_tokens = tokens::prompt_tokens(&engine.provider, &rendered.messages).tokens;
-            let output_tokens = tokens::expected_output_tokens(selection.count, &engine.params);
+            let (prompt_tokens, output_tokens) = match estimate {
+                true => {
+                    let rendered = prompt::render(
+                        &engine.library,
+                        graph,
+                        block,
+                        &input,
+                        selection.count,
+                        options,
+                    )?;
+                    (
+                        tokens::prompt_tokens(&engine.provider, &rendered.messages).tokens,
+                        tokens::expected_output_tokens(selection.count, &engine.params),
+                    )
+                }
+                false => (0, 0),
+            };
             pairs.push(PlannedPair {
                 venture: venture.name.clone(),
                 block: block.id.clone(),
@@ -182,7 +200,7 @@ pub fn enrich(engine: &Engine, selection: &Selection) -> Result<Plan, Error> {
                 count: selection.count,
                 prompt_tokens,
                 output_tokens,
-                cost_usd: engine.price_known().then(|| {
+                cost_usd: (estimate && engine.price_known()).then(|| {
                     tokens::cost_usd(&engine.provider, price, prompt_tokens, output_tokens)
                 }),
             });
@@ -209,8 +227,7 @@ pub fn enrich(engine: &Engine, selection: &Selection) -> Result<Plan, Error> {
         waves: pairs.iter().map(|pair| pair.wave).max().unwrap_or(0),
         prompt_tokens: pairs.iter().map(|pair| pair.prompt_tokens).sum(),
         output_tokens: pairs.iter().map(|pair| pair.output_tokens).sum(),
-        cost_usd: engine
-            .price_known()
+        cost_usd: (estimate && engine.price_known())
             .then(|| pairs.iter().filter_map(|pair| pair.cost_usd).sum()),
         pairs,
         name_only_ventures: name_only.into_iter().collect(),
