@@ -305,7 +305,7 @@ fn llama_cpp_python_refuses_json_schema_and_constrains_answers_to_the_schema() -
 
 /// Issue 14's target for this server: 2 valid items in one or two attempts.
 #[test]
-#[ignore = "not met with SmolLM2-135M: its answers copy the venture's name and the schema's title (junk) in every attempt; run with --ignored"]
+#[ignore = "not met with SmolLM2-135M: it names an item after the venture and, re-asked, writes its answer again (1 of 2 items in 3 attempts); run with --ignored"]
 fn llama_cpp_python_gives_two_valid_items_in_one_or_two_attempts() -> TestResult {
     let Some(run) = run_generate()? else {
         return Ok(());
