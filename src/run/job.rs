@@ -99,32 +99,34 @@ pub async fn draft_pair(
         .chain(junk_context.block_names.iter().cloned())
         .collect();
     // The item validator and the block's part of the junk rules are the engine's, made for the
-    // block's first pair; the rest is the pair's. A remote pair makes them while its first
-    // request is out (they are not needed before the answer): at high concurrency, every
-    // fraction of a millisecond spent before a request leaves delays the next round of them.
-    let make_rules = || -> Result<Rules, Error> {
-        let validator = engine
-            .item_validator(&item_schema(&first.schema))
-            .map_err(|issue| Error::Schema {
-                file: first.schema_file.clone(),
-                message: issue.to_string(),
-            })?;
+    // block's first pair. A schema that cannot be compiled stops the pair before anything is
+    // sent. The rest is the pair's, and a remote pair makes it while its first request is out
+    // (it is not needed before the answer): at high concurrency, every fraction of a
+    // millisecond spent before a request leaves delays the next round of them.
+    let validator = engine
+        .item_validator(&item_schema(&first.schema))
+        .map_err(|issue| Error::Schema {
+            file: first.schema_file.clone(),
+            message: issue.to_string(),
+        })?;
+    let make_rules = || -> Rules {
         let junk = Junk::of_block(engine.block_junk(&block.id, &junk_context), &junk_context);
-        Ok(Rules {
-            checker: Checker::with_validator(validator, existing.iter().copied()).with_junk(junk),
+        Rules {
+            checker: Checker::with_validator(validator.clone(), existing.iter().copied())
+                .with_junk(junk),
             prompt_hash: sha256_json_object(
                 ("messages", &first.messages),
                 ("schema", &first.schema),
             ),
             templates_hash: library.templates_hash(&first.templates),
             schema_hash: sha256_hex(schema.value.to_string().as_bytes()),
-        })
+        }
     };
     let mut rules: Option<Rules> = None;
     // The embedded model also meets the junk rules while it writes each text (`llm::guard`).
     let mut text_check = None;
     if budget.constrained {
-        let made = make_rules()?;
+        let made = make_rules();
         if let Some(junk) = made.checker.junk() {
             text_check = Some(TextCheck(Arc::new(
                 move |path: &str, text: &str, name: &str| {
@@ -239,8 +241,8 @@ pub async fn draft_pair(
                         },
                     )
                 };
-                let (answer, made) = match rules {
-                    Some(_) => (model.complete(&chat, &piece).await, None),
+                let answer = match rules {
+                    Some(_) => model.complete(&chat, &piece).await,
                     None => {
                         // The request is written by its connection's task: let that run first.
                         let rules_meanwhile = async {
@@ -249,7 +251,8 @@ pub async fn draft_pair(
                         };
                         let (answer, made) =
                             tokio::join!(model.complete(&chat, &piece), rules_meanwhile);
-                        (answer, Some(made))
+                        rules = Some(made);
+                        answer
                     }
                 };
                 let paid = answer.as_ref().map(|done| done.usage).unwrap_or_default();
@@ -261,9 +264,6 @@ pub async fn draft_pair(
                 );
                 engine.budget.settle(estimate, cost);
                 cost_usd += cost;
-                if let Some(made) = made {
-                    rules = Some(made?);
-                }
                 match answer {
                     Ok(completion) => {
                         engine.cache.put(&key, &completion);
@@ -284,7 +284,7 @@ pub async fn draft_pair(
         proposed += answer_items(&completion.text);
         let checker = match &mut rules {
             Some(made) => &made.checker,
-            None => &rules.insert(make_rules()?).checker,
+            None => &rules.insert(make_rules()).checker,
         };
         problems = checker.review(&completion.text, &mut kept, count);
         for reason in problems.iter().filter_map(|issue| issue.junk) {
