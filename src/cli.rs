@@ -591,14 +591,9 @@ fn enrich(
         force: args.force,
         count: args.count.unwrap_or(settings.generate.count),
     };
-    // Estimates are for the plan shown, a budget and batch files; a plain run goes without.
-    let estimated = args.plan
-        || budget > 0.0
-        || args.batch_export.is_some()
-        || args.batch_submit
-        || args.batch_import.is_some()
-        || args.batch_collect.is_some();
-    let plan = match estimated {
+    // Estimates are for the plan shown and a budget kept; a run, batch files included, goes
+    // without (`batch_lines` renders each request it writes).
+    let plan = match args.plan || budget > 0.0 {
         true => crate::enrich::plan(&engine, &selection)?,
         false => crate::enrich::plan_unestimated(&engine, &selection)?,
     };

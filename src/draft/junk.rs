@@ -91,43 +91,6 @@ pub struct JunkContext {
     pub prompt: String,
 }
 
-/// Every `description` in a JSON schema, nested ones too.
-pub fn schema_descriptions(schema: &Value, out: &mut Vec<String>) {
-    match schema {
-        Value::Object(map) => {
-            for (key, value) in map {
-                match (key.as_str(), value) {
-                    ("description", Value::String(text)) => out.push(text.clone()),
-                    _ => schema_descriptions(value, out),
-                }
-            }
-        }
-        Value::Array(values) => values
-            .iter()
-            .for_each(|value| schema_descriptions(value, out)),
-        _ => {}
-    }
-}
-
-/// Every string an `enum` of a JSON schema allows, nested ones too: the kinds an item is
-/// classified by (`self-service`, `personal assistance`), which name no specific idea.
-pub fn schema_choices(schema: &Value, out: &mut Vec<String>) {
-    match schema {
-        Value::Object(map) => {
-            for (key, value) in map {
-                match (key.as_str(), value) {
-                    ("enum", Value::Array(choices)) => {
-                        out.extend(choices.iter().filter_map(Value::as_str).map(str::to_string));
-                    }
-                    _ => schema_choices(value, out),
-                }
-            }
-        }
-        Value::Array(values) => values.iter().for_each(|value| schema_choices(value, out)),
-        _ => {}
-    }
-}
-
 /// The labels of a prompt: what a line says before its first colon (a few words, not a list
 /// entry), and whole lines ending in a colon. Read from the rendered text, so a template
 /// change brings its labels along.

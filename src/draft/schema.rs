@@ -139,6 +139,29 @@ pub fn shape(schema: &Value) -> Value {
     Value::Object(shaped)
 }
 
+/// Every string `schema` gives under `keyword`, nested subschemas too: a string
+/// (`description`) or the strings of an array (`enum`). A property named like the keyword is
+/// a subschema, walked into, not taken.
+pub fn keyword_strings(schema: &Value, keyword: &str, out: &mut Vec<String>) {
+    match schema {
+        Value::Object(map) => {
+            for (key, value) in map {
+                match value {
+                    Value::String(text) if key == keyword => out.push(text.clone()),
+                    Value::Array(values) if key == keyword => {
+                        out.extend(values.iter().filter_map(Value::as_str).map(str::to_string));
+                    }
+                    _ => keyword_strings(value, keyword, out),
+                }
+            }
+        }
+        Value::Array(values) => values
+            .iter()
+            .for_each(|value| keyword_strings(value, keyword, out)),
+        _ => {}
+    }
+}
+
 /// Every way `answer` breaks `schema`, each with the JSON pointer of the offending value.
 pub fn validate(schema: &Value, answer: &Value) -> Vec<Issue> {
     let validator = match jsonschema::validator_for(schema) {

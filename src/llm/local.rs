@@ -272,7 +272,7 @@ impl LocalModel {
             InferenceCapabilities::default(),
             no_slices,
         )
-        .map_err(|error| Error::Grammar(error.to_string()))?;
+        .map_err(grammar)?;
         parsers.quiet();
         let engine = Engine {
             path,
@@ -388,7 +388,7 @@ impl Engine {
         let parser = self
             .parsers
             .create_parser(TopLevelGrammar::from_json_schema(schema))
-            .map_err(|error| Error::Grammar(error.to_string()))?;
+            .map_err(grammar)?;
         Ok(Matcher::new(Ok(parser)))
     }
 
@@ -432,7 +432,6 @@ impl Engine {
         needed: usize,
         limit: usize,
     ) -> Result<Session<'m>, Error> {
-        let decode = |error: &dyn std::fmt::Display| Error::Decode(error.to_string());
         let carried = earlier.and_then(|earlier| {
             let state = earlier
                 .context
@@ -457,10 +456,7 @@ impl Engine {
             // (2 cores, AVX-512).
             .with_flash_attention_policy(llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED)
             .with_no_perf(false);
-        let mut context = self
-            .model
-            .new_context(backend()?, params)
-            .map_err(|error| decode(&error))?;
+        let mut context = self.model.new_context(backend()?, params).map_err(decode)?;
         let tokens = match carried {
             Some((state, tokens)) if context.state_seq_set(&state, 0).is_ok() => tokens,
             _ => {
@@ -492,7 +488,6 @@ impl Engine {
                 context: context_size,
             });
         }
-        let decode = |error: &dyn std::fmt::Display| Error::Decode(error.to_string());
         let started = std::time::Instant::now();
         let Session {
             mut context,
@@ -507,7 +502,7 @@ impl Engine {
         kept.truncate(reused);
         if !context
             .clear_kv_cache_seq(Some(0), Some(reused as u32), None)
-            .map_err(|error| decode(&error))?
+            .map_err(decode)?
         {
             return Err(Error::Decode(
                 "llama.cpp could not drop the end of the kept prompt".into(),
@@ -523,9 +518,9 @@ impl Engine {
                 let last = position + 1 == prompt.len();
                 batch
                     .add(*token, position as i32, &[0], last)
-                    .map_err(|error| decode(&error))?;
+                    .map_err(decode)?;
             }
-            context.decode(&mut batch).map_err(|error| decode(&error))?;
+            context.decode(&mut batch).map_err(decode)?;
         }
         // llama.cpp accounts a decode's time when its results are waited for; wait for the
         // prompt's here, so that its own timing from here on covers the answer only.
@@ -552,7 +547,7 @@ impl Engine {
             if seq > 0 {
                 context
                     .copy_kv_cache_seq(0, seq, None, None)
-                    .map_err(|error| decode(&error))?;
+                    .map_err(decode)?;
             }
             let forced = self.grammar(&schema)?;
             let lane_seed = seed + lane as i64 * 1000;
@@ -591,7 +586,7 @@ impl Engine {
                 if let Some((token, position)) = lane.redo.take() {
                     batch
                         .add(token, position as i32, &[lane.seq], true)
-                        .map_err(|error| decode(&error))?;
+                        .map_err(decode)?;
                     lane.logits = batch.n_tokens() - 1;
                     continue;
                 }
@@ -629,7 +624,7 @@ impl Engine {
                 shown = complete;
             }
             if batch.n_tokens() > 0 {
-                context.decode(&mut batch).map_err(|error| decode(&error))?;
+                context.decode(&mut batch).map_err(decode)?;
             }
             for index in active {
                 let lane = &mut lanes[index];
@@ -668,7 +663,7 @@ impl Engine {
             progress(&format!("\n{}", String::from_utf8_lossy(&lane.answer)));
             context
                 .clear_kv_cache_seq(Some(lane.seq as u32), None, None)
-                .map_err(|error| decode(&error))?;
+                .map_err(decode)?;
         }
         let answer_seconds = answer_started.elapsed().as_secs_f64();
         // llama.cpp's own account of the answer's evaluations (the reference for our overhead):
@@ -999,7 +994,7 @@ impl Lane {
             }
             self.forced
                 .consume_token(token.0.cast_unsigned())
-                .map_err(|error| Error::Grammar(error.to_string()))?;
+                .map_err(grammar)?;
             next.push(token);
         }
         let ff: Vec<LlamaToken> = self
@@ -1034,7 +1029,7 @@ impl Lane {
                     &[self.seq],
                     offset + 1 == next.len(),
                 )
-                .map_err(|error| Error::Decode(error.to_string()))?;
+                .map_err(decode)?;
             self.position += 1;
         }
         self.logits = batch.n_tokens() - 1;
@@ -1052,7 +1047,7 @@ impl Lane {
     ) -> Result<(), Error> {
         self.forced
             .rollback(self.history.len() - tokens)
-            .map_err(|error| Error::Grammar(error.to_string()))?;
+            .map_err(grammar)?;
         self.history.truncate(tokens);
         self.ends.truncate(tokens);
         self.answer.truncate(self.ends.last().copied().unwrap_or(0));
@@ -1060,10 +1055,20 @@ impl Lane {
         let before = self.position - 1;
         context
             .clear_kv_cache_seq(Some(self.seq as u32), Some(before as u32), None)
-            .map_err(|error| Error::Decode(error.to_string()))?;
+            .map_err(decode)?;
         self.redo = Some((self.history[self.history.len() - 1], before));
         Ok(())
     }
+}
+
+/// A llama.cpp call that failed, as our error.
+fn decode(error: impl std::fmt::Display) -> Error {
+    Error::Decode(error.to_string())
+}
+
+/// A grammar step that failed, as our error.
+fn grammar(error: impl std::fmt::Display) -> Error {
+    Error::Grammar(error.to_string())
 }
 
 /// The item count an answer schema asks for (its `items` array's `maxItems`).

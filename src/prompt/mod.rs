@@ -14,10 +14,8 @@ pub use library::Library;
 /// Chat messages belong to the models' side (`llm`); prompts produce them.
 pub use crate::llm::{Message, Role};
 
-use crate::draft::junk::{
-    JunkContext, name_words_key, prompt_labels, schema_choices, schema_descriptions,
-};
-use crate::draft::schema::CountError;
+use crate::draft::junk::{JunkContext, name_words_key, prompt_labels};
+use crate::draft::schema::{CountError, keyword_strings};
 use crate::graph::name::file_name_from_page_name;
 use crate::graph::{Block, Graph};
 
@@ -135,7 +133,7 @@ impl Prompt {
             .collect();
         let mut prompt_texts = vec![context.block.definition.clone()];
         prompt_texts.extend(context.block.questions.iter().cloned());
-        schema_descriptions(&self.schema, &mut prompt_texts);
+        keyword_strings(&self.schema, "description", &mut prompt_texts);
         // The block's names, and those of the blocks it relates to (their drafts are shown
         // under their titles): `Profile` is no name for a relationship either.
         let mut block_names = Vec::new();
@@ -148,8 +146,9 @@ impl Prompt {
             block_names.extend(named.item_class.clone());
             block_names.extend(named.id.rsplit('/').next().map(str::to_string));
         }
-        // `Self-Service` or `Personal Assistance` is the kind of an idea, not an idea.
-        schema_choices(&self.schema, &mut block_names);
+        // The schema's choices: `Self-Service` or `Personal Assistance` is the kind of an idea,
+        // not an idea.
+        keyword_strings(&self.schema, "enum", &mut block_names);
         JunkContext {
             venture,
             ventures: graph

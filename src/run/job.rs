@@ -122,20 +122,17 @@ pub async fn draft_pair(
             schema_hash: sha256_hex(schema.value.to_string().as_bytes()),
         }
     };
-    let mut rules: Option<Rules> = None;
-    // The embedded model also meets the junk rules while it writes each text (`llm::guard`).
-    let mut text_check = None;
-    if budget.constrained {
-        let made = make_rules();
-        if let Some(junk) = made.checker.junk() {
-            text_check = Some(TextCheck(Arc::new(
-                move |path: &str, text: &str, name: &str| {
-                    junk.check_text(path, text, name).map(JunkReason::as_str)
-                },
-            )));
-        }
-        rules = Some(made);
-    }
+    // The embedded model needs them first: it meets the junk rules while it writes each text
+    // (`llm::guard`).
+    let mut rules: Option<Rules> = budget.constrained.then(&make_rules);
+    let text_check = rules
+        .as_ref()
+        .and_then(|made| made.checker.junk())
+        .map(|junk| {
+            TextCheck(Arc::new(move |path: &str, text: &str, name: &str| {
+                junk.check_text(path, text, name).map(JunkReason::as_str)
+            }))
+        });
     let mut junk: BTreeMap<JunkReason, usize> = BTreeMap::new();
     let (mut proposed, mut invalid) = (0, 0);
     let mut taken_back: BTreeMap<String, usize> = BTreeMap::new();
@@ -282,10 +279,7 @@ pub async fn draft_pair(
             *taken_back.entry(reason.clone()).or_insert(0) += count;
         }
         proposed += answer_items(&completion.text);
-        let checker = match &mut rules {
-            Some(made) => &made.checker,
-            None => &rules.insert(make_rules()).checker,
-        };
+        let checker = &rules.get_or_insert_with(&make_rules).checker;
         problems = checker.review(&completion.text, &mut kept, count);
         for reason in problems.iter().filter_map(|issue| issue.junk) {
             *junk.entry(reason).or_insert(0) += 1;
