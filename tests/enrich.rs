@@ -513,7 +513,7 @@ async fn a_429_storm_halves_the_pairs_asked_at_once() -> TestResult {
     let (code, stdout, stderr) = output(&mut inncopilot(folder.path(), &server, &arguments))?;
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(
-        stderr.contains("rate limiting: 2 pair(s) at once"),
+        stderr.contains("rate limiting: 2 request(s) at once"),
         "{stderr}"
     );
     let seen = recorder.seen();

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Value, json};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{Draft, Engine, Error, EventKind, Events, Failure, FailureKind, Provenance};
 use crate::draft::{AnswerSchema, Checker, Issue, Item, Junk, JunkReason, item_schema};
@@ -45,20 +46,47 @@ pub struct PairOutcome {
 }
 
 /// Where a pair's answers come from besides the cache.
-#[derive(Debug, Clone)]
-pub struct Answers {
+#[derive(Debug)]
+pub struct Answers<'s> {
     /// The answer to the first request, already given (a Batch API result file).
     pub imported: Option<Completion>,
     /// Ask the model for what the imported answer (or the cache) does not give.
     pub live: bool,
+    /// The pair's place among the requests out at once. The caller keeps it: after a failed
+    /// request the place is still held when the pair ends, and the run decides whether to stop
+    /// before it is given back.
+    pub slot: &'s mut Slot,
 }
 
-impl Default for Answers {
-    fn default() -> Answers {
-        Answers {
-            imported: None,
-            live: true,
+/// A pair's place among the requests a run has out at once (`--concurrency`). It is held
+/// while the pair's request is out and given back as soon as the answer is in, so the next
+/// pair's request leaves while this one's answer is checked and written; a re-ask takes a
+/// place again. A request that failed keeps its place (see [`Answers::slot`]).
+#[derive(Debug)]
+pub struct Slot {
+    places: Arc<Semaphore>,
+    held: Option<OwnedSemaphorePermit>,
+}
+
+impl Slot {
+    /// A slot holding `held`, one of `places`.
+    pub fn new(places: Arc<Semaphore>, held: OwnedSemaphorePermit) -> Slot {
+        Slot {
+            places,
+            held: Some(held),
         }
+    }
+
+    /// Hold a place, waiting for one if none is free.
+    async fn take(&mut self) {
+        if self.held.is_none() {
+            // The run keeps its places open until every pair has ended.
+            self.held = self.places.clone().acquire_owned().await.ok();
+        }
+    }
+
+    fn give_back(&mut self) {
+        self.held = None;
     }
 }
 
@@ -69,10 +97,14 @@ pub async fn draft_pair(
     venture: &VentureInput,
     block: &Block,
     count: usize,
-    answers: Answers,
+    answers: Answers<'_>,
     events: &Events,
 ) -> Result<PairOutcome, Error> {
-    let Answers { mut imported, live } = answers;
+    let Answers {
+        mut imported,
+        live,
+        slot,
+    } = answers;
     let started = Instant::now();
     let started_at = chrono::Utc::now().to_rfc3339();
     let library: &Library = &engine.library;
@@ -212,6 +244,7 @@ pub async fn draft_pair(
                 break;
             }
             None => {
+                slot.take().await;
                 let estimate = tokens::estimated_cost_usd(
                     &engine.provider,
                     price,
@@ -263,6 +296,11 @@ pub async fn draft_pair(
                 cost_usd += cost;
                 match answer {
                     Ok(completion) => {
+                        // The next pair's request goes first: storing and checking this
+                        // answer can wait for it (at high concurrency a burst of answers
+                        // comes in at once, and each one's checks delayed the next request).
+                        slot.give_back();
+                        tokio::task::yield_now().await;
                         engine.cache.put(&key, &completion);
                         completion
                     }
@@ -273,6 +311,8 @@ pub async fn draft_pair(
                 }
             }
         };
+        // An answer from the cache or the batch results needs no place either.
+        slot.give_back();
         usage += completion.usage;
         constrained_by = completion.constrained_by.clone();
         for (reason, count) in &completion.taken_back {
@@ -475,6 +515,40 @@ mod tests {
 
     use super::*;
     use crate::graph::Graph;
+
+    #[tokio::test]
+    async fn a_slot_is_given_back_with_the_answer_and_taken_again_for_a_reask()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let places = Arc::new(Semaphore::new(1));
+        let mut slot = Slot::new(places.clone(), places.clone().try_acquire_owned()?);
+        assert_eq!(
+            places.available_permits(),
+            0,
+            "held while the request is out"
+        );
+        slot.give_back();
+        assert_eq!(
+            places.available_permits(),
+            1,
+            "free while the answer is checked"
+        );
+        slot.take().await;
+        slot.take().await;
+        assert_eq!(
+            places.available_permits(),
+            0,
+            "one place, however often taken"
+        );
+        // A re-ask waits for a free place.
+        let other = places.clone().try_acquire_owned();
+        assert!(other.is_err());
+        slot.give_back();
+        let mut waiting = Slot::new(places.clone(), places.clone().try_acquire_owned()?);
+        waiting.give_back();
+        let taken = tokio::time::timeout(std::time::Duration::from_secs(5), waiting.take()).await;
+        assert!(taken.is_ok() && places.available_permits() == 0);
+        Ok(())
+    }
 
     #[test]
     fn a_fresh_request_lists_the_kept_items_and_a_reask_carries_the_conversation()

@@ -10,9 +10,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use super::job::{self, Answers, PairOutcome};
+use super::job::{self, Answers, PairOutcome, Slot};
 use super::journal::{Journal, PairRecord};
 use super::plan::PlannedPair;
 use super::{Engine, Error, EventKind, Events, Failed, Failure, FailureKind, RunReport, Totals};
@@ -276,14 +277,18 @@ fn record_of(pair: &ToWrite) -> PairRecord {
     }
 }
 
-/// How many pairs may be in flight: the asked concurrency, halved when the endpoint answers
-/// "too many requests" (HTTP 429, retried by the model's one retry layer), and raised again by
-/// one after twice as many pairs as are allowed finish without one.
+/// How many requests may be out at once: the asked concurrency, halved when the endpoint
+/// answers "too many requests" (HTTP 429, retried by the model's one retry layer), and raised
+/// again by one after twice as many pairs as are allowed finish without one. A pair holds one
+/// of `places` while its request is out (a [`job::Slot`]).
 struct Pace {
     limit: usize,
     allowed: usize,
     seen: u64,
     calm: usize,
+    places: Arc<Semaphore>,
+    /// Places to take out of use as they come back: the pace was lowered while they were out.
+    owed: usize,
 }
 
 impl Pace {
@@ -293,6 +298,8 @@ impl Pace {
             allowed: limit,
             seen: 0,
             calm: 0,
+            places: Arc::new(Semaphore::new(limit)),
+            owed: 0,
         }
     }
 
@@ -302,9 +309,12 @@ impl Pace {
             self.seen = rate_limited;
             self.calm = 0;
             if self.allowed > 1 {
-                self.allowed = (self.allowed / 2).max(1);
+                let lowered = (self.allowed / 2).max(1);
+                let out_of_use = self.allowed - lowered;
+                self.owed += out_of_use - self.places.forget_permits(out_of_use);
+                self.allowed = lowered;
                 tracing::warn!(
-                    "the endpoint is rate limiting: {} pair(s) at once from now on",
+                    "the endpoint is rate limiting: {} request(s) at once from now on",
                     self.allowed
                 );
             }
@@ -314,7 +324,28 @@ impl Pace {
         if self.allowed < self.limit && self.calm >= 2 * self.allowed {
             self.allowed += 1;
             self.calm = 0;
-            tracing::info!("{} pair(s) at once again", self.allowed);
+            match self.owed {
+                0 => self.places.add_permits(1),
+                _ => self.owed -= 1,
+            }
+            tracing::info!("{} request(s) at once again", self.allowed);
+        }
+    }
+
+    /// A place for a new pair's request: `ready` (one that came free while the run waited),
+    /// else one free now; places owed to a lowered pace are taken out of use first.
+    fn place(&mut self, ready: &mut Option<OwnedSemaphorePermit>) -> Option<OwnedSemaphorePermit> {
+        loop {
+            let place = ready
+                .take()
+                .or_else(|| self.places.clone().try_acquire_owned().ok())?;
+            match self.owed {
+                0 => return Some(place),
+                _ => {
+                    place.forget();
+                    self.owed -= 1;
+                }
+            }
         }
     }
 }
@@ -434,10 +465,11 @@ pub async fn execute(
             false => pending.push(index),
         }
     }
-    let mut in_flight: JoinSet<(usize, Result<PairOutcome, Error>)> = JoinSet::new();
+    let mut in_flight: JoinSet<(usize, Result<PairOutcome, Error>, Slot)> = JoinSet::new();
     let mut stop: Option<Failure> = None;
     let mut order: BTreeMap<(String, String), usize> = BTreeMap::new();
     let mut pace = Pace::new(concurrency.max(1));
+    let mut ready: Option<OwnedSemaphorePermit> = None;
     let mut desk = Desk::Idle(Box::new(writer));
     let mut to_write: Vec<ToWrite> = Vec::new();
     let mut newly_started: Vec<(String, String)> = Vec::new();
@@ -448,11 +480,17 @@ pub async fn execute(
                 "the run was cancelled".to_string(),
             ));
         }
-        while stop.is_none() && in_flight.len() < pace.allowed {
+        // A pair starts when it waits for nothing and a place for its request is free.
+        let mut startable = false;
+        while stop.is_none() {
             let Some(position) = pending
                 .iter()
                 .position(|&index| waits_for[index].iter().all(|&earlier| finished[earlier]))
             else {
+                break;
+            };
+            let Some(place) = pace.place(&mut ready) else {
+                startable = true;
                 break;
             };
             let index = pending.remove(position);
@@ -468,11 +506,14 @@ pub async fn execute(
                 });
             let (engine, events, run_id) = (engine.clone(), events.clone(), run_id.clone());
             let (block_id, count) = (pair.block.clone(), pair.count);
-            let answers = Answers {
-                imported: imported.remove(&(pair.venture.clone(), pair.block.clone())),
-                live,
-            };
+            let first_answer = imported.remove(&(pair.venture.clone(), pair.block.clone()));
+            let mut slot = Slot::new(pace.places.clone(), place);
             in_flight.spawn(async move {
+                let answers = Answers {
+                    imported: first_answer,
+                    live,
+                    slot: &mut slot,
+                };
                 let outcome = match engine.graph.find_block(&block_id) {
                     Ok(block) => {
                         job::draft_pair(&engine, &run_id, &venture, block, count, answers, &events)
@@ -480,7 +521,7 @@ pub async fn execute(
                     }
                     Err(error) => Err(error.into()),
                 };
-                (index, outcome)
+                (index, outcome, slot)
             });
         }
         // Finished pairs (and the news of started ones) go to the writer as soon as it is
@@ -506,18 +547,23 @@ pub async fn execute(
             break;
         }
         tokio::select! {
+            place = pace.places.clone().acquire_owned(), if startable => {
+                ready = place.ok();
+            }
             joined = in_flight.join_next(), if !in_flight.is_empty() => {
                 let Some(joined) = joined else { continue };
-                let (index, outcome) = joined.map_err(|join| task_failed(&engine, join))?;
+                let (index, outcome, slot) = joined.map_err(|join| task_failed(&engine, join))?;
                 let outcome = outcome?;
                 pace.finished(engine.rate_limited());
-                // A failure that ends the run ends it before another pair starts.
+                // A failure that ends the run ends it before another pair starts: the place
+                // of a failed request is given back only now.
                 if let Some(failure) = &outcome.failure
                     && stop.is_none()
                     && stops_run(failure, stop_on_model_error)
                 {
                     stop = Some(failure.clone());
                 }
+                drop(slot);
                 let pair = &pairs[index];
                 to_write.push(ToWrite {
                     index,
@@ -704,6 +750,48 @@ fn settle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lowered_pace_takes_places_out_of_use_as_they_come_back() {
+        let mut pace = Pace::new(4);
+        let mut ready = None;
+        let mut out: Vec<OwnedSemaphorePermit> =
+            std::iter::from_fn(|| pace.place(&mut ready)).collect();
+        assert_eq!(out.len(), 4);
+        // All four requests are out when the 429 is seen: two places are owed.
+        pace.finished(1);
+        assert_eq!((pace.allowed, pace.owed), (2, 2));
+        // The first two back are taken out of use, not given to a new pair.
+        out.truncate(2);
+        assert!(pace.place(&mut ready).is_none());
+        assert_eq!(pace.owed, 0);
+        out.truncate(1);
+        let next = pace.place(&mut ready);
+        assert!(next.is_some());
+        assert!(pace.place(&mut ready).is_none(), "two at once at most");
+        // Raised again: a new place, nothing owed.
+        for _ in 0..4 {
+            pace.finished(1);
+        }
+        assert_eq!(pace.allowed, 3);
+        assert!(pace.place(&mut ready).is_some());
+        drop(next);
+    }
+
+    #[test]
+    fn a_pace_lowered_again_before_it_is_paid_owes_the_sum() {
+        let mut pace = Pace::new(8);
+        let mut ready = None;
+        let out: Vec<OwnedSemaphorePermit> =
+            std::iter::from_fn(|| pace.place(&mut ready)).collect();
+        pace.finished(1);
+        pace.finished(2);
+        assert_eq!((pace.allowed, pace.owed), (2, 6));
+        drop(out);
+        let now: Vec<OwnedSemaphorePermit> =
+            std::iter::from_fn(|| pace.place(&mut ready)).collect();
+        assert_eq!((now.len(), pace.owed), (2, 0));
+    }
 
     #[test]
     fn a_429_halves_the_pace_and_calm_pairs_raise_it_one_at_a_time() {
