@@ -131,8 +131,9 @@ pub struct Junk {
     labels: Vec<String>,
     /// The venture's name as key words (`key_words`).
     venture_words: HashSet<String>,
-    /// Word runs (`name_echo_words` long) of the whole prompt, line by line.
-    name_runs: HashSet<String>,
+    /// Word runs (`name_echo_words` long) of the whole prompt, line by line, as [`run_hash`]es:
+    /// a prompt has thousands, and every pair in flight holds its own.
+    name_runs: HashSet<u64>,
 }
 
 /// The part of the junk rules that depends on the block and the graph, not on the venture:
@@ -141,8 +142,8 @@ pub struct Junk {
 pub struct BlockJunk {
     settings: JunkSettings,
     ventures: HashSet<String>,
-    /// Word runs (`echo_words` long) of the prompt texts, joined by spaces.
-    echo_runs: HashSet<String>,
+    /// Word runs (`echo_words` long) of the prompt texts, as [`run_hash`]es.
+    echo_runs: HashSet<u64>,
     /// Prompt texts shorter than a run, whole.
     short_texts: HashSet<String>,
     /// Placeholder words and the block's own names, as word lists.
@@ -166,7 +167,7 @@ impl BlockJunk {
                 }
                 continue;
             }
-            echo_runs.extend(words.windows(run).map(|window| window.join(" ")));
+            echo_runs.extend(words.windows(run).map(run_hash));
         }
         // As singular words: a name is compared in the singular too.
         let placeholders: HashSet<String> = settings
@@ -215,7 +216,7 @@ impl Junk {
             .flat_map(|line| {
                 key_words(line)
                     .windows(name_run)
-                    .map(|window| window.join(" "))
+                    .map(run_hash)
                     .collect::<Vec<_>>()
             })
             .collect();
@@ -309,7 +310,7 @@ impl Junk {
         let run = self.block.settings.name_echo_words.max(2);
         if let Some(window) = key_words(name)
             .windows(run)
-            .find(|window| self.name_runs.contains(&window.join(" ")))
+            .find(|window| self.name_runs.contains(&run_hash(window)))
         {
             return Some(found(
                 JunkReason::EchoesPrompt,
@@ -629,7 +630,7 @@ impl Junk {
         let run = self.block.settings.echo_words.max(1);
         if let Some(window) = words
             .windows(run)
-            .find(|window| self.block.echo_runs.contains(&window.join(" ")))
+            .find(|window| self.block.echo_runs.contains(&run_hash(window)))
         {
             return Some(format!(
                 "the text copies the prompt (`{}`)",
@@ -701,6 +702,17 @@ fn singular(word: &str) -> String {
 }
 
 /// The words of a text as keys: lowercase, plurals as singulars.
+/// A run of words as a number: the words, each with its end marked, hashed with fixed keys (the
+/// same run gives the same number in every pair and run).
+fn run_hash(words: &[String]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    for word in words {
+        word.hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
 fn key_words(text: &str) -> Vec<String> {
     words(text).iter().map(|word| singular(word)).collect()
 }
@@ -905,6 +917,22 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn a_run_of_words_hashes_with_its_word_boundaries() {
+        let run = |words: &[&str]| {
+            run_hash(
+                &words
+                    .iter()
+                    .map(|word| word.to_string())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(run(&["solar", "bike"]), run(&["solar", "bike"]));
+        assert_ne!(run(&["solar", "bike"]), run(&["solarb", "ike"]));
+        assert_ne!(run(&["solar", "bike"]), run(&["bike", "solar"]));
+        assert_ne!(run(&["solar bike"]), run(&["solar", "bike"]));
     }
 
     #[test]
