@@ -131,7 +131,7 @@ pub struct EnrichArgs {
     /// [config: generate.budget_usd].
     #[arg(long, value_name = "USD")]
     pub budget: Option<f64>,
-    /// Pairs asked at once from a remote provider [config: enrich.concurrency].
+    /// Requests out at once to a remote provider [config: enrich.concurrency].
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
     /// When an unfinished run is resumed, ask again the pairs it recorded as failed.
