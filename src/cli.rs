@@ -591,11 +591,10 @@ fn enrich(
         force: args.force,
         count: args.count.unwrap_or(settings.generate.count),
     };
-    // Estimates are for the plan shown and a budget kept; a run, batch files included, goes
-    // without (`batch_lines` renders each request it writes).
-    let plan = match args.plan || budget > 0.0 {
+    // Batch files go without estimates too: `batch_lines` renders each request it writes.
+    let plan = match args.plan {
         true => crate::enrich::plan(&engine, &selection)?,
-        false => crate::enrich::plan_unestimated(&engine, &selection)?,
+        false => crate::enrich::plan_for_budget(&engine, &selection, budget)?,
     };
     if args.plan {
         let output = match args.json {

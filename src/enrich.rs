@@ -119,13 +119,13 @@ pub fn run_id_for(engine: &Engine, selection: &Selection) -> Result<String, Erro
 
 /// The pairs to work on and their estimated cost; nothing is sent, no model is loaded.
 pub fn plan(engine: &Engine, selection: &Selection) -> Result<Plan, Error> {
-    plan::enrich(engine, selection)
+    plan::enrich(engine, selection, true)
 }
 
-/// [`plan`] without the token and cost estimates (no prompt is rendered): for a run that
-/// keeps no budget and shows no plan.
-pub fn plan_unestimated(engine: &Engine, selection: &Selection) -> Result<Plan, Error> {
-    plan::enrich_estimated(engine, selection, false)
+/// The plan of a run that keeps `budget` (0: none): estimated only when there is a budget to
+/// check it against ([`check_budget`]), so a plain run renders no prompt before it starts.
+pub fn plan_for_budget(engine: &Engine, selection: &Selection, budget: f64) -> Result<Plan, Error> {
+    plan::enrich(engine, selection, budget > 0.0)
 }
 
 /// Run `plan` (made by [`plan`] for `request`): resume the latest unfinished run asked the

@@ -101,6 +101,15 @@ fn the_plan_covers_the_pairs_lacking_items_related_blocks_first() -> TestResult 
             .is_some_and(|cost| cost > 0.0 && (cost - total).abs() < 1e-12)
     );
     assert!(plan.pairs.iter().all(|pair| pair.prompt_tokens > 300));
+    // A run's plan is estimated only when a budget needs it: the same pairs either way.
+    let unbudgeted = enrich::plan_for_budget(&engine, &selection(4), 0.0)?;
+    assert_eq!(pairs_of(&unbudgeted), pairs_of(&plan));
+    assert_eq!((unbudgeted.prompt_tokens, unbudgeted.cost_usd), (0, None));
+    let budgeted = enrich::plan_for_budget(&engine, &selection(4), 1.0)?;
+    assert_eq!(
+        (budgeted.prompt_tokens, budgeted.cost_usd),
+        (plan.prompt_tokens, plan.cost_usd)
+    );
 
     // Filters, case-insensitive; --force takes pairs whatever they hold.
     let filtered = enrich::plan(
@@ -498,7 +507,7 @@ async fn batch_export_then_import_with_an_invalid_line_asks_only_that_pair_live(
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_429_storm_halves_the_pairs_asked_at_once() -> TestResult {
+async fn a_429_storm_halves_the_requests_out_at_once() -> TestResult {
     let delay = Duration::from_millis(300);
     let (server, recorder) = Recorder::start_with(Recorder {
         delay,

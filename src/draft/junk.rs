@@ -701,7 +701,6 @@ fn singular(word: &str) -> String {
     }
 }
 
-/// The words of a text as keys: lowercase, plurals as singulars.
 /// A run of words as a number: the words, each with its end marked, hashed with fixed keys (the
 /// same run gives the same number in every pair and run).
 fn run_hash(words: &[String]) -> u64 {
@@ -713,6 +712,7 @@ fn run_hash(words: &[String]) -> u64 {
     hasher.finish()
 }
 
+/// The words of a text as keys: lowercase, plurals as singulars.
 fn key_words(text: &str) -> Vec<String> {
     words(text).iter().map(|word| singular(word)).collect()
 }

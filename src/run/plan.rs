@@ -143,20 +143,11 @@ pub fn dependency_order(blocks: Vec<&Block>) -> Vec<(&Block, usize)> {
     ordered
 }
 
-/// The pairs `selection` covers, ordered, with their estimated tokens and cost. Nothing is sent
-/// and no model is loaded.
-pub fn enrich(engine: &Engine, selection: &Selection) -> Result<Plan, Error> {
-    enrich_estimated(engine, selection, true)
-}
-
-/// [`enrich`]; without `estimate`, prompts are not rendered and the token and cost estimates
-/// stay 0 and unknown: a run with no budget to keep has no use for them, and rendering every
-/// prompt first (~12 us each) held back its first requests.
-pub fn enrich_estimated(
-    engine: &Engine,
-    selection: &Selection,
-    estimate: bool,
-) -> Result<Plan, Error> {
+/// The pairs `selection` covers, ordered, with (when `estimate`) their estimated tokens and
+/// cost. Nothing is sent and no model is loaded. Without `estimate`, no prompt is rendered and
+/// the estimates stay 0 and unknown: a run with no budget to keep has no use for them, and
+/// rendering every prompt first (~12 us each) held back its first requests.
+pub fn enrich(engine: &Engine, selection: &Selection, estimate: bool) -> Result<Plan, Error> {
     let graph = &engine.graph;
     let blocks = select_blocks(graph, &selection.blocks)?;
     let ventures = select_ventures(graph, &selection.ventures)?;

@@ -580,7 +580,8 @@ impl EnrichJob {
             self.budget_usd,
         )?;
         // The fields of an enrich request are lists.
-        let plan = enrich::plan(&engine, &self.selection).map_err(|error| {
+        let budget = engine.settings.generate.budget_usd;
+        let plan = enrich::plan_for_budget(&engine, &self.selection, budget).map_err(|error| {
             let error = ApiError::from(error);
             match error.field.as_deref() {
                 Some("venture") => error.field("ventures"),
@@ -588,7 +589,7 @@ impl EnrichJob {
                 _ => error,
             }
         })?;
-        enrich::check_budget(&plan, engine.settings.generate.budget_usd)?;
+        enrich::check_budget(&plan, budget)?;
         Ok((engine, plan))
     }
 }
