@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
@@ -171,6 +172,12 @@ impl Journal {
             )
             .map_err(error)?;
         connection.execute_batch(SCHEMA).map_err(error)?;
+        // Closing does not copy the write-ahead log into the database (the last connection
+        // would, with a flush, at the end of every run and command): the log is as durable,
+        // and SQLite copies it as it grows past 1,000 pages, on a write.
+        connection
+            .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+            .map_err(error)?;
         Ok(Journal {
             path,
             connection: Mutex::new(connection),

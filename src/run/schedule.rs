@@ -5,7 +5,7 @@
 //! A fatal model failure (a refused key, no quota, an unknown model) or the budget stops the
 //! run: pairs in flight finish and are written, the rest are recorded as not attempted.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,7 +16,10 @@ use tokio::task::JoinSet;
 use super::job::{self, Answers, PairOutcome, Slot};
 use super::journal::{Journal, PairRecord};
 use super::plan::PlannedPair;
-use super::{Engine, Error, EventKind, Events, Failed, Failure, FailureKind, RunReport, Totals};
+use super::{
+    DraftSpool, Engine, Error, EventKind, Events, Failed, Failure, FailureKind, RunReport, Spooled,
+    Totals, WrittenDrafts,
+};
 use crate::fsutil::{FileWrite, write_atomic_all};
 use crate::llm::Completion;
 use crate::prompt::{VentureInput, context};
@@ -48,8 +51,8 @@ pub struct RunSpec {
     pub live: bool,
     /// Becomes `true` to cancel: pairs in flight finish and are written, no other starts.
     pub cancel: Option<tokio::sync::watch::Receiver<bool>>,
-    /// The report names written drafts by their files instead of holding them
-    /// ([`RunReport::draft_files`]): what `enrich` does, whose runs have thousands of pairs.
+    /// The report reads written drafts back from a spool instead of holding them
+    /// ([`RunReport::written`]): what `enrich` does, whose runs have thousands of pairs.
     /// A dry run writes no file and holds its drafts anyway.
     pub report_files: bool,
 }
@@ -62,6 +65,11 @@ pub struct Writer {
     journal: Option<Arc<Journal>>,
     drafts_dir: PathBuf,
     dry_run: bool,
+    /// The JSON of the drafts written, for the report ([`RunSpec::report_files`]).
+    spool: Option<DraftSpool>,
+    /// The run's record, for the journal with the first batch: the first requests need not
+    /// wait for the disk.
+    start: Option<RunStart>,
     /// Time spent writing (the run's own overhead per pair, besides the model's time).
     seconds: f64,
 }
@@ -73,6 +81,18 @@ struct ToWrite {
     venture: String,
     block: String,
     outcome: PairOutcome,
+    /// Where its draft file's JSON is in the run's spool, once written.
+    spooled: Option<Spooled>,
+}
+
+/// A run as the journal records it when it starts.
+struct RunStart {
+    command: String,
+    args: String,
+    provider: String,
+    model: String,
+    /// In plan order.
+    pairs: Vec<(String, String)>,
 }
 
 /// What every pair of a run is written with.
@@ -109,6 +129,8 @@ impl Writer {
             journal,
             drafts_dir: super::state_dirs(&engine.settings, root).1,
             dry_run,
+            spool: None,
+            start: None,
             seconds: 0.0,
         })
     }
@@ -134,6 +156,7 @@ impl Writer {
         mut batch: Vec<ToWrite>,
     ) -> Result<Vec<ToWrite>, Error> {
         let writing = Instant::now();
+        self.record_start(&marks.run_id)?;
         if let (Some(journal), false) = (&self.journal, started.is_empty()) {
             journal.pairs_running(&marks.run_id, started)?;
         }
@@ -179,6 +202,21 @@ impl Writer {
         Ok(batch)
     }
 
+    /// The run and its planned pairs into the journal, once, before anything else of the run.
+    fn record_start(&mut self, run_id: &str) -> Result<(), Error> {
+        if let (Some(journal), Some(start)) = (&self.journal, self.start.take()) {
+            journal.start_run(
+                run_id,
+                &start.command,
+                &start.args,
+                &start.provider,
+                &start.model,
+            )?;
+            journal.plan_pairs(run_id, &start.pairs)?;
+        }
+        Ok(())
+    }
+
     /// Put a pair's drafts into the workspace, checked; a graph that cannot take them is the
     /// pair's failure, and its edits are dropped.
     fn stage(&mut self, marks: &Marks, pair: &mut ToWrite) {
@@ -215,13 +253,14 @@ impl Writer {
         }
     }
 
-    /// The JSON draft files of a batch, flushed to disk together.
-    fn write_draft_files(&self, batch: &mut [ToWrite]) -> Result<(), Error> {
-        let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
-        for draft in batch
-            .iter_mut()
-            .filter_map(|pair| pair.outcome.draft.as_mut())
-        {
+    /// The JSON draft files of a batch, flushed to disk together; then into the spool, when
+    /// the run keeps one.
+    fn write_draft_files(&mut self, batch: &mut [ToWrite]) -> Result<(), Error> {
+        let mut files: Vec<(usize, PathBuf, Vec<u8>)> = Vec::new();
+        for (at, pair) in batch.iter_mut().enumerate() {
+            let Some(draft) = pair.outcome.draft.as_mut() else {
+                continue;
+            };
             let path = super::draft_path(&self.drafts_dir, &draft.venture, &draft.block);
             draft.written_to = Some(
                 path.strip_prefix(self.workspace.root())
@@ -233,16 +272,26 @@ impl Writer {
                 path: path.clone(),
                 source: std::io::Error::other(error),
             })?;
-            files.push((path, bytes));
+            files.push((at, path, bytes));
         }
         let writes: Vec<FileWrite<'_>> = files
             .iter()
-            .map(|(path, bytes)| FileWrite {
+            .map(|(_, path, bytes)| FileWrite {
                 path,
                 bytes: Some(bytes),
             })
             .collect();
-        write_atomic_all(&writes).map_err(|(path, source)| Error::Write { path, source })
+        write_atomic_all(&writes).map_err(|(path, source)| Error::Write { path, source })?;
+        if let Some(spool) = self.spool.as_mut() {
+            for (at, path, bytes) in &files {
+                let spooled = spool.append(path, bytes).map_err(|source| Error::Write {
+                    path: path.clone(),
+                    source,
+                })?;
+                batch[*at].spooled = Some(spooled);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -367,7 +416,7 @@ fn stops_run(failure: &Failure, stop_on_model_error: bool) -> bool {
 pub async fn execute(
     engine: Arc<Engine>,
     spec: RunSpec,
-    writer: Writer,
+    mut writer: Writer,
     events: Events,
 ) -> Result<RunReport, Error> {
     let started = Instant::now();
@@ -388,20 +437,25 @@ pub async fn execute(
         report_files,
     } = spec;
     let cancelled = || cancel.as_ref().is_some_and(|cancel| *cancel.borrow());
+    if report_files && !writer.dry_run {
+        let spool = DraftSpool::new().map_err(|error| Error::Write {
+            path: std::env::temp_dir(),
+            source: std::io::Error::other(format!("the report's spool: {error}")),
+        })?;
+        writer.spool = Some(spool);
+    }
     let journal = writer.journal.clone();
-    if let Some(journal) = &journal {
-        journal.start_run(
-            &run_id,
-            &command,
-            &args,
-            engine.provider.name(),
-            engine.provider.model(),
-        )?;
-        let keys: Vec<(String, String)> = pairs
-            .iter()
-            .map(|pair| (pair.venture.clone(), pair.block.clone()))
-            .collect();
-        journal.plan_pairs(&run_id, &keys)?;
+    if journal.is_some() {
+        writer.start = Some(RunStart {
+            command,
+            args,
+            provider: engine.provider.name().to_string(),
+            model: engine.provider.model().to_string(),
+            pairs: pairs
+                .iter()
+                .map(|pair| (pair.venture.clone(), pair.block.clone()))
+                .collect(),
+        });
     }
     let marks = Marks {
         run_id: run_id.clone(),
@@ -414,7 +468,7 @@ pub async fn execute(
         provider: engine.provider.name().to_string(),
         model: engine.provider.model().to_string(),
         drafts: Vec::new(),
-        draft_files: Vec::new(),
+        written: WrittenDrafts::default(),
         failed: Vec::new(),
         diff: None,
         totals: Totals {
@@ -424,23 +478,27 @@ pub async fn execute(
         },
     };
     // Each pair waits for the earlier pairs of its venture whose blocks it relates to.
+    let mut relations: HashMap<&str, Vec<String>> = HashMap::new();
+    let mut earlier_of_venture: HashMap<&str, Vec<usize>> = HashMap::new();
     let waits_for: Vec<Vec<usize>> = pairs
         .iter()
         .enumerate()
         .map(|(index, pair)| {
-            let relations = engine
-                .graph
-                .find_block(&pair.block)
-                .map(|block| block.relations.clone())
-                .unwrap_or_default();
-            pairs[..index]
+            let related = relations.entry(pair.block.as_str()).or_insert_with(|| {
+                engine
+                    .graph
+                    .find_block(&pair.block)
+                    .map(|block| block.relations.clone())
+                    .unwrap_or_default()
+            });
+            let earlier = earlier_of_venture.entry(pair.venture.as_str()).or_default();
+            let waits = earlier
                 .iter()
-                .enumerate()
-                .filter(|(_, earlier)| {
-                    earlier.venture == pair.venture && relations.contains(&earlier.block)
-                })
-                .map(|(earlier, _)| earlier)
-                .collect()
+                .copied()
+                .filter(|&earlier| related.contains(&pairs[earlier].block))
+                .collect();
+            earlier.push(index);
+            waits
         })
         .collect();
     // The drafts the prompts of pairs still to start read: the others are not kept.
@@ -450,9 +508,7 @@ pub async fn execute(
     }
     let mut kept = Kept {
         read_later,
-        files_under: (report_files && !writer.dry_run)
-            .then(|| writer.workspace.root().to_path_buf()),
-        files: Vec::new(),
+        written: Vec::new(),
     };
     let mut finished = vec![false; pairs.len()];
     let mut pending: Vec<usize> = Vec::new();
@@ -570,6 +626,7 @@ pub async fn execute(
                     venture: pair.venture.clone(),
                     block: pair.block.clone(),
                     outcome,
+                    spooled: None,
                 });
             }
             done = desk.batch_written(), if matches!(desk, Desk::Busy(_)) => {
@@ -578,13 +635,13 @@ pub async fn execute(
                 for pair in written? {
                     finished[pair.index] = true;
                     let index = pair.index;
-                    settle(&pairs[index], index, pair.outcome, &mut kept, &mut report, &mut ventures, &events);
+                    settle(&pairs[index], index, pair, &mut kept, &mut report, &mut ventures, &events);
                 }
             }
         }
     }
     // The loop ends only with the writer back.
-    let Desk::Idle(writer) = desk else {
+    let Desk::Idle(mut writer) = desk else {
         return Err(task_failed_with(&engine, "the writer did not come back"));
     };
     // The run stopped: what was not started is recorded as such.
@@ -617,11 +674,14 @@ pub async fn execute(
     report
         .failed
         .sort_by_key(|failed| position(&failed.venture, &failed.block));
-    kept.files.sort_by_key(|(index, _)| *index);
-    report.draft_files = kept.files.into_iter().map(|(_, file)| file).collect();
+    if let Some(spool) = writer.spool.take() {
+        report.written = WrittenDrafts::new(spool, kept.written);
+    }
     if writer.dry_run {
         report.diff = Some(writer.workspace.diff()?);
     }
+    // A run that wrote no batch (every pair finished already) is recorded all the same.
+    writer.record_start(&run_id)?;
     if let Some(journal) = &journal {
         journal.finish_run(
             &run_id,
@@ -678,10 +738,8 @@ struct Kept {
     /// By plan position: a pair that starts later waits for this one, and its prompt reads
     /// this one's items.
     read_later: Vec<bool>,
-    /// The graph folder, when the report names written drafts by their files.
-    files_under: Option<PathBuf>,
-    /// Those files so far, with their pairs' plan positions.
-    files: Vec<(usize, PathBuf)>,
+    /// The drafts in the writer's spool so far, with their pairs' plan positions.
+    written: Vec<(usize, Spooled)>,
 }
 
 /// A written pair into the report, the venture's drafts (where the prompts of the pairs that
@@ -689,12 +747,15 @@ struct Kept {
 fn settle(
     pair: &PlannedPair,
     index: usize,
-    outcome: PairOutcome,
+    written: ToWrite,
     kept: &mut Kept,
     report: &mut RunReport,
     ventures: &mut BTreeMap<String, VentureInput>,
     events: &Events,
 ) {
+    let ToWrite {
+        outcome, spooled, ..
+    } = written;
     let items = outcome.draft.as_ref().map_or(0, |draft| draft.items.len());
     if let Some(draft) = outcome.draft {
         if kept.read_later[index]
@@ -712,9 +773,9 @@ fn settle(
                     .collect(),
             );
         }
-        match (&kept.files_under, &draft.written_to) {
-            (Some(root), Some(file)) => kept.files.push((index, root.join(file))),
-            _ => report.drafts.push(draft),
+        match spooled {
+            Some(spooled) => kept.written.push((index, spooled)),
+            None => report.drafts.push(draft),
         }
     }
     report.totals.drafted += usize::from(items > 0);
