@@ -853,7 +853,8 @@ fn emit(output: &str) {
 /// stdout ends quietly, as with [`emit`].
 fn emit_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     use std::io::Write;
-    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    // A run's report is megabytes: written a quarter of one at a time, not 8 KB.
+    let mut stdout = std::io::BufWriter::with_capacity(1 << 18, std::io::stdout().lock());
     let written = serde_json::to_writer_pretty(&mut stdout, value)
         .map_err(std::io::Error::from)
         .and_then(|()| stdout.write_all(b"\n"))

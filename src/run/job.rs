@@ -43,6 +43,9 @@ pub struct PairOutcome {
     pub attempts: u32,
     pub tokens: Usage,
     pub cost_usd: f64,
+    /// The model's answers, for the cache: the writer stores them with the pair, off the
+    /// path of the requests (a burst of answers each creating a file delayed the next ones).
+    pub answers: Vec<(String, Completion)>,
 }
 
 /// Where a pair's answers come from besides the cache.
@@ -179,6 +182,7 @@ pub async fn draft_pair(
     let mut problems = Vec::new();
     let mut failure = None;
     let price = engine.settings.prices.get(engine.provider.model());
+    let mut answers = Vec::new();
     for attempt in 1..=engine.settings.generate.attempts.max(1) {
         attempts = attempt;
         // A new seed each attempt; the local model's fresh requests also sample hotter, or it
@@ -301,7 +305,7 @@ pub async fn draft_pair(
                         // comes in at once, and each one's checks delayed the next request).
                         slot.give_back();
                         tokio::task::yield_now().await;
-                        engine.cache.put(&key, &completion);
+                        answers.push((key, completion.clone()));
                         completion
                     }
                     Err(error) => {
@@ -407,6 +411,7 @@ pub async fn draft_pair(
         attempts,
         tokens: usage,
         cost_usd,
+        answers,
     })
 }
 

@@ -496,14 +496,24 @@ const REPORT_DRAFT_INDENT: &[u8] = b"    ";
 /// An unnamed temporary file the JSON of written drafts is appended to ([`WrittenDrafts`]).
 #[derive(Debug)]
 pub struct DraftSpool {
-    file: Mutex<std::fs::File>,
+    file: Mutex<SpoolFile>,
     end: u64,
+}
+
+/// The spool's file, read through a buffer: drafts finish in about the order the report lists
+/// them, so most are read where the last one ended, without a call to the system each.
+#[derive(Debug)]
+struct SpoolFile {
+    reader: std::io::BufReader<std::fs::File>,
+    /// Where the reader is.
+    at: u64,
 }
 
 impl DraftSpool {
     pub fn new() -> std::io::Result<DraftSpool> {
+        let reader = std::io::BufReader::with_capacity(1 << 18, tempfile::tempfile()?);
         Ok(DraftSpool {
-            file: Mutex::new(tempfile::tempfile()?),
+            file: Mutex::new(SpoolFile { reader, at: 0 }),
             end: 0,
         })
     }
@@ -522,23 +532,29 @@ impl DraftSpool {
             indented.extend_from_slice(line);
         }
         let file = self.file.get_mut().map_err(|_| poisoned())?;
-        file.seek(SeekFrom::Start(self.end))?;
-        file.write_all(&indented)?;
+        // Seeking through the reader empties its buffer, which the write makes stale.
+        file.reader.seek(SeekFrom::Start(self.end))?;
+        file.reader.get_mut().write_all(&indented)?;
         let spooled = Spooled {
             path: path.to_path_buf(),
             offset: self.end,
             len: indented.len(),
         };
         self.end += indented.len() as u64;
+        file.at = self.end;
         Ok(spooled)
     }
 
     fn read(&self, spooled: &Spooled) -> std::io::Result<Vec<u8>> {
-        use std::io::{Read, Seek, SeekFrom};
+        use std::io::Read;
         let mut file = self.file.lock().map_err(|_| poisoned())?;
-        file.seek(SeekFrom::Start(spooled.offset))?;
+        let SpoolFile { reader, at } = &mut *file;
+        let step = i64::try_from(spooled.offset).map_err(std::io::Error::other)?
+            - i64::try_from(*at).map_err(std::io::Error::other)?;
+        reader.seek_relative(step)?;
         let mut bytes = vec![0; spooled.len];
-        file.read_exact(&mut bytes)?;
+        reader.read_exact(&mut bytes)?;
+        *at = spooled.offset + spooled.len as u64;
         Ok(bytes)
     }
 }

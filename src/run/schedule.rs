@@ -591,7 +591,11 @@ pub async fn execute(
                         std::mem::take(&mut newly_started),
                         std::mem::take(&mut to_write),
                     );
+                    let engine = engine.clone();
                     Desk::Busy(tokio::task::spawn_blocking(move || {
+                        for (key, answer) in batch.iter().flat_map(|pair| &pair.outcome.answers) {
+                            engine.cache.put(key, answer);
+                        }
                         let written = away.write_batch(&marks, &news, batch);
                         (away, written)
                     }))
