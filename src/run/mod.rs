@@ -563,7 +563,7 @@ fn poisoned() -> std::io::Error {
     std::io::Error::other("the spool's lock was poisoned")
 }
 
-/// The fields of PRODUCT.md section 9 in their order; `drafts` streams the files one at a time.
+/// The fields of PRODUCT.md section 9 in their order; `drafts` reads the spool a draft at a time.
 impl Serialize for RunReport {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::{Error as _, SerializeSeq, SerializeStruct};
