@@ -15,6 +15,7 @@ use crate::fsutil::write_replacing;
 use crate::llm::{ChatRequest, Completion};
 use crate::prompt::library::sha256_json_object;
 
+#[derive(Clone)]
 pub struct Cache {
     dir: PathBuf,
     /// `--no-cache`: answers are not read from the cache (fresh ones are still stored).

@@ -295,7 +295,7 @@ fn run_text(report: &RunReport, items: bool) -> String {
         report.run_id, report.provider, report.model
     );
     let price_known = report.totals.cost_usd.is_some();
-    if !(items || report.drafts.is_empty() && report.written.is_empty()) {
+    if !(items || report.draft_count() == 0) {
         out.push('\n');
     }
     for draft in report.each_draft() {

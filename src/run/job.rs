@@ -43,8 +43,9 @@ pub struct PairOutcome {
     pub attempts: u32,
     pub tokens: Usage,
     pub cost_usd: f64,
-    /// The model's answers, for the cache: the writer stores them with the pair, off the
-    /// path of the requests (a burst of answers each creating a file delayed the next ones).
+    /// The model's answers, for the cache: the writer stores them with the pair
+    /// ([`super::schedule`]), off the path of the requests (a burst of answers each creating a
+    /// file delayed the next ones).
     pub answers: Vec<(String, Completion)>,
 }
 

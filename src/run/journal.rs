@@ -479,6 +479,8 @@ mod tests {
         journal.pairs_running("r1", &pairs)?;
         journal.pairs_finished("r1", &[record("A", "x", "done")])?;
         drop(journal);
+        // Closed without copying its log into the database: the log is what is read next.
+        assert!(graph.path().join(".inncopilot/journal.sqlite-wal").exists());
 
         // The process died: the next writer finds the run interrupted and resumes it.
         let journal = Journal::open(graph.path())?;

@@ -390,7 +390,7 @@ pub struct RunReport {
     pub drafts: Vec<Draft>,
     /// The drafts written to files and kept out of memory (`enrich`: a run of thousands of
     /// pairs does not hold every draft); read back, after `drafts`, when the report is shown.
-    pub written: WrittenDrafts,
+    pub written: Option<WrittenDrafts>,
     pub failed: Vec<Failed>,
     /// With `--dry-run`: what writing would change in the graph, as a unified diff.
     pub diff: Option<String>,
@@ -404,11 +404,13 @@ impl RunReport {
             .drafts
             .iter()
             .map(|draft| Ok(std::borrow::Cow::Borrowed(draft)));
-        kept.chain(
-            self.written
-                .each()
-                .map(|draft| draft.map(std::borrow::Cow::Owned)),
-        )
+        let written = self.written.iter().flat_map(WrittenDrafts::each);
+        kept.chain(written.map(|draft| draft.map(std::borrow::Cow::Owned)))
+    }
+
+    /// How many drafts the report shows.
+    pub fn draft_count(&self) -> usize {
+        self.drafts.len() + self.written.as_ref().map_or(0, WrittenDrafts::len)
     }
 }
 
@@ -416,9 +418,9 @@ impl RunReport {
 /// it, appended to an unnamed temporary file (the spool) and read back from there for the
 /// report. Reading 2,000 draft files back one by one, a file opened each, took 20 ms at the end
 /// of a run; the spool is one file, and holds nothing in memory.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WrittenDrafts {
-    spool: Option<DraftSpool>,
+    spool: DraftSpool,
     drafts: Vec<Spooled>,
 }
 
@@ -426,17 +428,13 @@ impl WrittenDrafts {
     pub fn new(spool: DraftSpool, mut drafts: Vec<(usize, Spooled)>) -> WrittenDrafts {
         drafts.sort_by_key(|(position, _)| *position);
         WrittenDrafts {
-            spool: Some(spool),
+            spool,
             drafts: drafts.into_iter().map(|(_, draft)| draft).collect(),
         }
     }
 
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.drafts.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.drafts.is_empty()
     }
 
     fn each(&self) -> impl Iterator<Item = Result<Draft, Error>> {
@@ -460,11 +458,8 @@ impl WrittenDrafts {
 
     fn each_json(&self) -> impl Iterator<Item = Result<(&Spooled, Vec<u8>), Error>> {
         self.drafts.iter().map(|spooled| {
-            let spool = self
+            let bytes = self
                 .spool
-                .as_ref()
-                .ok_or_else(|| spooled.unread("the run kept no spool".to_string()))?;
-            let bytes = spool
                 .read(spooled)
                 .map_err(|error| spooled.unread(error.to_string()))?;
             Ok((spooled, bytes))
@@ -475,7 +470,7 @@ impl WrittenDrafts {
 /// Where the JSON of one written draft is in the spool, and the file it was written to.
 #[derive(Debug, Clone)]
 pub struct Spooled {
-    pub path: PathBuf,
+    path: PathBuf,
     offset: u64,
     len: usize,
 }
@@ -571,12 +566,11 @@ impl Serialize for RunReport {
         impl Serialize for Drafts<'_> {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 let report = self.0;
-                let mut seq =
-                    serializer.serialize_seq(Some(report.drafts.len() + report.written.len()))?;
+                let mut seq = serializer.serialize_seq(Some(report.draft_count()))?;
                 for draft in &report.drafts {
                     seq.serialize_element(draft)?;
                 }
-                for draft in report.written.each_raw() {
+                for draft in report.written.iter().flat_map(WrittenDrafts::each_raw) {
                     seq.serialize_element(&draft.map_err(S::Error::custom)?)?;
                 }
                 seq.end()
@@ -699,6 +693,11 @@ pub enum Error {
     /// stay in the graph and in their files).
     #[error("cannot read back the run's draft {path} for the report: {message}")]
     DraftFile { path: PathBuf, message: String },
+    /// The spool of a run's written drafts ([`WrittenDrafts`]) could not be made or written.
+    #[error(
+        "cannot keep the run's drafts for its report in a temporary file (TMPDIR, else /tmp): {0}"
+    )]
+    Spool(std::io::Error),
     #[error("cannot write the draft file {path}: {source}")]
     Write {
         path: PathBuf,
@@ -827,7 +826,7 @@ mod tests {
             .collect()
     }
 
-    fn report_of(drafts: Vec<Draft>, written: WrittenDrafts) -> RunReport {
+    fn report_of(drafts: Vec<Draft>, written: Option<WrittenDrafts>) -> RunReport {
         RunReport {
             run_id: "r1".into(),
             provider: "openai".into(),
@@ -862,7 +861,7 @@ mod tests {
         let (spool, written) = spooled(&[(2, "b2"), (1, "b1")])?;
         let from_spool = report_of(
             vec![draft_of("Acme", "b0")?],
-            WrittenDrafts::new(spool, written),
+            Some(WrittenDrafts::new(spool, written)),
         );
         let held = report_of(
             vec![
@@ -870,7 +869,7 @@ mod tests {
                 draft_of("Space X", "b1")?,
                 draft_of("Space X", "b2")?,
             ],
-            WrittenDrafts::default(),
+            None,
         );
         // The same bytes: the spool keeps each draft indented as the report holds it.
         assert_eq!(
@@ -896,7 +895,7 @@ mod tests {
         let (spool, mut written) = spooled(&[(1, "b1"), (2, "b2")])?;
         // b1's record cut short: not a draft any more.
         written[0].1.len -= 10;
-        let report = report_of(Vec::new(), WrittenDrafts::new(spool, written));
+        let report = report_of(Vec::new(), Some(WrittenDrafts::new(spool, written)));
         let error = serde_json::to_string(&report)
             .err()
             .map(|error| error.to_string());

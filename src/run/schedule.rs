@@ -20,6 +20,7 @@ use super::{
     DraftSpool, Engine, Error, EventKind, Events, Failed, Failure, FailureKind, RunReport, Spooled,
     Totals, WrittenDrafts,
 };
+use crate::cache::Cache;
 use crate::fsutil::{FileWrite, write_atomic_all};
 use crate::llm::Completion;
 use crate::prompt::{VentureInput, context};
@@ -65,6 +66,8 @@ pub struct Writer {
     journal: Option<Arc<Journal>>,
     drafts_dir: PathBuf,
     dry_run: bool,
+    /// Where the pairs' answers are stored (the engine's: read-only in a dry run).
+    cache: Cache,
     /// The JSON of the drafts written, for the report ([`RunSpec::report_files`]).
     spool: Option<DraftSpool>,
     /// The run's record, for the journal with the first batch: the first requests need not
@@ -129,6 +132,7 @@ impl Writer {
             journal,
             drafts_dir: super::state_dirs(&engine.settings, root).1,
             dry_run,
+            cache: engine.cache.clone(),
             spool: None,
             start: None,
             seconds: 0.0,
@@ -157,6 +161,10 @@ impl Writer {
     ) -> Result<Vec<ToWrite>, Error> {
         let writing = Instant::now();
         self.record_start(&marks.run_id)?;
+        // The answers first: a kill before the pages are written leaves them for the re-run.
+        for (key, answer) in batch.iter().flat_map(|pair| &pair.outcome.answers) {
+            self.cache.put(key, answer);
+        }
         if let (Some(journal), false) = (&self.journal, started.is_empty()) {
             journal.pairs_running(&marks.run_id, started)?;
         }
@@ -284,11 +292,7 @@ impl Writer {
         write_atomic_all(&writes).map_err(|(path, source)| Error::Write { path, source })?;
         if let Some(spool) = self.spool.as_mut() {
             for (at, path, bytes) in &files {
-                let spooled = spool.append(path, bytes).map_err(|source| Error::Write {
-                    path: path.clone(),
-                    source,
-                })?;
-                batch[*at].spooled = Some(spooled);
+                batch[*at].spooled = Some(spool.append(path, bytes).map_err(Error::Spool)?);
             }
         }
         Ok(())
@@ -438,11 +442,7 @@ pub async fn execute(
     } = spec;
     let cancelled = || cancel.as_ref().is_some_and(|cancel| *cancel.borrow());
     if report_files && !writer.dry_run {
-        let spool = DraftSpool::new().map_err(|error| Error::Write {
-            path: std::env::temp_dir(),
-            source: std::io::Error::other(format!("the report's spool: {error}")),
-        })?;
-        writer.spool = Some(spool);
+        writer.spool = Some(DraftSpool::new().map_err(Error::Spool)?);
     }
     let journal = writer.journal.clone();
     if journal.is_some() {
@@ -468,7 +468,7 @@ pub async fn execute(
         provider: engine.provider.name().to_string(),
         model: engine.provider.model().to_string(),
         drafts: Vec::new(),
-        written: WrittenDrafts::default(),
+        written: None,
         failed: Vec::new(),
         diff: None,
         totals: Totals {
@@ -591,11 +591,7 @@ pub async fn execute(
                         std::mem::take(&mut newly_started),
                         std::mem::take(&mut to_write),
                     );
-                    let engine = engine.clone();
                     Desk::Busy(tokio::task::spawn_blocking(move || {
-                        for (key, answer) in batch.iter().flat_map(|pair| &pair.outcome.answers) {
-                            engine.cache.put(key, answer);
-                        }
                         let written = away.write_batch(&marks, &news, batch);
                         (away, written)
                     }))
@@ -678,13 +674,15 @@ pub async fn execute(
     report
         .failed
         .sort_by_key(|failed| position(&failed.venture, &failed.block));
-    if let Some(spool) = writer.spool.take() {
-        report.written = WrittenDrafts::new(spool, kept.written);
-    }
+    report.written = writer
+        .spool
+        .take()
+        .map(|spool| WrittenDrafts::new(spool, kept.written));
     if writer.dry_run {
         report.diff = Some(writer.workspace.diff()?);
     }
-    // A run that wrote no batch (every pair finished already) is recorded all the same.
+    // A run that wrote no batch (cancelled before a pair started, or every pair finished
+    // already) is recorded all the same.
     writer.record_start(&run_id)?;
     if let Some(journal) = &journal {
         journal.finish_run(
