@@ -321,19 +321,23 @@ pub fn write_drafts(
         // Nothing to write: earlier drafts stay rather than being replaced by nothing.
         return Ok(touched);
     }
-    let block = workspace.graph.find_block(set.block_id)?.clone();
-    let addition = Addition {
-        venture: set.venture,
-        items: set.items,
-        marks: Marks {
-            class: place::item_tag(&block),
-            generated_by: set.generated_by,
-            run: set.run,
-        },
+    // What the pair needs of the block as it is now, taken before the pages change: the block
+    // is borrowed, not copied (a copy held every venture's examples, hundreds per pair).
+    let block = workspace.graph.find_block(set.block_id)?;
+    let class = place::item_tag(block).map(str::to_string);
+    let key = page_key(set.venture);
+    let earlier: Vec<Example> = match append {
+        true => Vec::new(),
+        false => block
+            .examples
+            .iter()
+            .filter(|example| example.draft && page_key(&example.venture) == key)
+            .cloned()
+            .collect(),
     };
     // The page is checked before anything changes, so a draft that cannot be placed leaves the
     // earlier ones in place.
-    let (block_page, _) = place::writable_page(&workspace.graph, &block)?;
+    let (block_page, _) = place::writable_page(&workspace.graph, block)?;
     let brief_page = set.brief.and_then(|brief| {
         place::brief_page(
             &workspace.graph,
@@ -343,18 +347,20 @@ pub fn write_drafts(
             set.generated_by,
         )
     });
+    let addition = Addition {
+        venture: set.venture,
+        items: set.items,
+        marks: Marks {
+            class: class.as_deref(),
+            generated_by: set.generated_by,
+            run: set.run,
+        },
+    };
     if let Some(page) = brief_page {
         touched.push(page.path.clone());
         workspace.apply(vec![page]);
     }
-    if !append {
-        let key = page_key(set.venture);
-        let earlier: Vec<Example> = block
-            .examples
-            .iter()
-            .filter(|example| example.draft && page_key(&example.venture) == key)
-            .cloned()
-            .collect();
+    if !earlier.is_empty() {
         let edits = remove_blocks(&workspace.graph, &earlier, Removal::Items);
         touched.extend(edits.iter().map(|edit| edit.path.clone()));
         workspace.apply(edits);
