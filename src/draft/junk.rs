@@ -210,16 +210,14 @@ impl Junk {
     /// the same block).
     pub fn of_block(block: Arc<BlockJunk>, context: &JunkContext) -> Junk {
         let name_run = block.settings.name_echo_words.max(2);
-        let name_runs = context
-            .prompt
-            .lines()
-            .flat_map(|line| {
-                key_words(line)
-                    .windows(name_run)
-                    .map(run_hash)
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        // A prompt has thousands of words: they are hashed one at a time in one buffer (a
+        // word and its singular each allocated took a sixth of a pair's checks).
+        let (mut buffer, mut hashes) = (String::new(), Vec::new());
+        let mut name_runs = HashSet::new();
+        for line in context.prompt.lines() {
+            key_word_hashes(line, &mut buffer, &mut hashes);
+            name_runs.extend(hashes.windows(name_run).map(hashes_run));
+        }
         Junk {
             block,
             venture_key: name_words_key(&context.venture),
@@ -688,28 +686,64 @@ pub fn name_words_key(name: &str) -> String {
 /// `clubs` -> `club`, `cookies` and `cookie` -> `cooky`: a key, not a spelling); short words
 /// and `-ss` words are left as they are.
 fn singular(word: &str) -> String {
+    let mut word = word.to_string();
+    make_singular(&mut word);
+    word
+}
+
+/// [`singular`] in place.
+fn make_singular(word: &mut String) {
     if word.len() <= 3 || !word.is_ascii() {
-        return word.to_string();
+        return;
     }
-    let stem = match word.strip_suffix('s') {
-        Some(stem) if !stem.ends_with('s') => stem,
-        _ => word,
-    };
-    match stem.strip_suffix("ie") {
-        Some(root) => format!("{root}y"),
-        None => stem.to_string(),
+    if word.ends_with('s') && !word[..word.len() - 1].ends_with('s') {
+        word.pop();
+    }
+    if word.ends_with("ie") {
+        word.truncate(word.len() - 2);
+        word.push('y');
     }
 }
 
-/// A run of words as a number: the words, each with its end marked, hashed with fixed keys (the
+/// A run of words as a number: each word's [`word_hash`] in order, hashed with fixed keys (the
 /// same run gives the same number in every pair and run).
 fn run_hash(words: &[String]) -> u64 {
-    use std::hash::{Hash, Hasher};
+    let hashes: Vec<u64> = words.iter().map(|word| word_hash(word)).collect();
+    hashes_run(&hashes)
+}
+
+/// [`run_hash`] of words given as their [`word_hash`]es.
+fn hashes_run(hashes: &[u64]) -> u64 {
+    use std::hash::Hasher;
     let mut hasher = std::hash::DefaultHasher::new();
-    for word in words {
-        word.hash(&mut hasher);
+    for hash in hashes {
+        hasher.write_u64(*hash);
     }
     hasher.finish()
+}
+
+/// A word as a number, with fixed keys.
+fn word_hash(word: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    word.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The [`word_hash`]es of the [`key_words`] of `text`, into `hashes`; `buffer` holds each word
+/// in turn, so that no word is allocated.
+fn key_word_hashes(text: &str, buffer: &mut String, hashes: &mut Vec<u64>) {
+    hashes.clear();
+    for word in raw_words(text) {
+        buffer.clear();
+        match word.is_ascii() {
+            true => buffer.extend(word.chars().map(|character| character.to_ascii_lowercase())),
+            // `to_lowercase` of the whole word: a final sigma lowers unlike one inside.
+            false => buffer.push_str(&word.to_lowercase()),
+        }
+        make_singular(buffer);
+        hashes.push(word_hash(buffer));
+    }
 }
 
 /// The words of a text as keys: lowercase, plurals as singulars.
@@ -719,10 +753,13 @@ fn key_words(text: &str) -> Vec<String> {
 
 /// The lowercase words of a text: runs of letters and digits.
 fn words(text: &str) -> Vec<String> {
+    raw_words(text).map(str::to_lowercase).collect()
+}
+
+/// The runs of letters and digits of a text, as written.
+fn raw_words(text: &str) -> impl Iterator<Item = &str> {
     text.split(|character: char| !character.is_alphanumeric())
         .filter(|word| !word.is_empty())
-        .map(str::to_lowercase)
-        .collect()
 }
 
 /// Every string in `value`, with its JSON pointer below `path`.
@@ -917,6 +954,21 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn prompt_words_hash_as_their_key_words_do() {
+        let text =
+            "Stories of the bikes' PARTIES: ΟΔΥΣΣΕΥΣ sails; cookies, bus, Ünïcode, A1 and x.";
+        let (mut buffer, mut hashes) = (String::new(), Vec::new());
+        key_word_hashes(text, &mut buffer, &mut hashes);
+        let expected: Vec<u64> = key_words(text).iter().map(|word| word_hash(word)).collect();
+        assert_eq!(hashes, expected);
+        assert_eq!(
+            key_words(text)[..6],
+            ["story", "of", "the", "bike", "party", "οδυσσευς"]
+        );
+        assert_eq!(hashes_run(&hashes[..2]), run_hash(&key_words("stories of")));
     }
 
     #[test]
