@@ -325,15 +325,17 @@ pub fn write_drafts(
     // is borrowed, not copied (a copy held every venture's examples, hundreds per pair).
     let block = workspace.graph.find_block(set.block_id)?;
     let class = place::item_tag(block).map(str::to_string);
-    let key = page_key(set.venture);
     let earlier: Vec<Example> = match append {
         true => Vec::new(),
-        false => block
-            .examples
-            .iter()
-            .filter(|example| example.draft && page_key(&example.venture) == key)
-            .cloned()
-            .collect(),
+        false => {
+            let key = page_key(set.venture);
+            block
+                .examples
+                .iter()
+                .filter(|example| example.draft && page_key(&example.venture) == key)
+                .cloned()
+                .collect()
+        }
     };
     // The page is checked before anything changes, so a draft that cannot be placed leaves the
     // earlier ones in place.
