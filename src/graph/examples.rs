@@ -50,10 +50,29 @@ pub struct ExampleWarning {
     pub message: String,
 }
 
+/// The examples one embed on the block page itself (not inside an embedded page) gave: a
+/// range of the block's examples. When only the embedded page changes, this range is all that
+/// changes (see `Graph::update_pages`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbedSpan {
+    /// The key of the embedded page, found or not.
+    pub key: String,
+    pub venture: String,
+    /// The range in the block's examples.
+    pub start: usize,
+    pub len: usize,
+    /// The embedded page embeds other pages: its examples are not its own alone.
+    pub nested: bool,
+}
+
 /// Walks the example sections of one block page, following embeds through `find_page`.
 pub struct ExampleReader<'g> {
     find_page: &'g dyn Fn(&str) -> Option<&'g Page>,
     examples: Vec<Example>,
+    /// The block page's own embeds, in page order.
+    spans: Vec<EmbedSpan>,
+    /// Embeds followed so far, at any depth.
+    embeds_read: usize,
     /// The ventures with a place for examples (a heading or an embed), items or not.
     canvases: Vec<String>,
     /// The keys of `canvases`: a block page with a canvas per venture has hundreds.
@@ -85,6 +104,8 @@ impl<'g> ExampleReader<'g> {
         ExampleReader {
             find_page,
             examples: Vec::new(),
+            spans: Vec::new(),
+            embeds_read: 0,
             canvases: Vec::new(),
             canvas_keys: HashSet::new(),
             warnings: Vec::new(),
@@ -95,6 +116,28 @@ impl<'g> ExampleReader<'g> {
     /// The examples, the ventures with a canvas (in page order, each once), and the warnings.
     pub fn finish(self) -> (Vec<Example>, Vec<String>, Vec<ExampleWarning>) {
         (self.examples, self.canvases, self.warnings)
+    }
+
+    /// The block page's own embeds and the examples each gave, in page order (taken: call
+    /// before [`finish`](Self::finish)).
+    pub fn take_spans(&mut self) -> Vec<EmbedSpan> {
+        std::mem::take(&mut self.spans)
+    }
+
+    /// The examples `page` gives as the embed of `venture` on the block page `block_key`, read
+    /// as [`read_entries`](Self::read_entries) reads it there; `None` when `page` embeds other
+    /// pages (its examples are then not its own alone).
+    pub fn read_embedded_alone(
+        find_page: &'g dyn Fn(&str) -> Option<&'g Page>,
+        block_key: &str,
+        page: &Page,
+        venture: &str,
+    ) -> Option<Vec<Example>> {
+        let mut reader = ExampleReader::new(find_page);
+        reader.visiting.insert(block_key.to_string());
+        let entries = page_entries(page);
+        reader.read_entries_of(page, &entries, Some(venture.to_string()), true);
+        (reader.embeds_read == 0).then_some(reader.examples)
     }
 
     fn add_canvas(&mut self, venture: &str) {
@@ -228,6 +271,17 @@ impl<'g> ExampleReader<'g> {
 
     fn read_embed(&mut self, page: &Page, line: usize, target: &str, venture: String) {
         let key = page_key(target);
+        // Only the block page is being read: this embed is one of its own.
+        let own = self.visiting.len() == 1;
+        let (start, embeds_before) = (self.examples.len(), self.embeds_read);
+        self.embeds_read += 1;
+        let span = own.then(|| EmbedSpan {
+            key: key.clone(),
+            venture: venture.clone(),
+            start,
+            len: 0,
+            nested: false,
+        });
         if self.visiting.contains(&key) {
             self.warnings.push(ExampleWarning {
                 kind: WarningKind::EmbedLoop,
@@ -248,11 +302,17 @@ impl<'g> ExampleReader<'g> {
                     message: format!("embedded page [[{target}]] is not in the graph"),
                 });
             }
+            self.spans.extend(span);
             return;
         };
         let entries = page_entries(embedded);
         self.read_entries_of(embedded, &entries, Some(venture), true);
         self.visiting.remove(&key);
+        self.spans.extend(span.map(|span| EmbedSpan {
+            len: self.examples.len() - start,
+            nested: self.embeds_read > embeds_before + 1,
+            ..span
+        }));
     }
 
     fn push(

@@ -128,6 +128,10 @@ pub struct Graph {
     /// Per block page (path), the keys of the pages its reading looked up (itself, embedded
     /// example pages whether they exist or not): what [`Graph::update_pages`] reads again.
     sources: HashMap<String, HashSet<String>>,
+    /// Per block page (path), how its examples were read: what lets [`Graph::update_pages`]
+    /// read one embedded page again instead of the whole block. Kept from the first time
+    /// `update_pages` reads a block: most graphs are never updated.
+    layouts: HashMap<String, Layout>,
     /// [`Graph::ventures`], worked out on first use (every page and example is walked) and
     /// again after [`Graph::update_pages`].
     ventures: std::sync::OnceLock<Vec<Venture>>,
@@ -204,12 +208,10 @@ impl Graph {
         let mut blocks = Vec::new();
         let mut sources = HashMap::new();
         for page in &pages {
-            if let Some((block, read, block_warnings)) =
-                read_block_page(page, &pages, &pages_by_key)
-            {
-                warnings.extend(block_warnings);
-                sources.insert(block.page.clone(), read);
-                blocks.push(block);
+            if let Some(reading) = read_block_page(page, &pages, &pages_by_key) {
+                warnings.extend(reading.warnings);
+                sources.insert(reading.block.page.clone(), reading.read);
+                blocks.push(reading.block);
             }
         }
         blocks.sort_by(|left, right| left.id.cmp(&right.id));
@@ -221,6 +223,7 @@ impl Graph {
             warnings,
             pages_by_key,
             sources,
+            layouts: HashMap::new(),
             ventures: std::sync::OnceLock::new(),
         }
     }
@@ -272,10 +275,25 @@ impl Graph {
                 self.pages_by_key.insert(page_key(&page.name), index);
             }
         }
-        // Blocks that read a touched page are read again, from their own page.
-        for block in &self.blocks {
-            let read = self.sources.get(&block.page);
-            if read.is_some_and(|read| touched.iter().any(|key| read.contains(key))) {
+        // Blocks that read a touched page are read again: only the embeds of the pages touched
+        // where those are the block page's own embeds of pages that embed nothing and the block
+        // was read here before (a block page with a canvas per venture has thousands, read
+        // again for every draft written); else the whole block, from its own page.
+        for block in &mut self.blocks {
+            if block_pages.contains(&block.page) {
+                continue;
+            }
+            let Some(read) = self.sources.get(&block.page) else {
+                continue;
+            };
+            let keys: Vec<&String> = touched.iter().filter(|key| read.contains(*key)).collect();
+            if keys.is_empty() {
+                continue;
+            }
+            let again = self.layouts.get_mut(&block.page).is_some_and(|layout| {
+                layout.read_again(block, &keys, &self.pages, &self.pages_by_key)
+            });
+            if !again {
                 block_pages.insert(block.page.clone());
             }
         }
@@ -283,12 +301,16 @@ impl Graph {
             .retain(|block| !block_pages.contains(&block.page));
         for path in &block_pages {
             self.sources.remove(path);
+            self.layouts.remove(path);
             let Some(page) = self.pages.iter().find(|page| &page.path == path) else {
                 continue;
             };
-            if let Some((block, read, _)) = read_block_page(page, &self.pages, &self.pages_by_key) {
-                self.sources.insert(block.page.clone(), read);
-                self.blocks.push(block);
+            if let Some(reading) = read_block_page(page, &self.pages, &self.pages_by_key) {
+                self.sources
+                    .insert(reading.block.page.clone(), reading.read);
+                self.layouts
+                    .insert(reading.block.page.clone(), reading.layout);
+                self.blocks.push(reading.block);
             }
         }
         self.blocks.sort_by(|left, right| left.id.cmp(&right.id));
@@ -427,11 +449,96 @@ fn most_common_class(examples: &[Example]) -> Option<String> {
 /// and dropped.
 /// A block page read: the block with its examples, the keys of the pages looked up, and the
 /// warnings of its examples; `None` when the page is not a block page.
+/// A block read from its page.
+struct BlockReading {
+    block: Block,
+    /// The keys of the pages the reading looked up: itself, and every embedded page.
+    read: HashSet<String>,
+    layout: Layout,
+    warnings: Vec<Warning>,
+}
+
+/// How a block's examples were read: where each of the block page's own embeds put its
+/// examples, so that a change of one embedded page is read again alone.
+#[derive(Debug, Clone)]
+struct Layout {
+    /// The key of the block page.
+    key: String,
+    /// The block page gives the item class; else it is the examples' most common one.
+    declared_class: bool,
+    spans: Vec<examples::EmbedSpan>,
+}
+
+impl Layout {
+    /// Read again the embeds of the pages of `keys` (changed, added or gone) into `block`'s
+    /// examples, as reading the whole block would; false, with `block` unchanged, when the
+    /// block must be read whole: a key it read that is not one of its own embeds, or an
+    /// embedded page that embeds others (before or now).
+    fn read_again(
+        &mut self,
+        block: &mut Block,
+        keys: &[&String],
+        pages: &[Page],
+        pages_by_key: &HashMap<String, usize>,
+    ) -> bool {
+        let find_page = |name: &str| {
+            pages_by_key
+                .get(&page_key(name))
+                .map(|&index| &pages[index])
+        };
+        let mut again: Vec<(usize, Vec<Example>)> = Vec::new();
+        for key in keys {
+            let mut found = false;
+            for (index, span) in self.spans.iter().enumerate() {
+                if &span.key != *key {
+                    continue;
+                }
+                found = true;
+                if span.nested {
+                    return false;
+                }
+                let examples = match find_page(key) {
+                    Some(page) => match ExampleReader::read_embedded_alone(
+                        &find_page,
+                        &self.key,
+                        page,
+                        &span.venture,
+                    ) {
+                        Some(examples) => examples,
+                        None => return false,
+                    },
+                    None => Vec::new(),
+                };
+                again.push((index, examples));
+            }
+            if !found {
+                return false;
+            }
+        }
+        again.sort_by_key(|(index, _)| *index);
+        let mut again = again.into_iter().peekable();
+        let mut shift: isize = 0;
+        for (index, span) in self.spans.iter_mut().enumerate() {
+            span.start = span.start.saturating_add_signed(shift);
+            if let Some((_, examples)) = again.next_if(|(at, _)| *at == index) {
+                let old = span.start..span.start + span.len;
+                shift += examples.len() as isize - span.len as isize;
+                span.len = examples.len();
+                block.examples.splice(old, examples);
+            }
+        }
+        if !self.declared_class {
+            block.item_class = most_common_class(&block.examples);
+        }
+        true
+    }
+}
+
 fn read_block_page(
     page: &Page,
     pages: &[Page],
     pages_by_key: &HashMap<String, usize>,
-) -> Option<(Block, HashSet<String>, Vec<Warning>)> {
+) -> Option<BlockReading> {
     let sections = page.sections();
     if !metamodel::is_block_page(&sections) {
         return None;
@@ -451,6 +558,11 @@ fn read_block_page(
     {
         reader.read_entries(page, &section.entries, section.qualifier.clone());
     }
+    let layout = Layout {
+        key: page_key(&page.name),
+        declared_class: block.item_class.is_some(),
+        spans: reader.take_spans(),
+    };
     let (examples, canvases, example_warnings) = reader.finish();
     block.examples = examples;
     block.canvases = canvases;
@@ -466,7 +578,12 @@ fn read_block_page(
             message: warning.message,
         })
         .collect();
-    Some((block, read.into_inner(), warnings))
+    Some(BlockReading {
+        block,
+        read: read.into_inner(),
+        layout,
+        warnings,
+    })
 }
 
 fn resolve_relations(blocks: &mut [Block], warnings: &mut Vec<Warning>) {
@@ -624,6 +741,7 @@ mod tests {
         ];
         let mut graph = Graph::from_pages(PathBuf::from("graph"), pages.clone(), Vec::new());
         let renamed = other.replace("Beta Other Idea", "Beta Renamed");
+        let twice = format!("{thing}  - ### Gamma\n    {{{{embed [[thing/examples/Acme]]}}}}\n");
         let edits: Vec<(&str, Option<&str>)> = vec![
             // A canvas that was empty gets its page.
             (
@@ -646,6 +764,38 @@ mod tests {
                 "pages/copy/thing___examples___Acme.md",
                 Some("- #idea [[Acme Copy]]\n  - Four.\n"),
             ),
+            // The block page embeds one page twice, under two ventures.
+            ("pages/thing.md", Some(&twice)),
+            (
+                "pages/copy/thing___examples___Acme.md",
+                Some("- #idea [[Acme Copy]]\n  - Four.\n- #idea [[Acme More]]\n  - Five.\n"),
+            ),
+            // The examples' most common class (the block declares none) changes with one page.
+            (
+                "pages/thing___examples___Beta.md",
+                Some(
+                    "- #tool [[T1]]\n  - x y z.\n- #tool [[T2]]\n  - x y z.\n- #tool [[T3]]\n  - x y z.\n- #tool [[T4]]\n  - x y z.\n- #tool [[T5]]\n  - x y z.\n",
+                ),
+            ),
+            (
+                "pages/thing___examples___Beta.md",
+                Some("- #idea [[B1]]\n  - One.\n"),
+            ),
+            // An embedded page embeds another page, then loops back to the block, then not.
+            (
+                "pages/thing___examples___Beta.md",
+                Some("- #idea [[B1]]\n  - One.\n- {{embed [[misc]]}}\n"),
+            ),
+            ("pages/misc.md", Some("- #idea [[Noted]]\n  - In misc.\n")),
+            (
+                "pages/thing___examples___Beta.md",
+                Some("- {{embed [[thing]]}}\n"),
+            ),
+            (
+                "pages/thing___examples___Beta.md",
+                Some("- #idea [[B2]]\n  - Two.\n"),
+            ),
+            ("pages/copy/thing___examples___Acme.md", None),
         ];
         for (path, text) in edits {
             let edited = text.map(|text| page(path, text));
@@ -670,6 +820,71 @@ mod tests {
             );
         }
         assert_eq!(graph.blocks.len(), 3);
+    }
+
+    #[test]
+    fn an_embedded_page_alone_is_read_again_alone() {
+        let thing = "- ## Definition\n  - A thing.\n- ## innCoPilot\n  - Why?\n- ## Examples\n  - ### Acme\n    {{embed [[thing/examples/Acme]]}}\n  - ### Beta\n    {{embed [[thing/examples/Beta]]}}\n";
+        let pages = vec![
+            page("pages/thing.md", thing),
+            page(
+                "pages/thing___examples___Beta.md",
+                "- {{embed [[notes]]}}\n",
+            ),
+            page("pages/notes.md", "- x\n"),
+        ];
+        let mut graph = Graph::from_pages(PathBuf::from("graph"), pages, Vec::new());
+        let spans = |graph: &Graph| {
+            graph.layouts["pages/thing.md"]
+                .spans
+                .iter()
+                .map(|span| (span.key.clone(), span.start, span.len, span.nested))
+                .collect::<Vec<_>>()
+        };
+        // Nothing is kept for a graph never updated.
+        assert!(graph.layouts.is_empty());
+        let acme_page = |text: &str| {
+            let acme = page("pages/thing___examples___Acme.md", text);
+            vec![(acme.path.clone(), Some(acme))]
+        };
+        // The first update reads the block whole and keeps where each embed's examples went.
+        graph.update_pages(acme_page("- #idea [[One]]\n  - First.\n"));
+        let acme = ("thing/examples/acme".to_string(), 0, 1, false);
+        assert_eq!(
+            spans(&graph),
+            vec![acme, ("thing/examples/beta".into(), 1, 1, true)]
+        );
+        // Acme's page is read again alone, and the spans after it move.
+        graph.update_pages(acme_page(
+            "- #idea [[One]]\n  - First.\n- #idea [[Two]]\n  - Second.\n",
+        ));
+        assert_eq!(
+            spans(&graph)[0],
+            ("thing/examples/acme".into(), 0, 2, false)
+        );
+        assert_eq!(spans(&graph)[1].1, 2);
+        // A page read through Beta's nested embed changes: the block is read whole.
+        graph.update_pages(vec![(
+            "pages/notes.md".into(),
+            Some(page("pages/notes.md", "- #idea [[Three]]\n  - Third.\n")),
+        )]);
+        let names: Vec<&str> = graph.blocks[0]
+            .examples
+            .iter()
+            .map(|example| example.name.as_str())
+            .collect();
+        assert_eq!(names, ["One", "Two", "Three"]);
+        assert_eq!(spans(&graph)[1], ("thing/examples/beta".into(), 2, 1, true));
+        // Acme alone is read again alone; Beta, with its nested embed, is not.
+        let mut layout = graph.layouts["pages/thing.md"].clone();
+        let mut block = graph.blocks[0].clone();
+        let (acme, beta) = (
+            "thing/examples/acme".to_string(),
+            "thing/examples/beta".to_string(),
+        );
+        assert!(layout.read_again(&mut block, &[&acme], &graph.pages, &graph.pages_by_key));
+        assert_eq!(format!("{block:?}"), format!("{:?}", graph.blocks[0]));
+        assert!(!layout.read_again(&mut block, &[&beta], &graph.pages, &graph.pages_by_key));
     }
 
     #[test]

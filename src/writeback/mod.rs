@@ -14,8 +14,9 @@ pub mod lock;
 pub mod place;
 pub mod text;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -82,6 +83,10 @@ pub struct Workspace {
     read: BTreeMap<String, Option<String>>,
     /// The text each page changed since the last [`savepoint`](Self::savepoint) had then.
     staged: BTreeMap<String, Option<String>>,
+    /// The Examples section of each block page written to, with the text it was read from: a
+    /// block page with a canvas per venture has thousands of segments, and every draft written
+    /// to it needs them.
+    sections: HashMap<String, (String, Arc<place::ExamplesSection>)>,
 }
 
 /// One page's change: before and after (`None`: absent).
@@ -98,7 +103,26 @@ impl Workspace {
             graph: Graph::load(root)?,
             read: BTreeMap::new(),
             staged: BTreeMap::new(),
+            sections: HashMap::new(),
         })
+    }
+
+    /// The Examples section of the page of the block with id `block`, which drafts go into
+    /// ([`place::writable_page`]); read again only when the page changed since it was last
+    /// read here.
+    fn writable_section(&mut self, block: &str) -> Result<Arc<place::ExamplesSection>, Error> {
+        let block = self.graph.find_block(block)?;
+        let text = page_at(&self.graph, &block.page).map(|page| &page.text);
+        if let (Some((read_from, section)), Some(text)) = (self.sections.get(&block.page), text)
+            && read_from == text
+        {
+            return Ok(section.clone());
+        }
+        let (page, section) = place::writable_page(&self.graph, block)?;
+        let section = Arc::new(section);
+        self.sections
+            .insert(page.path.clone(), (page.text.clone(), section.clone()));
+        Ok(section)
     }
 
     /// The graph's folder.
@@ -321,6 +345,9 @@ pub fn write_drafts(
         // Nothing to write: earlier drafts stay rather than being replaced by nothing.
         return Ok(touched);
     }
+    // The page is checked before anything changes, so a draft that cannot be placed leaves the
+    // earlier ones in place.
+    workspace.writable_section(set.block_id)?;
     // What the pair needs of the block as it is now, taken before the pages change: the block
     // is borrowed, not copied (a copy held every venture's examples, hundreds per pair).
     let block = workspace.graph.find_block(set.block_id)?;
@@ -337,9 +364,7 @@ pub fn write_drafts(
                 .collect()
         }
     };
-    // The page is checked before anything changes, so a draft that cannot be placed leaves the
-    // earlier ones in place.
-    let (block_page, _) = place::writable_page(&workspace.graph, block)?;
+    let block_page = page_of(&workspace.graph, block)?;
     let brief_page = set.brief.and_then(|brief| {
         place::brief_page(
             &workspace.graph,
@@ -367,8 +392,10 @@ pub fn write_drafts(
         touched.extend(edits.iter().map(|edit| edit.path.clone()));
         workspace.apply(edits);
     }
+    let section = workspace.writable_section(set.block_id)?;
     let block = workspace.graph.find_block(set.block_id)?;
-    let edits = place::add(&workspace.graph, block, &addition)?;
+    let block_page = page_of(&workspace.graph, block)?;
+    let edits = place::add(&workspace.graph, block, block_page, &section, &addition)?;
     let first_page = edits
         .first()
         .map(|edit| edit.path.clone())
@@ -397,6 +424,13 @@ pub fn write_drafts(
     touched.sort();
     touched.dedup();
     Ok(touched)
+}
+
+/// The page of `block`.
+fn page_of<'g>(graph: &'g Graph, block: &graph::Block) -> Result<&'g Page, Error> {
+    page_at(graph, &block.page).ok_or_else(|| Error::NoExamplesSection {
+        page: block.page.clone(),
+    })
 }
 
 /// Which drafts a command means; every given part must match.

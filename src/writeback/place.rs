@@ -248,9 +248,15 @@ pub fn writable_page<'g>(
     Ok((page, section))
 }
 
-/// The page texts that add `addition`'s items to `block` for its venture.
-pub fn add(graph: &Graph, block: &Block, addition: &Addition<'_>) -> Result<Vec<PageText>, Error> {
-    let (page, section) = writable_page(graph, block)?;
+/// The page texts that add `addition`'s items to `block` for its venture, on `block`'s page
+/// `page` with its Examples section `section` (from [`writable_page`]).
+pub fn add(
+    graph: &Graph,
+    block: &Block,
+    page: &Page,
+    section: &ExamplesSection,
+    addition: &Addition<'_>,
+) -> Result<Vec<PageText>, Error> {
     let key = page_key(addition.venture);
 
     if let Some(segment) = section
@@ -273,7 +279,7 @@ pub fn add(graph: &Graph, block: &Block, addition: &Addition<'_>) -> Result<Vec<
                 without_trailing_blanks(&page.outline, segment.start + 1..segment.end)
                     .end
                     .max(segment.start + 1),
-                section_style(page, block, &section),
+                section_style(page, block, section),
             ),
         };
         let text = splice(&page.text, &page.outline, at..at, &addition.lines(&style));
@@ -301,7 +307,7 @@ pub fn add(graph: &Graph, block: &Block, addition: &Addition<'_>) -> Result<Vec<
         return Ok(vec![example_page, block_page]);
     }
 
-    let style = section_style(page, block, &section);
+    let style = section_style(page, block, section);
     let level = section
         .segments
         .iter()
