@@ -83,10 +83,10 @@ pub struct Workspace {
     read: BTreeMap<String, Option<String>>,
     /// The text each page changed since the last [`savepoint`](Self::savepoint) had then.
     staged: BTreeMap<String, Option<String>>,
-    /// The Examples section of each block page written to, with the text it was read from: a
+    /// The Examples section of each block page written to, by path, until the page changes: a
     /// block page with a canvas per venture has thousands of segments, and every draft written
     /// to it needs them.
-    sections: HashMap<String, (String, Arc<place::ExamplesSection>)>,
+    sections: HashMap<String, Arc<place::ExamplesSection>>,
 }
 
 /// One page's change: before and after (`None`: absent).
@@ -109,19 +109,15 @@ impl Workspace {
 
     /// The Examples section of the page of the block with id `block`, which drafts go into
     /// ([`place::writable_page`]); read again only when the page changed since it was last
-    /// read here.
+    /// read here (every change goes through [`apply`](Self::apply), which forgets it).
     fn writable_section(&mut self, block: &str) -> Result<Arc<place::ExamplesSection>, Error> {
         let block = self.graph.find_block(block)?;
-        let text = page_at(&self.graph, &block.page).map(|page| &page.text);
-        if let (Some((read_from, section)), Some(text)) = (self.sections.get(&block.page), text)
-            && read_from == text
-        {
+        if let Some(section) = self.sections.get(&block.page) {
             return Ok(section.clone());
         }
         let (page, section) = place::writable_page(&self.graph, block)?;
         let section = Arc::new(section);
-        self.sections
-            .insert(page.path.clone(), (page.text.clone(), section.clone()));
+        self.sections.insert(page.path.clone(), section.clone());
         Ok(section)
     }
 
@@ -138,6 +134,7 @@ impl Workspace {
         let root = self.graph.root.clone();
         let mut changed = Vec::with_capacity(edits.len());
         for edit in edits {
+            self.sections.remove(&edit.path);
             let before = page_at(&self.graph, &edit.path).map(|page| page.text.clone());
             self.read
                 .entry(edit.path.clone())
@@ -240,6 +237,9 @@ impl Workspace {
             .map(|path| (path.clone(), None))
             .collect();
         if !forget.is_empty() {
+            for (path, _) in &forget {
+                self.sections.remove(path);
+            }
             self.graph.update_pages(forget);
         }
     }
