@@ -73,8 +73,8 @@ pub struct Finding {
 #[derive(Debug, Clone, Default)]
 pub struct JunkContext {
     pub venture: String,
-    /// Every venture of the graph.
-    pub ventures: Vec<String>,
+    /// Every venture of the graph (one list, shared by every pair).
+    pub ventures: std::sync::Arc<[String]>,
     /// Every item name in the graph (the venture's replaced drafts of this block aside).
     pub known_items: Vec<String>,
     /// The item names the prompt shows (examples, the venture's existing and related items).
@@ -815,7 +815,7 @@ mod tests {
     fn context() -> JunkContext {
         JunkContext {
             venture: "Solar Bikes".into(),
-            ventures: vec!["Space X".into(), "Exotic Pet Rental".into()],
+            ventures: ["Space X".to_string(), "Exotic Pet Rental".to_string()].into(),
             known_items: vec!["VIP Membership Program".into()],
             shown: vec!["Government Space Agencies".into()],
             labels: prompt_labels([
@@ -1340,7 +1340,12 @@ mod tests {
                 let rendered = prompt::render(&library, &graph, block, &venture, 1, options)?;
                 let mut context = rendered.junk_context(&graph, block, false);
                 let key = name_words_key(venture_name);
-                context.ventures.retain(|name| name_words_key(name) != key);
+                context.ventures = context
+                    .ventures
+                    .iter()
+                    .filter(|name| name_words_key(name) != key)
+                    .cloned()
+                    .collect();
                 context.known_items = graph
                     .blocks
                     .iter()

@@ -13,6 +13,7 @@ pub mod page;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -135,6 +136,8 @@ pub struct Graph {
     /// [`Graph::ventures`], worked out on first use (every page and example is walked) and
     /// again after [`Graph::update_pages`].
     ventures: std::sync::OnceLock<Vec<Venture>>,
+    /// The names of [`Graph::ventures`], shared: every pair's junk rules need all of them.
+    venture_names: std::sync::OnceLock<Arc<[String]>>,
 }
 
 impl Graph {
@@ -225,6 +228,7 @@ impl Graph {
             sources,
             layouts: HashMap::new(),
             ventures: std::sync::OnceLock::new(),
+            venture_names: std::sync::OnceLock::new(),
         }
     }
 
@@ -237,6 +241,7 @@ impl Graph {
     /// [`from_pages`]: Graph::from_pages
     pub fn update_pages(&mut self, edits: Vec<(String, Option<Page>)>) {
         self.ventures = std::sync::OnceLock::new();
+        self.venture_names = std::sync::OnceLock::new();
         let mut touched: HashSet<String> = HashSet::new();
         let mut block_pages: HashSet<String> = HashSet::new();
         // The key index is built again only when pages go or change their name: a page
@@ -328,6 +333,18 @@ impl Graph {
     /// case-insensitively) and every venture page; sorted by name.
     pub fn ventures(&self) -> &[Venture] {
         self.ventures.get_or_init(|| self.read_ventures())
+    }
+
+    /// The names of [`ventures`](Self::ventures), in order, as one list every caller shares.
+    pub fn shared_venture_names(&self) -> Arc<[String]> {
+        self.venture_names
+            .get_or_init(|| {
+                self.ventures()
+                    .iter()
+                    .map(|venture| venture.name.clone())
+                    .collect()
+            })
+            .clone()
     }
 
     fn read_ventures(&self) -> Vec<Venture> {

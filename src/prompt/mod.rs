@@ -151,11 +151,7 @@ impl Prompt {
         keyword_strings(&self.schema, "enum", &mut block_names);
         JunkContext {
             venture,
-            ventures: graph
-                .ventures()
-                .iter()
-                .map(|venture| venture.name.clone())
-                .collect(),
+            ventures: graph.shared_venture_names(),
             known_items,
             shown,
             labels: prompt_labels(self.messages.iter().map(|message| message.content.as_str())),

@@ -126,13 +126,15 @@ pub async fn draft_pair(
     // Names the embedded model takes back as soon as it writes them (`llm::guard`): the
     // venture's items, every venture of the graph, every name the prompt shows, and the block's
     // own names. A remote model is only checked afterwards.
-    let avoid: Vec<String> = existing
+    // Borrowed: each request takes its own copy, and a graph of thousands of ventures made
+    // this list thousands of names long for every pair out.
+    let avoid: Vec<&str> = existing
         .iter()
-        .map(|name| name.to_string())
-        .chain(std::iter::once(junk_context.venture.clone()))
-        .chain(junk_context.ventures.iter().cloned())
-        .chain(junk_context.shown.iter().cloned())
-        .chain(junk_context.block_names.iter().cloned())
+        .copied()
+        .chain(std::iter::once(junk_context.venture.as_str()))
+        .chain(junk_context.ventures.iter().map(String::as_str))
+        .chain(junk_context.shown.iter().map(String::as_str))
+        .chain(junk_context.block_names.iter().map(String::as_str))
         .collect();
     // The item validator and the block's part of the junk rules are the engine's, made for the
     // block's first pair. A schema that cannot be compiled stops the pair before anything is
@@ -203,7 +205,7 @@ pub async fn draft_pair(
             params,
             avoid_names: avoid
                 .iter()
-                .cloned()
+                .map(|name| name.to_string())
                 .chain(kept.iter().map(|item| item.name.clone()))
                 .collect(),
             check: text_check.clone(),
