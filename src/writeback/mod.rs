@@ -14,7 +14,7 @@ pub mod lock;
 pub mod place;
 pub mod text;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -83,10 +83,11 @@ pub struct Workspace {
     read: BTreeMap<String, Option<String>>,
     /// The text each page changed since the last [`savepoint`](Self::savepoint) had then.
     staged: BTreeMap<String, Option<String>>,
-    /// The Examples section of each block page written to, by path, until the page changes: a
-    /// block page with a canvas per venture has thousands of segments, and every draft written
-    /// to it needs them.
-    sections: HashMap<String, Arc<place::ExamplesSection>>,
+    /// The Examples section of the block page written to last, by path, until the page
+    /// changes: a block page with a canvas per venture has thousands of segments, and every
+    /// draft written to it needs them. One page only: a run writes block after block, and a
+    /// section per block page kept to the end grew with the graph.
+    section: Option<(String, Arc<place::ExamplesSection>)>,
 }
 
 /// One page's change: before and after (`None`: absent).
@@ -103,7 +104,7 @@ impl Workspace {
             graph: Graph::load(root)?,
             read: BTreeMap::new(),
             staged: BTreeMap::new(),
-            sections: HashMap::new(),
+            section: None,
         })
     }
 
@@ -112,13 +113,22 @@ impl Workspace {
     /// read here (every change goes through [`apply`](Self::apply), which forgets it).
     fn writable_section(&mut self, block: &str) -> Result<Arc<place::ExamplesSection>, Error> {
         let block = self.graph.find_block(block)?;
-        if let Some(section) = self.sections.get(&block.page) {
+        if let Some((path, section)) = &self.section
+            && *path == block.page
+        {
             return Ok(section.clone());
         }
         let (page, section) = place::writable_page(&self.graph, block)?;
         let section = Arc::new(section);
-        self.sections.insert(page.path.clone(), section.clone());
+        self.section = Some((page.path.clone(), section.clone()));
         Ok(section)
+    }
+
+    /// Forget the kept Examples section if it is the one of the page at `path`.
+    fn forget_section(&mut self, path: &str) {
+        if self.section.as_ref().is_some_and(|(kept, _)| kept == path) {
+            self.section = None;
+        }
     }
 
     /// The graph's folder.
@@ -134,7 +144,7 @@ impl Workspace {
         let root = self.graph.root.clone();
         let mut changed = Vec::with_capacity(edits.len());
         for edit in edits {
-            self.sections.remove(&edit.path);
+            self.forget_section(&edit.path);
             let before = page_at(&self.graph, &edit.path).map(|page| page.text.clone());
             self.read
                 .entry(edit.path.clone())
@@ -238,7 +248,7 @@ impl Workspace {
             .collect();
         if !forget.is_empty() {
             for (path, _) in &forget {
-                self.sections.remove(path);
+                self.forget_section(path);
             }
             self.graph.update_pages(forget);
         }
