@@ -461,11 +461,6 @@ fn most_common_class(examples: &[Example]) -> Option<String> {
         .map(|(class, _)| class.to_string())
 }
 
-/// Turn `relations::` page names into block ids: the exact page name or id first (compared as
-/// Logseq does, ignoring case), then [`loose_key`]; an unknown or ambiguous name is warned about
-/// and dropped.
-/// A block page read: the block with its examples, the keys of the pages looked up, and the
-/// warnings of its examples; `None` when the page is not a block page.
 /// A block read from its page.
 struct BlockReading {
     block: Block,
@@ -514,7 +509,7 @@ impl Layout {
                 if span.nested {
                     return false;
                 }
-                let examples = match find_page(key) {
+                let examples = match pages_by_key.get(key.as_str()).map(|&index| &pages[index]) {
                     Some(page) => match ExampleReader::read_embedded_alone(
                         &find_page,
                         &self.key,
@@ -551,6 +546,9 @@ impl Layout {
     }
 }
 
+/// A block page read: the block with its examples, the keys of the pages looked up, where
+/// each of its own embeds put its examples, and the warnings of its examples; `None` when the
+/// page is not a block page.
 fn read_block_page(
     page: &Page,
     pages: &[Page],
@@ -603,6 +601,9 @@ fn read_block_page(
     })
 }
 
+/// Turn `relations::` page names into block ids: the exact page name or id first (compared as
+/// Logseq does, ignoring case), then [`loose_key`]; an unknown or ambiguous name is warned about
+/// and dropped.
 fn resolve_relations(blocks: &mut [Block], warnings: &mut Vec<Warning>) {
     let mut id_by_key: HashMap<String, String> = HashMap::new();
     let mut ids_by_loose_key: HashMap<String, Vec<String>> = HashMap::new();
