@@ -69,8 +69,10 @@ pub struct EmbedSpan {
 pub struct ExampleReader<'g> {
     find_page: &'g dyn Fn(&str) -> Option<&'g Page>,
     examples: Vec<Example>,
-    /// The block page's own embeds, in page order.
-    spans: Vec<EmbedSpan>,
+    /// The block page's own embeds, in page order, when asked for ([`keeping_spans`]).
+    ///
+    /// [`keeping_spans`]: Self::keeping_spans
+    spans: Option<Vec<EmbedSpan>>,
     /// Embeds followed so far, at any depth.
     embeds_read: usize,
     /// The ventures with a place for examples (a heading or an embed), items or not.
@@ -104,7 +106,7 @@ impl<'g> ExampleReader<'g> {
         ExampleReader {
             find_page,
             examples: Vec::new(),
-            spans: Vec::new(),
+            spans: None,
             embeds_read: 0,
             canvases: Vec::new(),
             canvas_keys: HashSet::new(),
@@ -118,10 +120,17 @@ impl<'g> ExampleReader<'g> {
         (self.examples, self.canvases, self.warnings)
     }
 
-    /// The block page's own embeds and the examples each gave, in page order (taken: call
-    /// before [`finish`](Self::finish)).
-    pub fn take_spans(&mut self) -> Vec<EmbedSpan> {
-        std::mem::take(&mut self.spans)
+    /// Also note where each of the block page's own embeds puts its examples (see
+    /// [`take_spans`](Self::take_spans)); only a graph that is updated needs them.
+    pub fn keeping_spans(mut self) -> Self {
+        self.spans = Some(Vec::new());
+        self
+    }
+
+    /// The block page's own embeds and the examples each gave, in page order, if kept (taken:
+    /// call before [`finish`](Self::finish)).
+    pub fn take_spans(&mut self) -> Option<Vec<EmbedSpan>> {
+        self.spans.take()
     }
 
     /// The examples `page` gives as the embed of `venture` on the block page `block_key`, read
@@ -272,7 +281,7 @@ impl<'g> ExampleReader<'g> {
     fn read_embed(&mut self, page: &Page, line: usize, target: &str, venture: String) {
         let key = page_key(target);
         // Only the block page is being read: this embed is one of its own.
-        let own = self.visiting.len() == 1;
+        let own = self.spans.is_some() && self.visiting.len() == 1;
         let (start, embeds_before) = (self.examples.len(), self.embeds_read);
         self.embeds_read += 1;
         let span = own.then(|| EmbedSpan {
@@ -302,17 +311,21 @@ impl<'g> ExampleReader<'g> {
                     message: format!("embedded page [[{target}]] is not in the graph"),
                 });
             }
-            self.spans.extend(span);
+            if let (Some(spans), Some(span)) = (&mut self.spans, span) {
+                spans.push(span);
+            }
             return;
         };
         let entries = page_entries(embedded);
         self.read_entries_of(embedded, &entries, Some(venture), true);
         self.visiting.remove(&key);
-        self.spans.extend(span.map(|span| EmbedSpan {
-            len: self.examples.len() - start,
-            nested: self.embeds_read > embeds_before + 1,
-            ..span
-        }));
+        if let (Some(spans), Some(span)) = (&mut self.spans, span) {
+            spans.push(EmbedSpan {
+                len: self.examples.len() - start,
+                nested: self.embeds_read > embeds_before + 1,
+                ..span
+            });
+        }
     }
 
     fn push(

@@ -211,7 +211,7 @@ impl Graph {
         let mut blocks = Vec::new();
         let mut sources = HashMap::new();
         for page in &pages {
-            if let Some(reading) = read_block_page(page, &pages, &pages_by_key) {
+            if let Some(reading) = read_block_page(page, &pages, &pages_by_key, false) {
                 warnings.extend(reading.warnings);
                 sources.insert(reading.block.page.clone(), reading.read);
                 blocks.push(reading.block);
@@ -310,11 +310,12 @@ impl Graph {
             let Some(page) = self.pages.iter().find(|page| &page.path == path) else {
                 continue;
             };
-            if let Some(reading) = read_block_page(page, &self.pages, &self.pages_by_key) {
+            if let Some(reading) = read_block_page(page, &self.pages, &self.pages_by_key, true) {
                 self.sources
                     .insert(reading.block.page.clone(), reading.read);
-                self.layouts
-                    .insert(reading.block.page.clone(), reading.layout);
+                if let Some(layout) = reading.layout {
+                    self.layouts.insert(reading.block.page.clone(), layout);
+                }
                 self.blocks.push(reading.block);
             }
         }
@@ -466,7 +467,8 @@ struct BlockReading {
     block: Block,
     /// The keys of the pages the reading looked up: itself, and every embedded page.
     read: HashSet<String>,
-    layout: Layout,
+    /// Kept when asked for.
+    layout: Option<Layout>,
     warnings: Vec<Warning>,
 }
 
@@ -546,13 +548,14 @@ impl Layout {
     }
 }
 
-/// A block page read: the block with its examples, the keys of the pages looked up, where
-/// each of its own embeds put its examples, and the warnings of its examples; `None` when the
-/// page is not a block page.
+/// A block page read: the block with its examples, the keys of the pages looked up, with
+/// `keep_layout` where each of its own embeds put its examples, and the warnings of its
+/// examples; `None` when the page is not a block page.
 fn read_block_page(
     page: &Page,
     pages: &[Page],
     pages_by_key: &HashMap<String, usize>,
+    keep_layout: bool,
 ) -> Option<BlockReading> {
     let sections = page.sections();
     if !metamodel::is_block_page(&sections) {
@@ -566,18 +569,21 @@ fn read_block_page(
         found
     };
     let mut block = metamodel::read_block(page, &sections);
-    let mut reader = ExampleReader::new(&find_page);
+    let mut reader = match keep_layout {
+        true => ExampleReader::new(&find_page).keeping_spans(),
+        false => ExampleReader::new(&find_page),
+    };
     for section in sections
         .iter()
         .filter(|section| section.kind == SectionKind::Examples)
     {
         reader.read_entries(page, &section.entries, section.qualifier.clone());
     }
-    let layout = Layout {
+    let layout = reader.take_spans().map(|spans| Layout {
         key: page_key(&page.name),
         declared_class: block.item_class.is_some(),
-        spans: reader.take_spans(),
-    };
+        spans,
+    });
     let (examples, canvases, example_warnings) = reader.finish();
     block.examples = examples;
     block.canvases = canvases;

@@ -374,7 +374,7 @@ pub fn write_drafts(
                 .collect()
         }
     };
-    let block_page = page_of(&workspace.graph, block)?;
+    let block_page = place::block_page(&workspace.graph, block)?;
     let brief_page = set.brief.and_then(|brief| {
         place::brief_page(
             &workspace.graph,
@@ -404,8 +404,7 @@ pub fn write_drafts(
     }
     let section = workspace.writable_section(set.block_id)?;
     let block = workspace.graph.find_block(set.block_id)?;
-    let block_page = page_of(&workspace.graph, block)?;
-    let edits = place::add(&workspace.graph, block, block_page, &section, &addition)?;
+    let edits = place::add(&workspace.graph, block, &section, &addition)?;
     let first_page = edits
         .first()
         .map(|edit| edit.path.clone())
@@ -434,13 +433,6 @@ pub fn write_drafts(
     touched.sort();
     touched.dedup();
     Ok(touched)
-}
-
-/// The page of `block`.
-fn page_of<'g>(graph: &'g Graph, block: &graph::Block) -> Result<&'g Page, Error> {
-    page_at(graph, &block.page).ok_or_else(|| Error::NoExamplesSection {
-        page: block.page.clone(),
-    })
 }
 
 /// Which drafts a command means; every given part must match.

@@ -228,15 +228,20 @@ impl Addition<'_> {
     }
 }
 
+/// The page of `block`; its absence is an error naming the page.
+pub fn block_page<'g>(graph: &'g Graph, block: &Block) -> Result<&'g Page, Error> {
+    page_at(graph, &block.page).ok_or_else(|| Error::NoExamplesSection {
+        page: block.page.clone(),
+    })
+}
+
 /// The block page drafts of `block` can be written into, and its Examples section; an export
 /// page or a page without the section is an error naming the page.
 pub fn writable_page<'g>(
     graph: &'g Graph,
     block: &Block,
 ) -> Result<(&'g Page, ExamplesSection), Error> {
-    let page = page_at(graph, &block.page).ok_or_else(|| Error::NoExamplesSection {
-        page: block.page.clone(),
-    })?;
+    let page = block_page(graph, block)?;
     if page.is_export() {
         return Err(Error::ExportPage {
             page: page.path.clone(),
@@ -248,15 +253,15 @@ pub fn writable_page<'g>(
     Ok((page, section))
 }
 
-/// The page texts that add `addition`'s items to `block` for its venture, on `block`'s page
-/// `page` with its Examples section `section` (from [`writable_page`]).
+/// The page texts that add `addition`'s items to `block` for its venture, given the Examples
+/// section of `block`'s page as it is (from [`writable_page`]).
 pub fn add(
     graph: &Graph,
     block: &Block,
-    page: &Page,
     section: &ExamplesSection,
     addition: &Addition<'_>,
 ) -> Result<Vec<PageText>, Error> {
+    let page = block_page(graph, block)?;
     let key = page_key(addition.venture);
 
     if let Some(segment) = section
