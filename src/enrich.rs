@@ -148,15 +148,18 @@ pub async fn run(
     let args = JournalArgs::new(&engine, &request.selection).key();
     let mut run_id = None;
     let mut skip = BTreeSet::new();
-    let resumable = match (writer.journal(), &request.resume) {
-        (Some(_), Some(id)) => Some(id.clone()),
-        (Some(journal), None) => journal.resumable("enrich", &args)?,
-        (None, _) => None,
+    let resumable = match (&request.resume, writer.journal()) {
+        _ if request.dry_run => None,
+        (Some(id), _) => Some(id.clone()),
+        (None, Some(journal)) => journal.resumable("enrich", &args)?,
+        (None, None) => None,
     };
-    if let (Some(journal), Some(id)) = (writer.journal(), resumable) {
-        for ((venture, block), state) in journal.pair_states(&id)? {
-            if state == "done" || (state == "failed" && !request.retry_failed) {
-                skip.insert((venture, block));
+    if let Some(id) = resumable {
+        if let Some(journal) = writer.journal() {
+            for ((venture, block), state) in journal.pair_states(&id)? {
+                if state == "done" || (state == "failed" && !request.retry_failed) {
+                    skip.insert((venture, block));
+                }
             }
         }
         tracing::info!("resuming run {id}: {} pair(s) finished already", skip.len());
@@ -338,13 +341,13 @@ pub async fn batch_submit(engine: &Engine, plan: &Plan) -> Result<(String, usize
         .map_err(crate::llm::ModelError::from)?;
     let journal = crate::run::Journal::open(&engine.graph.root)?;
     let args = json!({"input_file_id": batch.input_file_id, "requests": lines.len()}).to_string();
-    journal.start_run(
-        &batch.id,
-        "batch",
-        &args,
-        engine.provider.name(),
-        engine.provider.model(),
-    )?;
+    let start = crate::run::journal::RunStart {
+        command: "batch".into(),
+        args,
+        provider: engine.provider.name().into(),
+        model: engine.provider.model().into(),
+    };
+    journal.start_run(&batch.id, &start)?;
     journal.finish_run(&batch.id, "submitted")?;
     Ok((batch.id, lines.len()))
 }

@@ -24,6 +24,7 @@ pub fn write_replacing(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// One file of [`write_atomic_all`]: its new bytes, or `None` to remove it.
+#[derive(Clone, Copy)]
 pub struct FileWrite<'a> {
     pub path: &'a Path,
     pub bytes: Option<&'a [u8]>,

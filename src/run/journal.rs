@@ -2,7 +2,7 @@
 //!
 //! A pair is recorded done only after its pages and its JSON draft are on disk, so a run killed
 //! at any moment (`kill -9` included) and started again redoes nothing that finished. SQLite in
-//! WAL mode with full sync: each record is its own transaction, on disk when the call returns.
+//! WAL mode with full sync: each record is one transaction, on disk when the call returns.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -144,6 +144,59 @@ CREATE TABLE IF NOT EXISTS pairs (
 );
 ";
 
+/// What a run is recorded with when it starts.
+#[derive(Debug, Clone)]
+pub struct RunStart {
+    pub command: String,
+    /// The selection it was asked, as a key ([`Journal::resumable`] compares it).
+    pub args: String,
+    pub provider: String,
+    pub model: String,
+}
+
+fn insert_run(db: &Connection, id: &str, start: &RunStart) -> rusqlite::Result<()> {
+    db.execute(
+        "INSERT INTO runs (id, command, args, provider, model, state, started_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6)
+         ON CONFLICT(id) DO UPDATE SET state = 'running', finished_at = NULL,
+           provider = excluded.provider, model = excluded.model",
+        params![
+            id,
+            start.command,
+            start.args,
+            start.provider,
+            start.model,
+            now()
+        ],
+    )
+    .map(|_| ())
+}
+
+fn end_run(db: &Connection, run_id: &str, state: &str) -> rusqlite::Result<()> {
+    db.execute(
+        "UPDATE runs SET state = ?2, finished_at = ?3 WHERE id = ?1",
+        params![run_id, state, now()],
+    )
+    .map(|_| ())
+}
+
+fn insert_planned(
+    db: &Connection,
+    run_id: &str,
+    pairs: &[(String, String)],
+) -> rusqlite::Result<()> {
+    let mut insert = db.prepare(
+        "INSERT INTO pairs (run_id, venture, block, position, state, updated_at)
+         VALUES (?1, ?2, ?3, ?4, 'planned', ?5)
+         ON CONFLICT(run_id, venture, block) DO NOTHING",
+    )?;
+    let at = now();
+    for (position, (venture, block)) in pairs.iter().enumerate() {
+        insert.execute(params![run_id, venture, block, position as i64, at])?;
+    }
+    Ok(())
+}
+
 fn now() -> String {
     chrono::Utc::now().to_rfc3339()
 }
@@ -171,7 +224,10 @@ impl Journal {
                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-256;",
             )
             .map_err(error)?;
-        connection.execute_batch(SCHEMA).map_err(error)?;
+        // One transaction: one wait for the disk where each table took its own.
+        connection
+            .execute_batch(&format!("BEGIN; {SCHEMA} COMMIT;"))
+            .map_err(error)?;
         // Closing does not copy the write-ahead log into the database (the last connection
         // would, with a flush, at the end of every run and command): the log is as durable,
         // and SQLite copies it as it grows past 1,000 pages, on a write.
@@ -249,41 +305,30 @@ impl Journal {
     }
 
     /// Record a new run, or mark a resumed one running again.
-    pub fn start_run(
-        &self,
-        id: &str,
-        command: &str,
-        args: &str,
-        provider: &str,
-        model: &str,
-    ) -> Result<(), Error> {
-        self.with(|db| {
-            db.execute(
-                "INSERT INTO runs (id, command, args, provider, model, state, started_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6)
-                 ON CONFLICT(id) DO UPDATE SET state = 'running', finished_at = NULL,
-                   provider = excluded.provider, model = excluded.model",
-                params![id, command, args, provider, model, now()],
-            )
-            .map(|_| ())
-        })
+    pub fn start_run(&self, id: &str, start: &RunStart) -> Result<(), Error> {
+        self.with(|db| insert_run(db, id, start))
     }
 
     /// Record the planned pairs of a run (pairs already recorded keep their state).
     pub fn plan_pairs(&self, run_id: &str, pairs: &[(String, String)]) -> Result<(), Error> {
         self.with(|db| {
             let transaction = db.unchecked_transaction()?;
-            {
-                let mut insert = transaction.prepare(
-                    "INSERT INTO pairs (run_id, venture, block, position, state, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, 'planned', ?5)
-                     ON CONFLICT(run_id, venture, block) DO NOTHING",
-                )?;
-                let at = now();
-                for (position, (venture, block)) in pairs.iter().enumerate() {
-                    insert.execute(params![run_id, venture, block, position as i64, at])?;
-                }
-            }
+            insert_planned(&transaction, run_id, pairs)?;
+            transaction.commit()
+        })
+    }
+
+    /// [`start_run`](Self::start_run) and [`plan_pairs`](Self::plan_pairs) in one transaction.
+    pub fn start_planned_run(
+        &self,
+        id: &str,
+        start: &RunStart,
+        pairs: &[(String, String)],
+    ) -> Result<(), Error> {
+        self.with(|db| {
+            let transaction = db.unchecked_transaction()?;
+            insert_run(&transaction, id, start)?;
+            insert_planned(&transaction, id, pairs)?;
             transaction.commit()
         })
     }
@@ -300,30 +345,30 @@ impl Journal {
         })
     }
 
-    /// Record that pairs have started (one transaction for all of them).
-    pub fn pairs_running(&self, run_id: &str, pairs: &[(String, String)]) -> Result<(), Error> {
+    /// Record pairs that started (`running`) and how others ended, `done` (their drafts are on
+    /// disk) or `failed`, and how the run ended when it did ([`finish_run`](Self::finish_run)),
+    /// in one transaction: a pair's record is durable when this returns, and never there
+    /// before. A pair in both lists ends as it finished.
+    pub fn pairs_progress(
+        &self,
+        run_id: &str,
+        started: &[(String, String)],
+        finished: &[PairRecord],
+        run_ended: Option<&str>,
+    ) -> Result<(), Error> {
         self.with(|db| {
             let transaction = db.unchecked_transaction()?;
-            {
+            if !started.is_empty() {
                 let mut update = transaction.prepare(
                     "UPDATE pairs SET state = 'running', updated_at = ?4
                      WHERE run_id = ?1 AND venture = ?2 AND block = ?3",
                 )?;
                 let at = now();
-                for (venture, block) in pairs {
+                for (venture, block) in started {
                     update.execute(params![run_id, venture, block, at])?;
                 }
             }
-            transaction.commit()
-        })
-    }
-
-    /// Record how pairs ended, `done` (their drafts are on disk) or `failed`, in one
-    /// transaction: a pair's record is durable when this returns, and never there before.
-    pub fn pairs_finished(&self, run_id: &str, records: &[PairRecord]) -> Result<(), Error> {
-        self.with(|db| {
-            let transaction = db.unchecked_transaction()?;
-            {
+            if !finished.is_empty() {
                 let mut upsert = transaction.prepare(
                     "INSERT INTO pairs (run_id, venture, block, position, state, attempts, items,
                        prompt_tokens, completion_tokens, cost_usd, reason, draft_file, updated_at)
@@ -336,7 +381,7 @@ impl Journal {
                        draft_file = excluded.draft_file, updated_at = excluded.updated_at",
                 )?;
                 let at = now();
-                for record in records {
+                for record in finished {
                     upsert.execute(params![
                         run_id,
                         record.venture,
@@ -353,19 +398,16 @@ impl Journal {
                     ])?;
                 }
             }
+            if let Some(state) = run_ended {
+                end_run(&transaction, run_id, state)?;
+            }
             transaction.commit()
         })
     }
 
     /// Record how a run ended: `finished` or `stopped`.
     pub fn finish_run(&self, run_id: &str, state: &str) -> Result<(), Error> {
-        self.with(|db| {
-            db.execute(
-                "UPDATE runs SET state = ?2, finished_at = ?3 WHERE id = ?1",
-                params![run_id, state, now()],
-            )
-            .map(|_| ())
-        })
+        self.with(|db| end_run(db, run_id, state))
     }
 
     /// Every run, newest first, with its pairs counted.
@@ -474,10 +516,16 @@ mod tests {
         let graph = tempfile::tempdir()?;
         let journal = Journal::open(graph.path())?;
         let pairs = [("A".to_string(), "x".to_string()), ("B".into(), "x".into())];
-        journal.start_run("r1", "enrich", "{}", "openai", "m")?;
-        journal.plan_pairs("r1", &pairs)?;
-        journal.pairs_running("r1", &pairs)?;
-        journal.pairs_finished("r1", &[record("A", "x", "done")])?;
+        let start = RunStart {
+            command: "enrich".into(),
+            args: "{}".into(),
+            provider: "openai".into(),
+            model: "m".into(),
+        };
+        journal.start_planned_run("r1", &start, &pairs)?;
+        journal.pairs_progress("r1", &pairs, &[], None)?;
+        // Started and finished between two records: it ends as it finished.
+        journal.pairs_progress("r1", &pairs[..1], &[record("A", "x", "done")], None)?;
         drop(journal);
         // Closed without copying its log into the database: the log is what is read next.
         assert!(graph.path().join(".inncopilot/journal.sqlite-wal").exists());

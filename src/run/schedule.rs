@@ -14,7 +14,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::job::{self, Answers, PairOutcome, Slot};
-use super::journal::{Journal, PairRecord};
+use super::journal::{Journal, PairRecord, RunStart};
 use super::plan::PlannedPair;
 use super::{
     DraftSpool, Engine, Error, EventKind, Events, Failed, Failure, FailureKind, RunReport, Spooled,
@@ -72,7 +72,11 @@ pub struct Writer {
     spool: Option<DraftSpool>,
     /// The run's record, for the journal with the first batch: the first requests need not
     /// wait for the disk.
-    start: Option<RunStart>,
+    start: Option<Start>,
+    /// How the run ended, for the journal with the batch that is its last (the run's end
+    /// waits for the disk once, not twice); `ended` once recorded.
+    ending: Option<&'static str>,
+    ended: bool,
     /// Time spent writing (the run's own overhead per pair, besides the model's time).
     seconds: f64,
 }
@@ -88,13 +92,9 @@ struct ToWrite {
     spooled: Option<Spooled>,
 }
 
-/// A run as the journal records it when it starts.
-struct RunStart {
-    command: String,
-    args: String,
-    provider: String,
-    model: String,
-    /// In plan order.
+/// A run as the journal records it when it starts, with its pairs in plan order.
+struct Start {
+    run: RunStart,
     pairs: Vec<(String, String)>,
 }
 
@@ -110,7 +110,8 @@ struct Marks {
 
 impl Writer {
     /// Take the graph's lock and open its journal; with `dry_run`, neither: nothing at all is
-    /// written.
+    /// written. A graph without a journal gets one with the run's first record: creating it
+    /// waits for the disk several times (~7 ms), and the first requests need not wait for that.
     pub fn open(engine: &Engine, dry_run: bool) -> Result<Writer, Error> {
         let root = &engine.graph.root;
         let lock = match dry_run {
@@ -119,12 +120,14 @@ impl Writer {
         };
         let journal = match dry_run {
             true => None,
-            false => {
-                let journal = Journal::open(root)?;
-                // We hold the lock: a run recorded as running died with its process.
-                journal.mark_interrupted()?;
-                Some(Arc::new(journal))
-            }
+            false => match Journal::open_existing(root)? {
+                Some(journal) => {
+                    // We hold the lock: a run recorded as running died with its process.
+                    journal.mark_interrupted()?;
+                    Some(Arc::new(journal))
+                }
+                None => None,
+            },
         };
         Ok(Writer {
             _lock: lock,
@@ -135,24 +138,27 @@ impl Writer {
             cache: engine.cache.clone(),
             spool: None,
             start: None,
+            ending: None,
+            ended: false,
             seconds: 0.0,
         })
     }
 
+    /// The graph's journal, when it has one yet (never in a dry run).
     pub fn journal(&self) -> Option<&Journal> {
         self.journal.as_deref()
     }
 
     /// Write finished pairs: every draft into the graph (one commit for all, or kept in the
-    /// workspace for the diff of a dry run), each JSON draft file next to it, then every
-    /// pair's journal record in one transaction. A draft the graph cannot take is its pair's
-    /// failure and leaves the others be; nothing of it reaches the disk.
+    /// workspace for the diff of a dry run), each JSON draft file flushed with the pages, then
+    /// every pair's journal record in one transaction. A draft the graph cannot take is its
+    /// pair's failure and leaves the others be; nothing of it reaches the disk.
     ///
     /// Writing pairs together waits for the disk once per batch instead of several times per
     /// pair: at 128 pairs in flight, one at a time took 2.4 to 3 ms per pair and held the run.
     ///
     /// `started` are pairs started since the last batch: the journal records them as running
-    /// (here, so that the scheduler never waits for the disk).
+    /// in the same transaction (here, so that the scheduler never waits for the disk).
     fn write_batch(
         &mut self,
         marks: &Marks,
@@ -160,40 +166,53 @@ impl Writer {
         mut batch: Vec<ToWrite>,
     ) -> Result<Vec<ToWrite>, Error> {
         let writing = Instant::now();
+        let ending = self.ending.take();
         self.record_start(&marks.run_id)?;
         // The answers first: a kill before the pages are written leaves them for the re-run.
         for (key, answer) in batch.iter().flat_map(|pair| &pair.outcome.answers) {
             self.cache.put(key, answer);
         }
-        if let (Some(journal), false) = (&self.journal, started.is_empty()) {
-            journal.pairs_running(&marks.run_id, started)?;
-        }
         for pair in &mut batch {
             self.stage(marks, pair);
         }
-        if !self.dry_run
-            && let Err(error) = self.workspace.commit()
-        {
-            self.workspace.discard();
-            if batch.len() > 1 {
-                // Which pair's pages could not be written: one at a time tells.
-                let mut written = Vec::with_capacity(batch.len());
-                for pair in batch {
-                    written.extend(self.write_batch(marks, &[], vec![pair])?);
-                }
-                return Ok(written);
-            }
-            for pair in &mut batch {
-                if let Some(draft) = pair.outcome.draft.as_mut() {
-                    draft.pages.clear();
-                }
-                pair.outcome
-                    .failure
-                    .get_or_insert_with(|| not_written(&error));
-            }
-        }
         if !self.dry_run {
-            self.write_draft_files(&mut batch)?;
+            // The JSON drafts go to disk with the pages they were written into.
+            let files = self.draft_files(&mut batch)?;
+            let writes: Vec<FileWrite<'_>> = files.iter().map(DraftFile::write).collect();
+            let files = match self.workspace.commit_with(&writes) {
+                Ok(_) => files,
+                Err(error) => {
+                    self.workspace.discard();
+                    if batch.len() > 1 {
+                        // Which pair's pages could not be written: one at a time tells.
+                        let (mut written, last) =
+                            (Vec::with_capacity(batch.len()), batch.len() - 1);
+                        for (at, pair) in batch.into_iter().enumerate() {
+                            let news = if at == 0 { started } else { &[] };
+                            if at == last {
+                                self.ending = ending;
+                            }
+                            written.extend(self.write_batch(marks, news, vec![pair])?);
+                        }
+                        return Ok(written);
+                    }
+                    for pair in &mut batch {
+                        if let Some(draft) = pair.outcome.draft.as_mut() {
+                            draft.pages.clear();
+                        }
+                        pair.outcome
+                            .failure
+                            .get_or_insert_with(|| not_written(&error));
+                    }
+                    // The draft file alone, in no page.
+                    let files = self.draft_files(&mut batch)?;
+                    let writes: Vec<FileWrite<'_>> = files.iter().map(DraftFile::write).collect();
+                    write_atomic_all(&writes)
+                        .map_err(|(path, source)| Error::Write { path, source })?;
+                    files
+                }
+            };
+            self.spool_drafts(&mut batch, &files)?;
             // Pages written whole with drafts are not touched again in the run.
             let pages: Vec<String> = batch
                 .iter()
@@ -202,26 +221,30 @@ impl Writer {
                 .collect();
             self.workspace.forget_draft_pages(&pages)
         }
-        if let (Some(journal), false) = (&self.journal, batch.is_empty()) {
+        if let Some(journal) = &self.journal
+            && !(started.is_empty() && batch.is_empty() && ending.is_none())
+        {
             let records: Vec<PairRecord> = batch.iter().map(record_of).collect();
-            journal.pairs_finished(&marks.run_id, &records)?;
+            journal.pairs_progress(&marks.run_id, started, &records, ending)?;
+            self.ended = ending.is_some();
         }
         self.seconds += writing.elapsed().as_secs_f64();
         Ok(batch)
     }
 
-    /// The run and its planned pairs into the journal, once, before anything else of the run.
+    /// The run and its planned pairs into the journal, once, before anything else of the run;
+    /// the journal is created then if the graph has none.
     fn record_start(&mut self, run_id: &str) -> Result<(), Error> {
-        if let (Some(journal), Some(start)) = (&self.journal, self.start.take()) {
-            journal.start_run(
-                run_id,
-                &start.command,
-                &start.args,
-                &start.provider,
-                &start.model,
-            )?;
-            journal.plan_pairs(run_id, &start.pairs)?;
-        }
+        let Some(start) = self.start.take() else {
+            return Ok(());
+        };
+        let journal = match &self.journal {
+            Some(journal) => journal,
+            None => self
+                .journal
+                .insert(Arc::new(Journal::open(self.workspace.root())?)),
+        };
+        journal.start_planned_run(run_id, &start.run, &start.pairs)?;
         Ok(())
     }
 
@@ -261,10 +284,9 @@ impl Writer {
         }
     }
 
-    /// The JSON draft files of a batch, flushed to disk together; then into the spool, when
-    /// the run keeps one.
-    fn write_draft_files(&mut self, batch: &mut [ToWrite]) -> Result<(), Error> {
-        let mut files: Vec<(usize, PathBuf, Vec<u8>)> = Vec::new();
+    /// The JSON draft file of each pair of a batch that has a draft, to be written.
+    fn draft_files(&self, batch: &mut [ToWrite]) -> Result<Vec<DraftFile>, Error> {
+        let mut files = Vec::new();
         for (at, pair) in batch.iter_mut().enumerate() {
             let Some(draft) = pair.outcome.draft.as_mut() else {
                 continue;
@@ -280,22 +302,39 @@ impl Writer {
                 path: path.clone(),
                 source: std::io::Error::other(error),
             })?;
-            files.push((at, path, bytes));
+            files.push(DraftFile { at, path, bytes });
         }
-        let writes: Vec<FileWrite<'_>> = files
-            .iter()
-            .map(|(_, path, bytes)| FileWrite {
-                path,
-                bytes: Some(bytes),
-            })
-            .collect();
-        write_atomic_all(&writes).map_err(|(path, source)| Error::Write { path, source })?;
+        Ok(files)
+    }
+
+    /// The written draft files into the spool, when the run keeps one.
+    fn spool_drafts(&mut self, batch: &mut [ToWrite], files: &[DraftFile]) -> Result<(), Error> {
         if let Some(spool) = self.spool.as_mut() {
-            for (at, path, bytes) in &files {
-                batch[*at].spooled = Some(spool.append(path, bytes).map_err(Error::Spool)?);
+            for file in files {
+                batch[file.at].spooled = Some(
+                    spool
+                        .append(&file.path, &file.bytes)
+                        .map_err(Error::Spool)?,
+                );
             }
         }
         Ok(())
+    }
+}
+
+/// The JSON draft file of the pair at `at` in its batch.
+struct DraftFile {
+    at: usize,
+    path: PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl DraftFile {
+    fn write(&self) -> FileWrite<'_> {
+        FileWrite {
+            path: &self.path,
+            bytes: Some(&self.bytes),
+        }
     }
 }
 
@@ -444,13 +483,14 @@ pub async fn execute(
     if report_files && !writer.dry_run {
         writer.spool = Some(DraftSpool::new().map_err(Error::Spool)?);
     }
-    let journal = writer.journal.clone();
-    if journal.is_some() {
-        writer.start = Some(RunStart {
-            command,
-            args,
-            provider: engine.provider.name().to_string(),
-            model: engine.provider.model().to_string(),
+    if !writer.dry_run {
+        writer.start = Some(Start {
+            run: RunStart {
+                command,
+                args,
+                provider: engine.provider.name().to_string(),
+                model: engine.provider.model().to_string(),
+            },
             pairs: pairs
                 .iter()
                 .map(|pair| (pair.venture.clone(), pair.block.clone()))
@@ -586,11 +626,15 @@ pub async fn execute(
         if !(to_write.is_empty() && newly_started.is_empty()) {
             desk = match desk {
                 Desk::Idle(mut away) => {
-                    let marks = marks.clone();
+                    // Nothing starts or finishes after the last batch: it records the end.
+                    if in_flight.is_empty() && (stop.is_some() || pending.is_empty()) {
+                        away.ending = Some(run_state(&stop, cancelled()));
+                    }
                     let (news, batch) = (
                         std::mem::take(&mut newly_started),
                         std::mem::take(&mut to_write),
                     );
+                    let marks = marks.clone();
                     Desk::Busy(tokio::task::spawn_blocking(move || {
                         let written = away.write_batch(&marks, &news, batch);
                         (away, written)
@@ -684,15 +728,10 @@ pub async fn execute(
     // A run that wrote no batch (cancelled before a pair started, or every pair finished
     // already) is recorded all the same.
     writer.record_start(&run_id)?;
-    if let Some(journal) = &journal {
-        journal.finish_run(
-            &run_id,
-            match stop {
-                Some(_) if cancelled() => "cancelled",
-                Some(_) => "stopped",
-                None => "finished",
-            },
-        )?;
+    if let Some(journal) = &writer.journal
+        && !writer.ended
+    {
+        journal.finish_run(&run_id, run_state(&stop, cancelled()))?;
     }
     report.totals.seconds = started.elapsed().as_secs_f64();
     tracing::info!(
@@ -721,6 +760,15 @@ impl Desk {
             Desk::Busy(writing) => writing.await,
             Desk::Idle(_) => std::future::pending().await,
         }
+    }
+}
+
+/// How a run ended, as the journal records it.
+fn run_state(stop: &Option<Failure>, cancelled: bool) -> &'static str {
+    match stop {
+        Some(_) if cancelled => "cancelled",
+        Some(_) => "stopped",
+        None => "finished",
     }
 }
 

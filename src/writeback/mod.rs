@@ -291,6 +291,14 @@ impl Workspace {
     /// Pages of one group (changed, new, deleted) are flushed to disk together and then renamed
     /// in order ([`write_atomic_all`]), and a group is in place before the next one starts.
     pub fn commit(&mut self) -> Result<Vec<String>, Error> {
+        self.commit_with(&[])
+    }
+
+    /// [`commit`](Self::commit), and `also` (files outside the graph's pages: the JSON drafts
+    /// of the same pairs) flushed with the last group and renamed after it: one wait for the
+    /// disk where a second write took two more. Nothing of `also` is written when a page
+    /// cannot be.
+    pub fn commit_with(&mut self, also: &[FileWrite<'_>]) -> Result<Vec<String>, Error> {
         let changes = self.changes()?;
         let root = self.graph.root.clone();
         for change in &changes {
@@ -309,6 +317,7 @@ impl Workspace {
             .map(|change| root.join(&change.path))
             .collect();
         let group = |change: &Change| (change.before.is_none(), change.after.is_none());
+        let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
         let mut start = 0;
         while start < changes.len() {
             let end = start
@@ -316,14 +325,24 @@ impl Workspace {
                     .iter()
                     .take_while(|change| group(change) == group(&changes[start]))
                     .count();
-            let writes: Vec<FileWrite<'_>> = (start..end)
+            groups.push(start..end);
+            start = end;
+        }
+        if groups.is_empty() && !also.is_empty() {
+            groups.push(0..0);
+        }
+        let last = groups.len().saturating_sub(1);
+        for (at, range) in groups.into_iter().enumerate() {
+            let mut writes: Vec<FileWrite<'_>> = range
                 .map(|index| FileWrite {
                     path: &files[index],
                     bytes: changes[index].after.as_deref().map(str::as_bytes),
                 })
                 .collect();
+            if at == last {
+                writes.extend_from_slice(also);
+            }
             write_atomic_all(&writes).map_err(|(path, source)| Error::Io { path, source })?;
-            start = end;
         }
         self.read.clear();
         self.staged.clear();
