@@ -309,16 +309,8 @@ impl Journal {
         self.with(|db| insert_run(db, id, start))
     }
 
-    /// Record the planned pairs of a run (pairs already recorded keep their state).
-    pub fn plan_pairs(&self, run_id: &str, pairs: &[(String, String)]) -> Result<(), Error> {
-        self.with(|db| {
-            let transaction = db.unchecked_transaction()?;
-            insert_planned(&transaction, run_id, pairs)?;
-            transaction.commit()
-        })
-    }
-
-    /// [`start_run`](Self::start_run) and [`plan_pairs`](Self::plan_pairs) in one transaction.
+    /// [`start_run`](Self::start_run) and the run's planned pairs (pairs already recorded keep
+    /// their state), in one transaction.
     pub fn start_planned_run(
         &self,
         id: &str,
@@ -405,7 +397,8 @@ impl Journal {
         })
     }
 
-    /// Record how a run ended: `finished` or `stopped`.
+    /// Record how a run ended (`finished`, `stopped`, `cancelled`; a batch's `submitted`,
+    /// `collected` or `failed`).
     pub fn finish_run(&self, run_id: &str, state: &str) -> Result<(), Error> {
         self.with(|db| end_run(db, run_id, state))
     }

@@ -567,7 +567,9 @@ pub async fn execute(
     let mut pace = Pace::new(concurrency.max(1));
     let mut ready: Option<OwnedSemaphorePermit> = None;
     let mut desk = Desk::Idle(Box::new(writer));
-    let mut writer_thread: Option<WriterThread> = None;
+    // Beside other requests, writing gives way to them ([`WriterThread`]).
+    let writer_thread =
+        WriterThread::start(concurrency > 1).map_err(|error| task_failed_with(&engine, &error))?;
     let mut to_write: Vec<ToWrite> = Vec::new();
     let mut newly_started: Vec<(String, String)> = Vec::new();
     loop {
@@ -635,15 +637,7 @@ pub async fn execute(
                         std::mem::take(&mut newly_started),
                         std::mem::take(&mut to_write),
                     );
-                    let thread = match &writer_thread {
-                        Some(thread) => thread,
-                        // Beside other requests, writing gives way to them ([`WriterThread`]).
-                        None => writer_thread.insert(
-                            WriterThread::start(concurrency > 1)
-                                .map_err(|error| task_failed_with(&engine, &error))?,
-                        ),
-                    };
-                    Desk::away(away, marks.clone(), news, batch, thread)
+                    Desk::away(away, marks.clone(), news, batch, &writer_thread)
                         .map_err(|error| task_failed_with(&engine, &error))?
                 }
                 busy => busy,
@@ -791,9 +785,8 @@ impl Desk {
     }
 }
 
-/// The thread the writer writes on, started with the run's first batch and ended with the
-/// run; with requests in flight beside it, it gives way to the rest of the process (below its
-/// priority, on Linux).
+/// The thread the writer writes on, started and ended with the run; with requests in flight
+/// beside it, it gives way to the rest of the process (below its priority, on Linux).
 ///
 /// Writing (pages, flushes, the journal) waits for no answer, while every request waits for
 /// a core to be sent. With 128 requests in flight on two cores, a writer at the requests'
