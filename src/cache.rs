@@ -119,7 +119,9 @@ mod tests {
                     content: "Propose 3 ideas.".into(),
                 },
             ],
-            schema: json!({"type": "object", "properties": {"items": {"maxItems": 3}}, "a": 0.5}),
+            schema: std::sync::Arc::new(
+                json!({"type": "object", "properties": {"items": {"maxItems": 3}}, "a": 0.5}),
+            ),
             params: Params {
                 temperature: 0.7,
                 max_tokens: 1500,

@@ -162,7 +162,7 @@ async fn sends_the_rendered_request_and_drafts_the_answer() -> TestResult {
     assert_eq!(sent["response_format"]["type"], "json_schema");
     assert_eq!(
         sent["response_format"]["json_schema"]["schema"],
-        preview.prompt.schema
+        *preview.prompt.schema
     );
     assert_eq!(
         sent["response_format"]["json_schema"]["schema"]["properties"]["items"]["minItems"],

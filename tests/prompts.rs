@@ -425,7 +425,8 @@ fn schema_of(block_query: &str, count: usize) -> Result<Value, Box<dyn std::erro
     let graph = sample_graph()?;
     let library = Library::new(None)?;
     let block = graph.find_block(block_query)?;
-    Ok(library.answer_schema(block)?.bound_to(count)?)
+    let bound = library.answer_schema(block)?.bound_to(count)?;
+    Ok(Value::clone(&bound))
 }
 
 fn generic_schema(count: usize) -> Result<Value, Box<dyn std::error::Error>> {
@@ -439,7 +440,8 @@ fn generic_schema(count: usize) -> Result<Value, Box<dyn std::error::Error>> {
     let library = Library::new(None)?;
     let schema = library.answer_schema(graph.find_block("thing")?)?;
     assert_eq!(schema.file, "schemas/generic.json");
-    Ok(schema.bound_to(count)?)
+    let bound = schema.bound_to(count)?;
+    Ok(Value::clone(&bound))
 }
 
 /// The paths of the issues found, one string each (`/items/0/type: ...`).

@@ -1,17 +1,22 @@
 //! Answer schemas (found per block in the prompt library, `prompt::Library::answer_schema`):
 //! bound to the wanted item count, and used to validate answers.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
 use serde::Serialize;
 use serde_json::Value;
 
 use super::Issue;
 
-/// A block's answer schema.
+/// A block's answer schema. A copy is cheap: its copies share the schema and the schema
+/// bound to each count asked so far ([`bound_to`](Self::bound_to)).
 #[derive(Debug, Clone)]
 pub struct AnswerSchema {
     /// The schema's file in the prompt library (`schemas/generic.json`).
     pub file: String,
-    pub value: Value,
+    pub value: Arc<Value>,
+    bound: Arc<Mutex<BTreeMap<usize, Arc<Value>>>>,
 }
 
 /// A count of items the answer schema does not allow.
@@ -33,6 +38,14 @@ pub struct Field {
 }
 
 impl AnswerSchema {
+    pub fn new(file: String, value: Value) -> AnswerSchema {
+        AnswerSchema {
+            file,
+            value: Arc::new(value),
+            bound: Arc::default(),
+        }
+    }
+
     /// The most items the schema allows in one answer.
     pub fn max_items(&self) -> usize {
         self.value
@@ -44,8 +57,9 @@ impl AnswerSchema {
     }
 
     /// The schema asking for exactly `count` items; an error when the schema allows fewer.
-    pub fn bound_to(&self, count: usize) -> Result<Value, CountError> {
-        let mut bound = self.value.clone();
+    /// Made once per count and shared: every pair of a run holds it while its request is out,
+    /// and 128 copies of it were 3 to 4 MB of a run's peak.
+    pub fn bound_to(&self, count: usize) -> Result<Arc<Value>, CountError> {
         let maximum = self.max_items() as u64;
         if count == 0 || count as u64 > maximum {
             return Err(CountError {
@@ -54,8 +68,16 @@ impl AnswerSchema {
                 file: self.file.clone(),
             });
         }
-        set_item_count(&mut bound, count);
-        Ok(bound)
+        let mut bound = self
+            .bound
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let schema = bound.entry(count).or_insert_with(|| {
+            let mut schema = Value::clone(&self.value);
+            set_item_count(&mut schema, count);
+            Arc::new(schema)
+        });
+        Ok(schema.clone())
     }
 
     /// The item fields besides `name` and `description`, in schema order.
@@ -199,6 +221,27 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// Every pair of a run holds its bound schema while its request is out: one per count,
+    /// shared by every copy of the schema, not a copy per pair.
+    #[test]
+    fn a_schema_is_bound_once_per_count_and_shared() -> Result<(), CountError> {
+        let schema = AnswerSchema::new(
+            "schemas/test.json".into(),
+            json!({"type": "object", "properties": {"items": {"type": "array", "maxItems": 5}}}),
+        );
+        let copy = schema.clone();
+        let three = schema.bound_to(3)?;
+        assert!(Arc::ptr_eq(&three, &copy.bound_to(3)?));
+        assert_eq!(three["properties"]["items"]["minItems"], 3);
+        assert_eq!(three["properties"]["items"]["maxItems"], 3);
+        let four = copy.bound_to(4)?;
+        assert_eq!(four["properties"]["items"]["maxItems"], 4);
+        // The schema itself is left as it was.
+        assert_eq!(schema.value["properties"]["items"]["maxItems"], 5);
+        assert!(schema.bound_to(6).is_err());
+        Ok(())
+    }
 
     #[test]
     fn a_shape_keeps_the_structure_and_drops_the_annotations() {

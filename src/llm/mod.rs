@@ -49,7 +49,7 @@ pub struct Message {
 pub struct ChatRequest {
     pub messages: Vec<Message>,
     /// The JSON schema the answer must match (bound to the asked item count).
-    pub schema: Value,
+    pub schema: Arc<Value>,
     pub params: Params,
     /// Item names the answer must not use (the venture's items, items kept from earlier
     /// attempts). The prompt says so; the local engine also takes back such a name, or one the

@@ -36,7 +36,7 @@ use async_openai::types::chat::{
     FinishReason,
 };
 use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Role;
 use super::{ChatModel, ChatRequest, Completion, ModelError, Progress, Provider, Usage};
@@ -250,7 +250,11 @@ impl OpenAiModel {
         }
     }
 
-    fn wire_request(&self, request: &ChatRequest, format: ResponseFormat) -> WireRequest {
+    fn wire_request<'r>(
+        &self,
+        request: &'r ChatRequest,
+        format: ResponseFormat,
+    ) -> WireRequest<'r> {
         wire_request(&self.model, request, format, true)
     }
 
@@ -604,12 +608,12 @@ pub fn batch_body(model: &str, request: &ChatRequest) -> Value {
 
 // `seed` is deprecated by OpenAI but honoured by vLLM, llama.cpp, Ollama and others.
 #[allow(deprecated)]
-fn wire_request(
+fn wire_request<'r>(
     model: &str,
-    request: &ChatRequest,
+    request: &'r ChatRequest,
     format: ResponseFormat,
     stream: bool,
-) -> WireRequest {
+) -> WireRequest<'r> {
     let messages = request
         .messages
         .iter()
@@ -648,24 +652,48 @@ fn wire_request(
 
 /// The request body: async-openai's typed request, and the `response_format` beside it.
 #[derive(serde::Serialize)]
-struct WireRequest {
+struct WireRequest<'r> {
     #[serde(flatten)]
     typed: CreateChatCompletionRequest,
     #[serde(skip_serializing_if = "Option::is_none")]
-    response_format: Option<Value>,
+    response_format: Option<WireFormat<'r>>,
+}
+
+/// A `response_format`, borrowing the request's schema: a copy per request was ~9 KB for the
+/// built-in schema, held by every request out.
+#[derive(serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WireFormat<'r> {
+    JsonSchema {
+        json_schema: NamedSchema<'r>,
+    },
+    JsonObject {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        schema: Option<&'r Value>,
+    },
+}
+
+#[derive(serde::Serialize)]
+struct NamedSchema<'r> {
+    name: &'static str,
+    schema: &'r Value,
 }
 
 /// The `response_format` that asks for `format`; none for plain text.
-fn response_format(format: ResponseFormat, schema: &Value) -> Option<Value> {
+fn response_format(format: ResponseFormat, schema: &Value) -> Option<WireFormat<'_>> {
     match format {
-        ResponseFormat::JsonSchema => Some(json!({
-            "type": "json_schema",
-            "json_schema": {"name": "draft", "schema": schema},
-        })),
+        ResponseFormat::JsonSchema => Some(WireFormat::JsonSchema {
+            json_schema: NamedSchema {
+                name: "draft",
+                schema,
+            },
+        }),
         // The shape llama-cpp-python documents (after Anyscale's JSON mode) and llama.cpp's
         // server reads too.
-        ResponseFormat::JsonObjectSchema => Some(json!({"type": "json_object", "schema": schema})),
-        ResponseFormat::JsonObject => Some(json!({"type": "json_object"})),
+        ResponseFormat::JsonObjectSchema => Some(WireFormat::JsonObject {
+            schema: Some(schema),
+        }),
+        ResponseFormat::JsonObject => Some(WireFormat::JsonObject { schema: None }),
         ResponseFormat::Text => None,
     }
 }
@@ -781,7 +809,7 @@ mod tests {
         let model = OpenAiModel::new(provider, &preset, None)?;
         let request = ChatRequest {
             messages: Vec::new(),
-            schema: Value::Null,
+            schema: Arc::new(Value::Null),
             params: Params {
                 temperature: 0.0,
                 max_tokens: 10,

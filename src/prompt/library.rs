@@ -111,7 +111,7 @@ pub struct Library {
     environment: Environment<'static>,
     /// Answer schemas already read and checked, by file name: rendering every prompt of a graph
     /// must not re-read and re-compile a schema per prompt.
-    schemas: Mutex<HashMap<String, Value>>,
+    schemas: Mutex<HashMap<String, AnswerSchema>>,
 }
 
 impl Library {
@@ -154,11 +154,11 @@ impl Library {
 
     /// An answer schema file, parsed and checked to be a JSON Schema describing an `items`
     /// array; `None` when the library has no such file. Read once, then served from memory.
-    pub fn schema(&self, name: &str) -> Option<Result<Value, Error>> {
+    pub fn schema(&self, name: &str) -> Option<Result<AnswerSchema, Error>> {
         if let Ok(cache) = self.schemas.lock()
-            && let Some(value) = cache.get(name)
+            && let Some(schema) = cache.get(name)
         {
-            return Some(Ok(value.clone()));
+            return Some(Ok(schema.clone()));
         }
         let (text, origin) = self.file(name)?;
         let schema_error = |message: String| Error::Schema {
@@ -174,10 +174,10 @@ impl Library {
                 Ok(_) if value.pointer("/properties/items/items").is_none() => Err(schema_error(
                     "an answer schema must describe an object with an `items` array".into(),
                 )),
-                Ok(_) => Ok(value),
+                Ok(_) => Ok(AnswerSchema::new(name.to_string(), value)),
             });
-        if let (Ok(value), Ok(mut cache)) = (&checked, self.schemas.lock()) {
-            cache.insert(name.to_string(), value.clone());
+        if let (Ok(schema), Ok(mut cache)) = (&checked, self.schemas.lock()) {
+            cache.insert(name.to_string(), schema.clone());
         }
         Some(checked)
     }
@@ -249,7 +249,7 @@ impl Library {
             .chain(std::iter::once("schemas/generic.json".to_string()));
         for file in candidates {
             if let Some(checked) = self.schema(&file) {
-                return checked.map(|value| AnswerSchema { file, value });
+                return checked;
             }
         }
         Err(Error::Schema {

@@ -5,6 +5,7 @@ pub mod context;
 pub mod library;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -40,8 +41,8 @@ pub enum Error {
 #[derive(Debug, Clone)]
 pub struct Prompt {
     pub messages: Vec<Message>,
-    /// The answer schema, asking for exactly `count` items.
-    pub schema: Value,
+    /// The answer schema, asking for exactly `count` items (shared: [`crate::draft::AnswerSchema::bound_to`]).
+    pub schema: Arc<Value>,
     pub schema_file: String,
     /// The template files used (system, user).
     pub templates: Vec<String>,

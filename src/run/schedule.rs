@@ -229,6 +229,11 @@ impl Writer {
             self.ended = ending.is_some();
         }
         self.seconds += writing.elapsed().as_secs_f64();
+        tracing::debug!(
+            "wrote a batch of {} pair(s) in {:.1} ms",
+            batch.len(),
+            1000.0 * writing.elapsed().as_secs_f64()
+        );
         Ok(batch)
     }
 
@@ -563,7 +568,6 @@ pub async fn execute(
     }
     let mut in_flight: JoinSet<(usize, Result<PairOutcome, Error>, Slot)> = JoinSet::new();
     let mut stop: Option<Failure> = None;
-    let mut order: BTreeMap<(String, String), usize> = BTreeMap::new();
     let mut pace = Pace::new(concurrency.max(1));
     let mut ready: Option<OwnedSemaphorePermit> = None;
     let mut desk = Desk::Idle(Box::new(writer));
@@ -594,7 +598,6 @@ pub async fn execute(
             };
             let index = pending.remove(position);
             let pair = &pairs[index];
-            order.insert((pair.venture.clone(), pair.block.clone()), index);
             newly_started.push((pair.venture.clone(), pair.block.clone()));
             let venture = ventures
                 .get(&pair.venture)
@@ -692,7 +695,6 @@ pub async fn execute(
     // The run stopped: what was not started is recorded as such.
     for index in pending {
         let pair = &pairs[index];
-        order.insert((pair.venture.clone(), pair.block.clone()), index);
         let reason = format!(
             "not attempted: {}",
             stop.as_ref()
@@ -706,13 +708,19 @@ pub async fn execute(
             kind: FailureKind::NotAttempted,
         });
     }
-    // Reports list pairs in plan order, whatever order they finished in.
-    let position = |venture: &str, block: &str| {
-        order
-            .get(&(venture.to_string(), block.to_string()))
-            .copied()
-            .unwrap_or(usize::MAX)
+    // Reports list pairs in plan order, whatever order they finished in. The order is looked
+    // up here, not kept from each pair's start: a run's long-lived allocations made between
+    // its requests' are what its memory grows with.
+    let order: HashMap<(&str, &str), usize> = match report.drafts.len() + report.failed.len() {
+        0 => HashMap::new(),
+        _ => pairs
+            .iter()
+            .enumerate()
+            .map(|(index, pair)| ((pair.venture.as_str(), pair.block.as_str()), index))
+            .collect(),
     };
+    let position =
+        |venture: &str, block: &str| order.get(&(venture, block)).copied().unwrap_or(usize::MAX);
     report
         .drafts
         .sort_by_key(|draft| position(&draft.venture, &draft.block));
