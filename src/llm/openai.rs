@@ -659,8 +659,8 @@ struct WireRequest<'r> {
     response_format: Option<WireFormat<'r>>,
 }
 
-/// A `response_format`, borrowing the request's schema: a copy per request was ~9 KB for the
-/// built-in schema, held by every request out.
+/// A `response_format`, borrowing the request's schema: `json!` made a copy of it per request,
+/// held by every request out.
 #[derive(serde::Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum WireFormat<'r> {

@@ -228,11 +228,12 @@ impl Writer {
             journal.pairs_progress(&marks.run_id, started, &records, ending)?;
             self.ended = ending.is_some();
         }
-        self.seconds += writing.elapsed().as_secs_f64();
+        let seconds = writing.elapsed().as_secs_f64();
+        self.seconds += seconds;
         tracing::debug!(
             "wrote a batch of {} pair(s) in {:.1} ms",
             batch.len(),
-            1000.0 * writing.elapsed().as_secs_f64()
+            1000.0 * seconds
         );
         Ok(batch)
     }
@@ -708,17 +709,13 @@ pub async fn execute(
             kind: FailureKind::NotAttempted,
         });
     }
-    // Reports list pairs in plan order, whatever order they finished in. The order is looked
-    // up here, not kept from each pair's start: a run's long-lived allocations made between
-    // its requests' are what its memory grows with.
-    let order: HashMap<(&str, &str), usize> = match report.drafts.len() + report.failed.len() {
-        0 => HashMap::new(),
-        _ => pairs
-            .iter()
-            .enumerate()
-            .map(|(index, pair)| ((pair.venture.as_str(), pair.block.as_str()), index))
-            .collect(),
-    };
+    // Reports list pairs in plan order, whatever order they finished in (looked up in the
+    // plan, not kept as two strings per started pair for the whole run).
+    let order: HashMap<(&str, &str), usize> = pairs
+        .iter()
+        .enumerate()
+        .map(|(index, pair)| ((pair.venture.as_str(), pair.block.as_str()), index))
+        .collect();
     let position =
         |venture: &str, block: &str| order.get(&(venture, block)).copied().unwrap_or(usize::MAX);
     report
