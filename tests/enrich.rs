@@ -736,3 +736,41 @@ async fn a_page_edited_during_the_run_fails_only_its_pair_and_keeps_the_edit() -
     assert_eq!(std::fs::read_to_string(&page)?, edited);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_edited_after_the_graph_was_read_is_read_again_before_writing() -> TestResult {
+    // The run's writer starts from the graph its engine read when no page file changed since;
+    // a page edited in between (in Logseq, say) has the writer read the graph again, so the
+    // pair is written beside the edit instead of failing on it.
+    let (server, _recorder) = Recorder::start(Duration::ZERO, None).await;
+    let folder = common::sample_graph_copy()?;
+    let engine = Arc::new(engine(folder.path(), &server.uri(), 0.0)?);
+    let selection = Selection {
+        ventures: vec!["Space X".to_string()],
+        blocks: vec![PROFILE.to_string()],
+        force: true,
+        count: 2,
+        min_items: 1,
+    };
+    let plan = enrich::plan(&engine, &selection)?;
+    let page = folder
+        .path()
+        .join("pages/profile-(id)___examples___Space X.md");
+    let edited = std::fs::read_to_string(&page)? + "- a line typed in Logseq meanwhile\n";
+    std::fs::write(&page, &edited)?;
+    let request = EnrichRequest {
+        selection,
+        concurrency: 1,
+        ..EnrichRequest::default()
+    };
+    let report = enrich::run(engine, plan, &request, Events::none()).await?;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.totals.drafted, 1, "{:?}", report.totals);
+    let written = std::fs::read_to_string(&page)?;
+    assert!(written.starts_with(&edited), "{written}");
+    assert!(
+        written.len() > edited.len() && written.contains("draft:: true"),
+        "{written}"
+    );
+    Ok(())
+}

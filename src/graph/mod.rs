@@ -117,8 +117,8 @@ pub struct Venture {
     pub page: Option<String>,
 }
 
-/// A whole graph, read.
-#[derive(Debug)]
+/// A whole graph, read. A clone shares its pages' texts and outlines.
+#[derive(Debug, Clone)]
 pub struct Graph {
     pub root: PathBuf,
     pub pages: Vec<Page>,
@@ -138,6 +138,31 @@ pub struct Graph {
     ventures: std::sync::OnceLock<Vec<Venture>>,
     /// The names of [`Graph::ventures`], shared: every pair's junk rules need all of them.
     venture_names: std::sync::OnceLock<Arc<[String]>>,
+    /// Every page file as it was on disk when [`Graph::load`] read it; `None` for a graph
+    /// built from pages or changed since ([`Graph::update_pages`]).
+    stamps: Option<Vec<Stamp>>,
+}
+
+/// A page file's size and modification time: what tells that a page read earlier is still
+/// the page on disk without reading it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    file: PathBuf,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl Stamp {
+    /// Taken before the file is read: a change while it is read then shows as a different
+    /// stamp later, never as the same one.
+    fn of(file: &Path) -> Stamp {
+        let meta = std::fs::metadata(file).ok();
+        Stamp {
+            file: file.to_path_buf(),
+            len: meta.as_ref().map_or(0, std::fs::Metadata::len),
+            modified: meta.and_then(|meta| meta.modified().ok()),
+        }
+    }
 }
 
 impl Graph {
@@ -159,6 +184,7 @@ impl Graph {
         let mut pages = Vec::new();
         let (files, listing_warnings) = page_files(root)?;
         warnings.extend(listing_warnings);
+        let stamps: Vec<Stamp> = files.iter().map(|file| Stamp::of(file)).collect();
         for file in files {
             let relative = relative_path(root, &file);
             match std::fs::read(&file) {
@@ -182,7 +208,8 @@ impl Graph {
                 }),
             }
         }
-        let graph = Graph::from_pages(root.to_path_buf(), pages, warnings);
+        let mut graph = Graph::from_pages(root.to_path_buf(), pages, warnings);
+        graph.stamps = Some(stamps);
         if graph.blocks.is_empty() {
             return Err(Error::NoBlocks {
                 path: std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf()),
@@ -229,7 +256,26 @@ impl Graph {
             layouts: HashMap::new(),
             ventures: std::sync::OnceLock::new(),
             venture_names: std::sync::OnceLock::new(),
+            stamps: None,
         }
+    }
+
+    /// Whether the graph's folder still holds exactly the page files this graph read, each
+    /// with the size and modification time it had then (every file is listed and looked at,
+    /// none is read). `false` for a graph not read by [`Graph::load`] or changed since, and
+    /// where the file system keeps no modification times.
+    pub fn unchanged_on_disk(&self) -> bool {
+        let Some(stamps) = &self.stamps else {
+            return false;
+        };
+        let Ok((files, _)) = page_files(&self.root) else {
+            return false;
+        };
+        files.len() == stamps.len()
+            && files.iter().zip(stamps).all(|(file, stamp)| {
+                let now = Stamp::of(file);
+                now.modified.is_some() && now == *stamp
+            })
     }
 
     /// Replace, add (`Some`) or remove (`None`) pages by path, and read again only the blocks
@@ -240,6 +286,7 @@ impl Graph {
     ///
     /// [`from_pages`]: Graph::from_pages
     pub fn update_pages(&mut self, edits: Vec<(String, Option<Page>)>) {
+        self.stamps = None;
         self.ventures = std::sync::OnceLock::new();
         self.venture_names = std::sync::OnceLock::new();
         let mut touched: HashSet<String> = HashSet::new();
@@ -941,5 +988,48 @@ mod tests {
             "{:?}",
             graph.warnings
         );
+    }
+
+    #[test]
+    fn a_graph_read_from_disk_knows_whether_it_still_is_the_graph_there()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let folder = tempfile::tempdir()?;
+        let pages = folder.path().join("pages");
+        std::fs::create_dir_all(&pages)?;
+        let block = "- ## Definition\n  - A thing.\n- ## innCoPilot\n  - Why?\n- ## Examples\n  - ### Acme\n    {{embed [[thing/examples/Acme]]}}\n";
+        std::fs::write(pages.join("thing.md"), block)?;
+        std::fs::write(pages.join("notes.md"), "- x\n")?;
+        let graph = Graph::load(folder.path())?;
+        assert!(graph.unchanged_on_disk());
+        // A copy shares every page's text and outline.
+        let copy = graph.clone();
+        assert!(copy.unchanged_on_disk());
+        assert!(Arc::ptr_eq(&copy.pages[0].text, &graph.pages[0].text));
+        assert!(Arc::ptr_eq(&copy.pages[0].outline, &graph.pages[0].outline));
+        // A page written again with other text of the same length, a page added, a page
+        // removed: each is a graph that must be read again.
+        let modified = std::fs::metadata(pages.join("notes.md"))?.modified()?;
+        std::fs::write(pages.join("notes.md"), "- y\n")?;
+        let file = std::fs::File::options()
+            .write(true)
+            .open(pages.join("notes.md"))?;
+        file.set_modified(modified + std::time::Duration::from_millis(1))?;
+        assert!(!graph.unchanged_on_disk());
+        std::fs::write(pages.join("notes.md"), "- x\n")?;
+        let graph = Graph::load(folder.path())?;
+        std::fs::write(pages.join("new.md"), "- z\n")?;
+        assert!(!graph.unchanged_on_disk());
+        std::fs::remove_file(pages.join("new.md"))?;
+        assert!(graph.unchanged_on_disk());
+        std::fs::remove_file(pages.join("notes.md"))?;
+        assert!(!graph.unchanged_on_disk());
+        // A graph not read from disk, or changed since, never is.
+        let built = Graph::from_pages(folder.path().to_path_buf(), Vec::new(), Vec::new());
+        assert!(!built.unchanged_on_disk());
+        let mut changed = Graph::load(folder.path())?;
+        assert!(changed.unchanged_on_disk());
+        changed.update_pages(vec![("pages/other.md".to_string(), None)]);
+        assert!(!changed.unchanged_on_disk());
+        Ok(())
     }
 }

@@ -279,8 +279,14 @@ impl Outline {
 
 /// Split into lines, remembering where each ends and where the next begins.
 fn split_lines(text: &str, start: usize) -> Vec<Line> {
-    let mut lines = Vec::new();
     let bytes = text.as_bytes();
+    // Counted first: a page's lines are kept as long as the page, and a vector grown by
+    // doubling holds up to twice the room it needs.
+    let newlines = bytes[start.min(bytes.len())..]
+        .iter()
+        .filter(|&&byte| byte == b'\n')
+        .count();
+    let mut lines = Vec::with_capacity(newlines + 1);
     let mut line_start = start;
     while line_start < bytes.len() {
         let newline = bytes[line_start..]

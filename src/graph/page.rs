@@ -11,11 +11,14 @@
 //! (UTF-8 read as Mac Roman), so every non-ASCII character is dropped before matching.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::name::{page_name_from_file_name, strip_page_ref};
 use super::outline::{LineKind, Outline, Property};
 
-/// A page read from the graph.
+/// A page read from the graph. Its text and outline are shared by its copies: a run's writer
+/// starts from the graph its engine read ([`Graph::clone`](super::Graph)) and holds a page of
+/// its own only once it changes one.
 #[derive(Debug, Clone)]
 pub struct Page {
     /// Path relative to the graph folder, with `/` separators.
@@ -24,8 +27,8 @@ pub struct Page {
     pub file: PathBuf,
     /// `title::` when present, else the decoded file name.
     pub name: String,
-    pub text: String,
-    pub outline: Outline,
+    pub text: Arc<str>,
+    pub outline: Arc<Outline>,
 }
 
 /// The kinds of sections a metamodel block page has.
@@ -84,8 +87,8 @@ impl Page {
             path,
             file,
             name,
-            text,
-            outline,
+            text: Arc::from(text),
+            outline: Arc::new(outline),
         }
     }
 

@@ -22,6 +22,7 @@ use super::{
 };
 use crate::cache::Cache;
 use crate::fsutil::{FileWrite, write_atomic_all};
+use crate::graph::Graph;
 use crate::llm::Completion;
 use crate::prompt::{VentureInput, context};
 use crate::writeback::{self, DraftSet, GraphLock, Workspace};
@@ -129,9 +130,16 @@ impl Writer {
                 None => None,
             },
         };
+        // The graph the engine read, unless a page file changed since (another process's run,
+        // an edit in Logseq): looked at now that the lock is ours. Its pages are shared until
+        // the writer changes them, where a second reading held a copy of every page.
+        let workspace = match engine.graph.unchanged_on_disk() {
+            true => Workspace::of(Graph::clone(&engine.graph)),
+            false => Workspace::load(root)?,
+        };
         Ok(Writer {
             _lock: lock,
-            workspace: Workspace::load(root)?,
+            workspace,
             journal,
             drafts_dir: super::state_dirs(&engine.settings, root).1,
             dry_run,

@@ -79,10 +79,11 @@ pub enum Error {
 /// The graph as it will be once the pending edits are written.
 pub struct Workspace {
     graph: Graph,
-    /// The text each changed page had on disk (`None`: it did not exist), by relative path.
-    read: BTreeMap<String, Option<String>>,
+    /// The text each changed page had on disk (`None`: it did not exist), by relative path;
+    /// shared with the page as read, not copied.
+    read: BTreeMap<String, Option<Arc<str>>>,
     /// The text each page changed since the last [`savepoint`](Self::savepoint) had then.
-    staged: BTreeMap<String, Option<String>>,
+    staged: BTreeMap<String, Option<Arc<str>>>,
     /// The Examples section of the block page written to last, by path, until the page
     /// changes: a block page with a canvas per venture has thousands of segments, and every
     /// draft written to it needs them. One page only: a run writes block after block, and a
@@ -94,18 +95,25 @@ pub struct Workspace {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     pub path: String,
-    pub before: Option<String>,
-    pub after: Option<String>,
+    pub before: Option<Arc<str>>,
+    pub after: Option<Arc<str>>,
 }
 
 impl Workspace {
     pub fn load(root: &Path) -> Result<Workspace, Error> {
-        Ok(Workspace {
-            graph: Graph::load(root)?,
+        Ok(Workspace::of(Graph::load(root)?))
+    }
+
+    /// A workspace on a graph already read: the caller knows it is the graph on disk
+    /// ([`Graph::unchanged_on_disk`]); a page changed since is still never overwritten (the
+    /// commit checks every page it writes against the text it was read with).
+    pub fn of(graph: Graph) -> Workspace {
+        Workspace {
+            graph,
             read: BTreeMap::new(),
             staged: BTreeMap::new(),
             section: None,
-        })
+        }
     }
 
     /// The Examples section of the page of the block with id `block`, which drafts go into
@@ -171,7 +179,10 @@ impl Workspace {
     pub fn rollback(&mut self) {
         let edits = std::mem::take(&mut self.staged)
             .into_iter()
-            .map(|(path, text)| PageText { path, text })
+            .map(|(path, text)| PageText {
+                path,
+                text: text.map(|text| text.to_string()),
+            })
             .collect();
         self.apply(edits);
         self.staged.clear();
@@ -761,7 +772,7 @@ fn remove_lines(page: &Page, ranges: &mut Vec<std::ops::Range<usize>>) -> String
             _ => merged.push(range),
         }
     }
-    let mut text = page.text.clone();
+    let mut text = page.text.to_string();
     // Bottom up, so the line numbers of the ranges still to remove stay valid.
     for range in merged.into_iter().rev() {
         text = splice(&text, &page.outline, range, &[]);
