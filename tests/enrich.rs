@@ -774,3 +774,48 @@ async fn a_page_edited_after_the_graph_was_read_is_read_again_before_writing() -
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_without_a_model_is_journaled_stopped_and_says_why_once() -> TestResult {
+    // No key for the provider: the model is connected for the first pair the cache cannot
+    // answer, which fails. The run ends with the cause, said once, and the journal has it
+    // stopped with that pair failed (it used to stay `running`, shown as `interrupted`).
+    let folder = common::sample_graph_copy()?;
+    for arguments in [
+        &["generate", "--venture", "Space X", "--provider", "openai"][..],
+        &FORCE[..],
+    ] {
+        let (code, _, stderr) = output(&mut command(folder.path(), arguments))?;
+        assert_eq!(code, Some(2), "{stderr}");
+        assert_eq!(
+            stderr
+                .matches("error: the `openai` provider needs an API key")
+                .count(),
+            1,
+            "{stderr}"
+        );
+    }
+    let (_, runs, _) = output(&mut command(folder.path(), &["runs", "--json"]))?;
+    let runs: Value = serde_json::from_str(&runs)?;
+    let runs = runs.as_array().ok_or("runs --json is not a list")?;
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    for run in runs {
+        assert_eq!(run["state"], "stopped", "{run}");
+        assert_eq!(run["done"], 0, "{run}");
+        let id = run["id"].as_str().ok_or("a run without an id")?;
+        let (_, shown, _) = output(&mut command(folder.path(), &["runs", "show", id, "--json"]))?;
+        let shown: Value = serde_json::from_str(&shown)?;
+        let failed: Vec<&Value> = shown["pairs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|pair| pair["state"] == "failed")
+            .collect();
+        assert!(!failed.is_empty(), "{shown}");
+        for pair in failed {
+            let reason = pair["reason"].as_str().unwrap_or_default();
+            assert!(reason.contains("needs an API key"), "{pair}");
+        }
+    }
+    Ok(())
+}

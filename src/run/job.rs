@@ -49,6 +49,21 @@ pub struct PairOutcome {
     pub answers: Vec<(String, Completion)>,
 }
 
+impl PairOutcome {
+    /// A pair that ended with `failure` before any answer.
+    pub fn failed(failure: Failure) -> PairOutcome {
+        PairOutcome {
+            draft: None,
+            failure: Some(failure),
+            cached: false,
+            attempts: 0,
+            tokens: Usage::default(),
+            cost_usd: 0.0,
+            answers: Vec::new(),
+        }
+    }
+}
+
 /// Where a pair's answers come from besides the cache.
 #[derive(Debug)]
 pub struct Answers<'s> {

@@ -577,6 +577,7 @@ pub async fn execute(
     }
     let mut in_flight: JoinSet<(usize, Result<PairOutcome, Error>, Slot)> = JoinSet::new();
     let mut stop: Option<Failure> = None;
+    let mut fatal: Option<Error> = None;
     let mut pace = Pace::new(concurrency.max(1));
     let mut ready: Option<OwnedSemaphorePermit> = None;
     let mut desk = Desk::Idle(Box::new(writer));
@@ -665,7 +666,19 @@ pub async fn execute(
             joined = in_flight.join_next(), if !in_flight.is_empty() => {
                 let Some(joined) = joined else { continue };
                 let (index, outcome, slot) = joined.map_err(|join| task_failed(&engine, join))?;
-                let outcome = outcome?;
+                let outcome = match outcome {
+                    Ok(outcome) => outcome,
+                    // A pair that could not be asked at all (no key for the provider, a
+                    // template or schema that does not compile): no other pair starts, those
+                    // out finish, the journal records this pair failed and the run stopped,
+                    // and the run ends with this error (said once, not once per pair).
+                    Err(error) => {
+                        let failure = Failure::new(FailureKind::Fatal, error.to_string());
+                        stop.get_or_insert_with(|| failure.clone());
+                        fatal.get_or_insert(error);
+                        PairOutcome::failed(failure)
+                    }
+                };
                 pace.finished(engine.rate_limited());
                 // A failure that ends the run ends it before another pair starts: the place
                 // of a failed request is given back only now.
@@ -755,7 +768,10 @@ pub async fn execute(
         writer.seconds,
         1000.0 * writer.seconds / report.totals.drafted.max(1) as f64
     );
-    Ok(report)
+    match fatal {
+        Some(error) => Err(error),
+        None => Ok(report),
+    }
 }
 
 /// The writer: here and idle, or away writing a batch on a thread (and coming back with it).
