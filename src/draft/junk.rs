@@ -8,7 +8,7 @@
 //! (venture, block) into [`JunkContext`], and the patterns that are data (markup characters,
 //! placeholder words, run lengths) come from the `[junk]` settings. No rule names a block.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -75,8 +75,11 @@ pub struct JunkContext {
     pub venture: String,
     /// Every venture of the graph (one list, shared by every pair).
     pub ventures: std::sync::Arc<[String]>,
-    /// Every item name in the graph (the venture's replaced drafts of this block aside).
-    pub known_items: Vec<String>,
+    /// Every item name in the graph, shared by every pair of a run ([`KnownItems`]).
+    pub known_items: Arc<KnownItems>,
+    /// Names among them that are not "already in the graph" for this pair: the venture's
+    /// drafts of this block, about to be replaced.
+    pub replaced_items: Vec<String>,
     /// The item names the prompt shows (examples, the venture's existing and related items).
     pub shown: Vec<String>,
     /// The prompt's labels (`Building block`, `Venture`, `About the venture`).
@@ -89,6 +92,29 @@ pub struct JunkContext {
     pub block_names: Vec<String>,
     /// The whole rendered prompt: a name must not copy a run of its words.
     pub prompt: String,
+}
+
+/// The item names of a graph as keys ([`name_words_key`]), each with how many items have it:
+/// made once and shared, where every pair in flight held its own set (1,580 names on the
+/// public xBoK graph).
+#[derive(Debug, Clone, Default)]
+pub struct KnownItems(HashMap<String, usize>);
+
+impl KnownItems {
+    pub fn of<'n>(names: impl IntoIterator<Item = &'n str>) -> KnownItems {
+        let mut counts = HashMap::new();
+        for key in names.into_iter().map(name_words_key) {
+            if !key.is_empty() {
+                *counts.entry(key).or_insert(0) += 1;
+            }
+        }
+        KnownItems(counts)
+    }
+
+    /// How many items have the name of `key`.
+    fn count(&self, key: &str) -> usize {
+        self.0.get(key).copied().unwrap_or(0)
+    }
 }
 
 /// The labels of a prompt: what a line says before its first colon (a few words, not a list
@@ -125,7 +151,10 @@ pub struct Junk {
     block: Arc<BlockJunk>,
     /// The venture's name as a key (`name_words_key`).
     venture_key: String,
-    known_items: HashSet<String>,
+    known_items: Arc<KnownItems>,
+    /// Keys of [`JunkContext::replaced_items`], counted: a name is known when more items have
+    /// it than are replaced.
+    replaced: HashMap<String, usize>,
     shown: HashSet<String>,
     /// Lowercase labels.
     labels: Vec<String>,
@@ -222,7 +251,8 @@ impl Junk {
         Junk {
             block,
             venture_key: name_words_key(&context.venture),
-            known_items: name_keys(&context.known_items),
+            known_items: context.known_items.clone(),
+            replaced: KnownItems::of(context.replaced_items.iter().map(String::as_str)).0,
             shown: name_keys(&context.shown),
             labels: context
                 .labels
@@ -300,7 +330,7 @@ impl Junk {
                 format!("`{name}` is copied from the prompt; propose a new idea"),
             ));
         }
-        if self.known_items.contains(&key) {
+        if self.known_items.count(&key) > self.replaced.get(&key).copied().unwrap_or(0) {
             return Some(found(
                 JunkReason::KnownItem,
                 format!("`{name}` already exists in the knowledge base; propose a new idea"),
@@ -812,11 +842,27 @@ mod tests {
             .unwrap_or_else(|error| unreachable!("{error}"))
     }
 
+    fn known_items(graph: &Graph) -> Arc<KnownItems> {
+        Arc::new(KnownItems::of(
+            graph
+                .blocks
+                .iter()
+                .flat_map(|block| &block.examples)
+                .map(|example| example.name.as_str()),
+        ))
+    }
+
     fn context() -> JunkContext {
         JunkContext {
             venture: "Solar Bikes".into(),
             ventures: ["Space X".to_string(), "Exotic Pet Rental".to_string()].into(),
-            known_items: vec!["VIP Membership Program".into()],
+            known_items: Arc::new(KnownItems::of([
+                "VIP Membership Program",
+                "Night Rides",
+                "Night Rides",
+                "Bike Pool",
+            ])),
+            replaced_items: vec!["Night Rides".into(), "Bike Pool".into()],
             shown: vec!["Government Space Agencies".into()],
             labels: prompt_labels([
                 "Building block: Relationship (items tagged #relationship)\nVenture: Solar Bikes\nConsider these questions:\n- rationale: Why this fits.",
@@ -891,6 +937,13 @@ mod tests {
         );
         assert_eq!(
             reason("VIP membership program", GOOD, json!({})),
+            Some(JunkReason::KnownItem)
+        );
+        // A name only the venture's drafts being replaced have is free again; one that another
+        // item has too is not.
+        assert_eq!(reason("Bike Pool", GOOD, json!({})), None);
+        assert_eq!(
+            reason("Night rides", GOOD, json!({})),
             Some(JunkReason::KnownItem)
         );
         // Containing a known name is not copying it.
@@ -1285,7 +1338,10 @@ mod tests {
             constrained: false,
         };
         let rendered = prompt::render(&library, &graph, block, &venture, 2, options)?;
-        let junk = Junk::new(&settings(), &rendered.junk_context(&graph, block, false));
+        let junk = Junk::new(
+            &settings(),
+            &rendered.junk_context(&graph, block, false, known_items(&graph)),
+        );
         let check = |name: &str| {
             junk.check(&item(name, GOOD, json!({})))
                 .map(|finding| finding.reason)
@@ -1338,7 +1394,7 @@ mod tests {
                     ..Default::default()
                 };
                 let rendered = prompt::render(&library, &graph, block, &venture, 1, options)?;
-                let mut context = rendered.junk_context(&graph, block, false);
+                let mut context = rendered.junk_context(&graph, block, false, known_items(&graph));
                 let key = name_words_key(venture_name);
                 context.ventures = context
                     .ventures
@@ -1346,13 +1402,14 @@ mod tests {
                     .filter(|name| name_words_key(name) != key)
                     .cloned()
                     .collect();
-                context.known_items = graph
-                    .blocks
-                    .iter()
-                    .flat_map(|each| &each.examples)
-                    .filter(|example| name_words_key(&example.venture) != key)
-                    .map(|example| example.name.clone())
-                    .collect();
+                context.known_items = Arc::new(KnownItems::of(
+                    graph
+                        .blocks
+                        .iter()
+                        .flat_map(|each| &each.examples)
+                        .filter(|example| name_words_key(&example.venture) != key)
+                        .map(|example| example.name.as_str()),
+                ));
                 let own_names: HashSet<String> = own
                     .iter()
                     .map(|example| name_words_key(&example.name))

@@ -15,7 +15,7 @@ pub use library::Library;
 /// Chat messages belong to the models' side (`llm`); prompts produce them.
 pub use crate::llm::{Message, Role};
 
-use crate::draft::junk::{JunkContext, name_words_key, prompt_labels};
+use crate::draft::junk::{JunkContext, KnownItems, name_words_key, prompt_labels};
 use crate::draft::schema::{CountError, keyword_strings};
 use crate::graph::name::file_name_from_page_name;
 use crate::graph::{Block, Graph};
@@ -100,24 +100,27 @@ impl Prompt {
     /// prompt (what it shows, its labels and texts).
     /// `keep_drafts` is `generate --append`: without it the venture's unaccepted drafts of this
     /// block are about to be replaced, so a name drafted before is not "already in the graph".
-    pub fn junk_context(&self, graph: &Graph, block: &Block, keep_drafts: bool) -> JunkContext {
+    ///
+    /// `known_items` are the item names of `graph` ([`KnownItems::of`]), made once per run.
+    pub fn junk_context(
+        &self,
+        graph: &Graph,
+        block: &Block,
+        keep_drafts: bool,
+        known_items: Arc<KnownItems>,
+    ) -> JunkContext {
         let context = &self.context;
         let venture = context.venture.name.clone();
         let venture_key = name_words_key(&venture);
-        let known_items = graph
-            .blocks
-            .iter()
-            .flat_map(|each| {
-                let venture_key = &venture_key;
-                each.examples.iter().filter(move |example| {
-                    keep_drafts
-                        || !example.draft
-                        || each.id != block.id
-                        || name_words_key(&example.venture) != *venture_key
-                })
-            })
-            .map(|example| example.name.clone())
-            .collect();
+        let replaced_items = match keep_drafts {
+            true => Vec::new(),
+            false => block
+                .examples
+                .iter()
+                .filter(|example| example.draft && name_words_key(&example.venture) == venture_key)
+                .map(|example| example.name.clone())
+                .collect(),
+        };
         let shown = context
             .examples
             .iter()
@@ -154,6 +157,7 @@ impl Prompt {
             venture,
             ventures: graph.shared_venture_names(),
             known_items,
+            replaced_items,
             shown,
             labels: prompt_labels(self.messages.iter().map(|message| message.content.as_str())),
             prompt_texts,

@@ -137,7 +137,12 @@ pub async fn draft_pair(
         .iter()
         .map(|item| item.name.as_str())
         .collect();
-    let junk_context = first.junk_context(&engine.graph, block, venture.keep_drafts);
+    let junk_context = first.junk_context(
+        &engine.graph,
+        block,
+        venture.keep_drafts,
+        engine.known_items(),
+    );
     // Names the embedded model takes back as soon as it writes them (`llm::guard`): the
     // venture's items, every venture of the graph, every name the prompt shows, and the block's
     // own names. A remote model is only checked afterwards.

@@ -67,6 +67,8 @@ struct Shared {
     junk: Mutex<HashMap<String, Arc<crate::draft::BlockJunk>>>,
     /// By item schema (its JSON text).
     validators: Mutex<HashMap<String, Arc<jsonschema::Validator>>>,
+    /// The graph's item names ([`Engine::known_items`]).
+    known_items: std::sync::OnceLock<Arc<crate::draft::junk::KnownItems>>,
 }
 
 impl Engine {
@@ -84,6 +86,22 @@ impl Engine {
             .unwrap_or_else(|poison| poison.into_inner());
         junk.entry(block.to_string())
             .or_insert_with(|| Arc::new(crate::draft::BlockJunk::new(&self.settings.junk, context)))
+            .clone()
+    }
+
+    /// Every item name of the graph, for the junk rules of every pair: made the first time.
+    pub fn known_items(&self) -> Arc<crate::draft::junk::KnownItems> {
+        self.shared
+            .known_items
+            .get_or_init(|| {
+                Arc::new(crate::draft::junk::KnownItems::of(
+                    self.graph
+                        .blocks
+                        .iter()
+                        .flat_map(|block| &block.examples)
+                        .map(|example| example.name.as_str()),
+                ))
+            })
             .clone()
     }
 
