@@ -127,7 +127,7 @@ mod tests {
                 max_tokens: 1500,
                 seed: 42,
             },
-            avoid_names: vec!["Space X".into()],
+            avoid_names: vec!["Space X".to_string()].into(),
             check: None,
         };
         let identity =

@@ -134,7 +134,7 @@ fn model_and_request(
         messages: prompt.messages.clone(),
         schema: prompt.schema.clone(),
         params,
-        avoid_names: Vec::new(),
+        avoid_names: Default::default(),
         check: None,
     };
     Ok((prompt, model, request))
@@ -175,7 +175,7 @@ async fn constrained_decoding_gives_schema_valid_json() -> TestResult {
     let prompt_tokens = completion.usage.prompt_tokens;
     let again = model.generate(
         &ChatRequest {
-            avoid_names: first.clone(),
+            avoid_names: first.clone().into(),
             ..request.clone()
         },
         &|_| {},

@@ -168,9 +168,12 @@ pub struct TextGuard {
 }
 
 impl TextGuard {
-    pub fn new(avoid: &[String], check: Option<TextCheck>) -> TextGuard {
+    pub fn new<'n>(
+        avoid: impl IntoIterator<Item = &'n str>,
+        check: Option<TextCheck>,
+    ) -> TextGuard {
         TextGuard {
-            avoid: avoid.iter().map(|name| name_key(name)).collect(),
+            avoid: avoid.into_iter().map(name_key).collect(),
             check,
             at: None,
             tried: Vec::new(),
@@ -322,7 +325,7 @@ mod tests {
 
     #[test]
     fn a_repeated_name_is_taken_back_to_where_it_began() {
-        let mut guard = TextGuard::new(&["Loyalty Club".to_string()], None);
+        let mut guard = TextGuard::new(["Loyalty Club"], None);
         let mut written = Written::default();
         // "Loyalty  club," is "Loyalty Club": back to the 2 tokens before it, and its first
         // token is not allowed there on the next try.
@@ -356,7 +359,7 @@ mod tests {
         let check = TextCheck(Arc::new(|path: &str, text: &str, name: &str| {
             (path == "/description" && text == name).then_some("thin-description")
         }));
-        let mut guard = TextGuard::new(&[], Some(check));
+        let mut guard = TextGuard::new([], Some(check));
         // The description's first token holds its opening quote.
         let pieces = [
             (r#"{"items":[{"name":"#, 1),
@@ -373,7 +376,7 @@ mod tests {
 
     #[test]
     fn a_text_is_let_through_after_its_retries() {
-        let mut guard = TextGuard::new(&["Club".to_string()], None);
+        let mut guard = TextGuard::new(["Club"], None);
         let head = br#"{"items":[{"name":""#;
         let answer = [&head[..], br#"Club""#].concat();
         let ends = [head.len(), answer.len()];

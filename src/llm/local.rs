@@ -556,7 +556,7 @@ impl Engine {
                 sampler: self.sampler(forced.deep_clone(), &[], temperature, lane_seed),
                 forced,
                 seed: lane_seed,
-                texts: TextGuard::new(&request.avoid_names, request.check.clone()),
+                texts: TextGuard::new(request.avoid_names.iter(), request.check.clone()),
                 history: Vec::new(),
                 answer: Vec::new(),
                 ends: Vec::new(),

@@ -54,11 +54,64 @@ pub struct ChatRequest {
     /// Item names the answer must not use (the venture's items, items kept from earlier
     /// attempts). The prompt says so; the local engine also takes back such a name, or one the
     /// answer gave before, as soon as it is written, and has the model begin it anew.
-    pub avoid_names: Vec<String>,
+    pub avoid_names: AvoidNames,
     /// Judges each text of the answer as the embedded model writes it (the junk rules): a
     /// refused text is taken back and written again. Not part of what is sent or cached.
     #[serde(skip)]
     pub check: Option<TextCheck>,
+}
+
+/// The names a request's answer must not use, in order: lists shared by every request of a
+/// run (the graph's ventures: thousands in an incubator's graph, copied for every request
+/// out) and names of the request's own. Serialised as one list, as the cache key has it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AvoidNames(Vec<NameList>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum NameList {
+    Own(Vec<String>),
+    Shared(Arc<[String]>),
+}
+
+impl AvoidNames {
+    /// `names` after those so far.
+    pub fn and(mut self, names: impl IntoIterator<Item = impl Into<String>>) -> AvoidNames {
+        let names: Vec<String> = names.into_iter().map(Into::into).collect();
+        if !names.is_empty() {
+            self.0.push(NameList::Own(names));
+        }
+        self
+    }
+
+    /// A list shared with other requests after the names so far.
+    pub fn and_shared(mut self, names: Arc<[String]>) -> AvoidNames {
+        if !names.is_empty() {
+            self.0.push(NameList::Shared(names));
+        }
+        self
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .flat_map(|list| match list {
+                NameList::Own(names) => names.iter(),
+                NameList::Shared(names) => names.iter(),
+            })
+            .map(String::as_str)
+    }
+}
+
+impl From<Vec<String>> for AvoidNames {
+    fn from(names: Vec<String>) -> AvoidNames {
+        AvoidNames::default().and(names)
+    }
+}
+
+impl Serialize for AvoidNames {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
 }
 
 /// Why a text of an item, at a JSON pointer inside the item (`/name`, `/description`,
@@ -304,4 +357,44 @@ pub fn choose(
         },
         params,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn avoided_names_share_their_long_lists_and_serialise_as_one_list() {
+        let ventures: Arc<[String]> = ["Space X".to_string(), "Solar Bikes".to_string()].into();
+        let avoid = AvoidNames::default()
+            .and(["Loyalty Club"])
+            .and(Vec::<String>::new())
+            .and_shared(ventures.clone())
+            .and(["Relationship"]);
+        let copy = avoid.clone().and(["Kept Idea"]);
+        let names: Vec<&str> = copy.iter().collect();
+        assert_eq!(
+            names,
+            [
+                "Loyalty Club",
+                "Space X",
+                "Solar Bikes",
+                "Relationship",
+                "Kept Idea"
+            ]
+        );
+        assert!(copy.0.iter().any(
+            |list| matches!(list, NameList::Shared(shared) if Arc::ptr_eq(shared, &ventures))
+        ));
+        // The cache key reads the list as a plain JSON array.
+        let plain: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+        assert_eq!(
+            serde_json::to_string(&copy).ok(),
+            serde_json::to_string(&plain).ok()
+        );
+        assert_eq!(
+            serde_json::to_string(&AvoidNames::default()).ok(),
+            Some("[]".into())
+        );
+    }
 }

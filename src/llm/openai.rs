@@ -815,7 +815,7 @@ mod tests {
                 max_tokens: 10,
                 seed: 1,
             },
-            avoid_names: Vec::new(),
+            avoid_names: Default::default(),
             check: None,
         };
         let started = Instant::now();

@@ -17,7 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::{Draft, Engine, Error, EventKind, Events, Failure, FailureKind, Provenance};
 use crate::draft::{AnswerSchema, Checker, Issue, Item, Junk, JunkReason, item_schema};
 use crate::graph::Block;
-use crate::llm::{ChatRequest, Completion, Params, Provider, TextCheck, Usage, tokens};
+use crate::llm::{AvoidNames, ChatRequest, Completion, Params, Provider, TextCheck, Usage, tokens};
 use crate::prompt::library::{sha256_hex, sha256_json_object};
 use crate::prompt::{self, Library, Message, Role, VentureInput};
 
@@ -146,16 +146,14 @@ pub async fn draft_pair(
     // Names the embedded model takes back as soon as it writes them (`llm::guard`): the
     // venture's items, every venture of the graph, every name the prompt shows, and the block's
     // own names. A remote model is only checked afterwards.
-    // Borrowed: each request takes its own copy, and a graph of thousands of ventures made
-    // this list thousands of names long for every pair out.
-    let avoid: Vec<&str> = existing
-        .iter()
-        .copied()
-        .chain(std::iter::once(junk_context.venture.as_str()))
-        .chain(junk_context.ventures.iter().map(String::as_str))
-        .chain(junk_context.shown.iter().map(String::as_str))
-        .chain(junk_context.block_names.iter().map(String::as_str))
-        .collect();
+    // The graph's ventures are one list every request shares: a graph of thousands of
+    // ventures made this list thousands of names long for every request out.
+    let avoid = AvoidNames::default()
+        .and(existing.iter().copied())
+        .and([junk_context.venture.as_str()])
+        .and_shared(junk_context.ventures.clone())
+        .and(junk_context.shown.iter().map(String::as_str))
+        .and(junk_context.block_names.iter().map(String::as_str));
     // The item validator and the block's part of the junk rules are the engine's, made for the
     // block's first pair. A schema that cannot be compiled stops the pair before anything is
     // sent. The rest is the pair's, and a remote pair makes it while its first request is out
@@ -224,10 +222,8 @@ pub async fn draft_pair(
             schema: schema_sent.clone(),
             params,
             avoid_names: avoid
-                .iter()
-                .map(|name| name.to_string())
-                .chain(kept.iter().map(|item| item.name.clone()))
-                .collect(),
+                .clone()
+                .and(kept.iter().map(|item| item.name.as_str())),
             check: text_check.clone(),
         };
         let key = crate::cache::Cache::key(&engine.identity, &chat);
@@ -468,7 +464,7 @@ pub fn first_request(
         messages: first.messages,
         schema: first.schema,
         params: engine.params.clone(),
-        avoid_names: Vec::new(),
+        avoid_names: AvoidNames::default(),
         check: None,
     })
 }
