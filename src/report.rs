@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::generate::{Draft, RunReport};
+use crate::generate::{Draft, Failed, RunReport};
 use crate::graph::{Block, Graph, Key, Tool, Venture, Warning, WarningKind};
 use crate::pipeline::Preview;
+use crate::run::FailureKind;
 use crate::run::journal::{PairRecord, RunRecord};
 use crate::run::plan::Plan;
 use crate::writeback::ListedDraft;
@@ -315,11 +316,33 @@ fn run_text(report: &RunReport, items: bool) -> String {
     }
     if !report.failed.is_empty() {
         out.push_str("\nfailed:\n");
-        for failed in &report.failed {
+        // The pairs a stopped run did not start share one reason: said once with their count,
+        // not once per pair (a run of thousands stopped by a refused key).
+        let (skipped, failed): (Vec<&Failed>, Vec<&Failed>) = report
+            .failed
+            .iter()
+            .partition(|failed| failed.kind == FailureKind::NotAttempted);
+        for failed in failed {
             out.push_str(&format!(
                 "  {} / {}: {}\n",
                 failed.venture, failed.block, failed.reason
             ));
+        }
+        let mut reasons: Vec<(&str, Vec<&Failed>)> = Vec::new();
+        for failed in skipped {
+            match reasons
+                .iter_mut()
+                .find(|(reason, _)| *reason == failed.reason)
+            {
+                Some((_, pairs)) => pairs.push(failed),
+                None => reasons.push((&failed.reason, vec![failed])),
+            }
+        }
+        for (reason, pairs) in reasons {
+            match pairs.as_slice() {
+                [one] => out.push_str(&format!("  {} / {}: {reason}\n", one.venture, one.block)),
+                _ => out.push_str(&format!("  {} more pairs: {reason}\n", pairs.len())),
+            }
         }
     }
     if let Some(diff) = &report.diff {
@@ -327,7 +350,7 @@ fn run_text(report: &RunReport, items: bool) -> String {
         out.push_str(if diff.is_empty() { "  nothing\n" } else { diff });
     }
     out.push('\n');
-    out.push_str(&summary_line(report));
+    out.push_str(&summary_line(report, !items));
     out
 }
 
@@ -339,8 +362,9 @@ fn cost_text(cost: Option<f64>) -> String {
     }
 }
 
-/// The run in one line, and what to do next.
-fn summary_line(report: &RunReport) -> String {
+/// The run in one line, and what to do next; `resumable` for a command whose stopped runs the
+/// same command resumes (`enrich`).
+fn summary_line(report: &RunReport, resumable: bool) -> String {
     let totals = &report.totals;
     let mut parts = vec![format!(
         "{} item(s) in {} of {} pair(s)",
@@ -350,7 +374,11 @@ fn summary_line(report: &RunReport) -> String {
         parts.push(format!("{} from cache", totals.from_cache));
     }
     if totals.resumed > 0 {
-        parts.push(format!("{} finished by an earlier try", totals.resumed));
+        // Pairs an earlier try of the run failed are not asked again unless --retry-failed.
+        parts.push(format!(
+            "{} done or failed by an earlier try",
+            totals.resumed
+        ));
     }
     if totals.failed > 0 {
         parts.push(format!("{} failed", totals.failed));
@@ -369,7 +397,18 @@ fn summary_line(report: &RunReport) -> String {
         ),
         (false, false) => "nothing was written".to_string(),
     };
-    format!("{}\n{next}\n", parts.join(", "))
+    let stopped = report
+        .failed
+        .iter()
+        .any(|failed| failed.kind == FailureKind::NotAttempted);
+    let resume = match (resumable && stopped, totals.failed > 0) {
+        (false, _) => "",
+        (true, false) => "\nthe run stopped: the same command resumes it",
+        (true, true) => {
+            "\nthe run stopped: the same command resumes it (with --retry-failed it asks the failed pairs again)"
+        }
+    };
+    format!("{}\n{next}{resume}\n", parts.join(", "))
 }
 
 /// Draft items as text (`drafts list|accept|reject`): one line per item, with where it is.

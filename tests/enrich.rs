@@ -819,3 +819,52 @@ async fn a_run_without_a_model_is_journaled_stopped_and_says_why_once() -> TestR
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_server_stops_the_run_and_the_same_command_resumes_it() -> TestResult {
+    let folder = common::sample_graph_copy()?;
+    // A port nobody listens on (bound, then let go), and retries kept short.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let config = folder.path().join("short-retries.toml");
+    std::fs::write(
+        &config,
+        "[providers.openai]\nmax_retries = 1\nretry_budget_secs = 5\n",
+    )?;
+    let config = config.to_string_lossy().into_owned();
+    let mut arguments = vec!["--config", config.as_str()];
+    arguments.extend(FORCE);
+    let (code, stdout, stderr) = output(
+        command(folder.path(), &arguments)
+            .env("OPENAI_API_KEY", KEY)
+            .env("OPENAI_BASE_URL", format!("http://127.0.0.1:{port}/v1")),
+    )?;
+    // Only the pairs already out tried the server; the others were not started, and are said
+    // in one line; the run can be resumed.
+    assert_eq!(code, Some(1), "{stderr}");
+    let tried = stdout.matches("is the server running").count() - 1;
+    assert!((1..=4).contains(&tried), "{stdout}");
+    let skipped = 2 * VENTURES - tried;
+    assert!(
+        stdout.contains(&format!("  {skipped} more pairs: not attempted: gave up")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("the run stopped: the same command resumes it (with --retry-failed"),
+        "{stdout}"
+    );
+    let (_, runs, _) = output(&mut command(folder.path(), &["runs", "--json"]))?;
+    let runs: Value = serde_json::from_str(&runs)?;
+    assert_eq!(runs[0]["state"], "stopped", "{runs}");
+    // The server is back: the same command asks only the pairs not tried.
+    let (server, recorder) = Recorder::start(Duration::ZERO, None).await;
+    let (code, stdout, stderr) = output(&mut inncopilot(folder.path(), &server, &arguments))?;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(recorder.seen().len(), skipped, "{stdout}");
+    assert!(
+        stdout.contains(&format!("{tried} done or failed by an earlier try")),
+        "{stdout}"
+    );
+    Ok(())
+}

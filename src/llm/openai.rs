@@ -90,6 +90,8 @@ pub enum RemoteError {
         seconds: f64,
         last: String,
         hint: &'static str,
+        /// The last attempt could not reach the server at all.
+        unreachable: bool,
     },
 }
 
@@ -505,6 +507,7 @@ impl ChatModel for OpenAiModel {
                     } else {
                         ""
                     },
+                    unreachable: transient.unreachable,
                 }
                 .into());
             }

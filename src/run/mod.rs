@@ -309,10 +309,15 @@ impl Failure {
     /// A model's failure, fatal when no other pair could succeed either.
     pub fn model(error: &ModelError) -> Failure {
         let fatal = match error {
+            // A server that could not be reached through all the retries is not there for the
+            // other pairs either (its address is wrong, or it is down): the run stops and can
+            // be resumed, where each pair used to spend its retries (~10 s) on it in turn.
             ModelError::Remote(remote) => !matches!(
                 remote,
-                RemoteError::GaveUp { .. }
-                    | RemoteError::TokenLimit { .. }
+                RemoteError::GaveUp {
+                    unreachable: false,
+                    ..
+                } | RemoteError::TokenLimit { .. }
                     | RemoteError::Rejected { .. }
             ),
             #[cfg(feature = "local")]
