@@ -397,11 +397,15 @@ fn summary_line(report: &RunReport, resumable: bool) -> String {
         ),
         (false, false) => "nothing was written".to_string(),
     };
-    let stopped = report
+    // Pairs not started are in `totals.failed` too: only the others need --retry-failed.
+    let (skipped, failed) = report
         .failed
         .iter()
-        .any(|failed| failed.kind == FailureKind::NotAttempted);
-    let resume = match (resumable && stopped, totals.failed > 0) {
+        .fold((false, false), |(skipped, failed), each| {
+            let not_started = each.kind == FailureKind::NotAttempted;
+            (skipped || not_started, failed || !not_started)
+        });
+    let resume = match (resumable && skipped, failed) {
         (false, _) => "",
         (true, false) => "\nthe run stopped: the same command resumes it",
         (true, true) => {
