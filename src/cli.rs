@@ -134,7 +134,8 @@ pub struct EnrichArgs {
     /// Requests out at once to a remote provider [config: enrich.concurrency].
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
-    /// When an unfinished run is resumed, ask again the pairs it recorded as failed.
+    /// Ask again the pairs the run resumed recorded as failed; with no unfinished run to
+    /// resume, resume the latest run asked the same if pairs of it failed (only those are asked).
     #[arg(long)]
     pub retry_failed: bool,
     /// Ask the model even when the cache has the answer (fresh answers are still cached).

@@ -106,15 +106,34 @@ impl JournalArgs {
     }
 }
 
-/// The id the run of `selection` will have: the latest unfinished run of the journal asked the
-/// same (it is resumed), else a new one.
-pub fn run_id_for(engine: &Engine, selection: &Selection) -> Result<String, Error> {
+/// The id the run of `selection` will have: the run of the journal it resumes
+/// ([`resumable`]), else a new one.
+pub fn run_id_for(
+    engine: &Engine,
+    selection: &Selection,
+    retry_failed: bool,
+) -> Result<String, Error> {
     let args = JournalArgs::new(engine, selection).key();
-    let resumable = match crate::run::Journal::open_existing(&engine.graph.root)? {
-        Some(journal) => journal.resumable("enrich", &args)?,
+    let resumed = match crate::run::Journal::open_existing(&engine.graph.root)? {
+        Some(journal) => resumable(&journal, &args, retry_failed)?,
         None => None,
     };
-    Ok(resumable.unwrap_or_else(crate::run::new_run_id))
+    Ok(resumed.unwrap_or_else(crate::run::new_run_id))
+}
+
+/// The run an `enrich` asked `args` resumes: the latest unfinished run asked the same; with
+/// `retry_failed`, else the latest run asked the same if pairs of it failed (finished or not:
+/// its failed pairs are asked again, its done ones are not, even with `--force`).
+fn resumable(
+    journal: &crate::run::Journal,
+    args: &str,
+    retry_failed: bool,
+) -> Result<Option<String>, Error> {
+    match journal.resumable("enrich", args)? {
+        Some(id) => Ok(Some(id)),
+        None if retry_failed => Ok(journal.latest_with_failures("enrich", args)?),
+        None => Ok(None),
+    }
 }
 
 /// The pairs to work on and their estimated cost; nothing is sent, no model is loaded.
@@ -151,7 +170,7 @@ pub async fn run(
     let resumable = match (&request.resume, writer.journal()) {
         _ if request.dry_run => None,
         (Some(id), _) => Some(id.clone()),
-        (None, Some(journal)) => journal.resumable("enrich", &args)?,
+        (None, Some(journal)) => resumable(journal, &args, request.retry_failed)?,
         (None, None) => None,
     };
     if let Some(id) = resumable {

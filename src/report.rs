@@ -316,34 +316,7 @@ fn run_text(report: &RunReport, items: bool) -> String {
     }
     if !report.failed.is_empty() {
         out.push_str("\nfailed:\n");
-        // The pairs a stopped run did not start share one reason: said once with their count,
-        // not once per pair (a run of thousands stopped by a refused key).
-        let (skipped, failed): (Vec<&Failed>, Vec<&Failed>) = report
-            .failed
-            .iter()
-            .partition(|failed| failed.kind == FailureKind::NotAttempted);
-        for failed in failed {
-            out.push_str(&format!(
-                "  {} / {}: {}\n",
-                failed.venture, failed.block, failed.reason
-            ));
-        }
-        let mut reasons: Vec<(&str, Vec<&Failed>)> = Vec::new();
-        for failed in skipped {
-            match reasons
-                .iter_mut()
-                .find(|(reason, _)| *reason == failed.reason)
-            {
-                Some((_, pairs)) => pairs.push(failed),
-                None => reasons.push((&failed.reason, vec![failed])),
-            }
-        }
-        for (reason, pairs) in reasons {
-            match pairs.as_slice() {
-                [one] => out.push_str(&format!("  {} / {}: {reason}\n", one.venture, one.block)),
-                _ => out.push_str(&format!("  {} more pairs: {reason}\n", pairs.len())),
-            }
-        }
+        out.push_str(&failed_text(&report.failed));
     }
     if let Some(diff) = &report.diff {
         out.push_str("\nwould change (--dry-run, nothing written):\n");
@@ -364,6 +337,52 @@ fn cost_text(cost: Option<f64>) -> String {
 
 /// The run in one line, and what to do next; `resumable` for a command whose stopped runs the
 /// same command resumes (`enrich`).
+/// The failed pairs, one line per reason: pairs that share one are said once with their count
+/// and the first few of them, not once per pair: those a stopped run did not start, and those
+/// out when a refused key or an unreachable server stopped it (fatal failures are one reason
+/// whatever their timings say). Pairs tried come before pairs not started.
+fn failed_text(failed: &[Failed]) -> String {
+    const NAMED: usize = 3;
+    let mut reasons: Vec<(bool, &str, Vec<&Failed>)> = Vec::new();
+    for each in failed {
+        let not_started = each.kind == FailureKind::NotAttempted;
+        let same = |pair: &Failed| match each.kind {
+            FailureKind::Fatal => pair.kind == FailureKind::Fatal,
+            _ => pair.kind != FailureKind::Fatal && pair.reason == each.reason,
+        };
+        match reasons
+            .iter_mut()
+            .find(|(skipped, _, pairs)| *skipped == not_started && same(pairs[0]))
+        {
+            Some((_, _, pairs)) => pairs.push(each),
+            None => reasons.push((not_started, &each.reason, vec![each])),
+        }
+    }
+    reasons.sort_by_key(|(not_started, _, _)| *not_started);
+    let name = |pair: &&Failed| format!("{} / {}", pair.venture, pair.block);
+    let mut out = String::new();
+    for (not_started, reason, pairs) in reasons {
+        let line = match (not_started, pairs.as_slice()) {
+            (_, [one]) => format!("{}: {reason}", name(one)),
+            (true, _) => format!("{} more pairs: {reason}", pairs.len()),
+            (false, _) => {
+                let named: Vec<String> = pairs.iter().take(NAMED).map(name).collect();
+                let more = match pairs.len().saturating_sub(NAMED) {
+                    0 => String::new(),
+                    more => format!(" and {more} more"),
+                };
+                format!(
+                    "{} pairs ({}{more}): {reason}",
+                    pairs.len(),
+                    named.join(", ")
+                )
+            }
+        };
+        out.push_str(&format!("  {line}\n"));
+    }
+    out
+}
+
 fn summary_line(report: &RunReport, resumable: bool) -> String {
     let totals = &report.totals;
     let mut parts = vec![format!(
@@ -405,11 +424,14 @@ fn summary_line(report: &RunReport, resumable: bool) -> String {
             let not_started = each.kind == FailureKind::NotAttempted;
             (skipped || not_started, failed || !not_started)
         });
-    let resume = match (resumable && skipped, failed) {
-        (false, _) => "",
-        (true, false) => "\nthe run stopped: the same command resumes it",
-        (true, true) => {
+    let resume = match (resumable, skipped, failed) {
+        (false, _, _) | (true, false, false) => "",
+        (true, true, false) => "\nthe run stopped: the same command resumes it",
+        (true, true, true) => {
             "\nthe run stopped: the same command resumes it (with --retry-failed it asks the failed pairs again)"
+        }
+        (true, false, true) => {
+            "\nthe same command with --retry-failed asks the failed pairs again (and no other)"
         }
     };
     format!("{}\n{next}{resume}\n", parts.join(", "))

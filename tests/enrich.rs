@@ -513,6 +513,7 @@ async fn a_429_storm_halves_the_requests_out_at_once() -> TestResult {
         delay,
         refuse: None,
         storm: 4,
+        broken: None,
         seen: Arc::default(),
     })
     .await;
@@ -840,10 +841,18 @@ async fn an_unreachable_server_stops_the_run_and_the_same_command_resumes_it() -
             .env("OPENAI_API_KEY", KEY)
             .env("OPENAI_BASE_URL", format!("http://127.0.0.1:{port}/v1")),
     )?;
-    // Only the pairs already out tried the server; the others were not started, and are said
-    // in one line; the run can be resumed.
+    // Only the pairs already out tried the server, and are said in one line; the others were
+    // not started, and are said in one more; the run can be resumed.
     assert_eq!(code, Some(1), "{stderr}");
-    let tried = stdout.matches("is the server running").count() - 1;
+    let said: Vec<&str> = stdout
+        .lines()
+        .filter(|line| line.starts_with("  ") && line.contains("is the server running"))
+        .collect();
+    assert_eq!(said.len(), 2, "{stdout}");
+    let tried = match said[0].trim_start().split_once(" pairs (") {
+        Some((count, _)) => count.parse()?,
+        None => 1,
+    };
     assert!((1..=4).contains(&tried), "{stdout}");
     let skipped = 2 * VENTURES - tried;
     assert!(
@@ -866,5 +875,66 @@ async fn an_unreachable_server_stops_the_run_and_the_same_command_resumes_it() -
         stdout.contains(&format!("{tried} done or failed by an earlier try")),
         "{stdout}"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_failed_asks_only_the_failed_pairs_of_the_finished_run_again() -> TestResult {
+    // Space X is answered text that is no draft: its two pairs fail, the others are written.
+    let (server, _) = Recorder::start_with(Recorder {
+        delay: Duration::ZERO,
+        refuse: None,
+        storm: 0,
+        broken: Some("Space X"),
+        seen: Arc::default(),
+    })
+    .await;
+    let folder = common::sample_graph_copy()?;
+    let (code, stdout, stderr) = output(&mut inncopilot(folder.path(), &server, &FORCE))?;
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("the same command with --retry-failed asks the failed pairs again"),
+        "{stdout}"
+    );
+    let (_, runs, _) = output(&mut command(folder.path(), &["runs", "--json"]))?;
+    let runs: Value = serde_json::from_str(&runs)?;
+    assert_eq!(
+        (&runs[0]["state"], &runs[0]["failed"]),
+        (&"finished".into(), &2.into()),
+        "{runs}"
+    );
+    let run_id = runs[0]["id"].as_str().ok_or("no run id")?.to_string();
+
+    // The server answers Space X now: with --retry-failed, the finished run is resumed and only
+    // its failed pairs are asked, though --force selects every pair.
+    let (server, recorder) = Recorder::start(Duration::ZERO, None).await;
+    let mut arguments = FORCE.to_vec();
+    arguments.extend(["--retry-failed", "--json"]);
+    let (code, stdout, stderr) = output(&mut inncopilot(folder.path(), &server, &arguments))?;
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    let report: Value = serde_json::from_str(&stdout)?;
+    assert_eq!(report["run_id"], run_id.as_str(), "{stdout}");
+    assert_eq!(report["totals"]["resumed"], 2 * VENTURES - 2);
+    let asked: Vec<_> = recorder
+        .seen()
+        .iter()
+        .map(|seen| seen.venture.clone())
+        .collect();
+    assert_eq!(asked, ["Space X", "Space X"], "{stdout}");
+    let (_, runs, _) = output(&mut command(folder.path(), &["runs", "--json"]))?;
+    let runs: Value = serde_json::from_str(&runs)?;
+    assert_eq!(runs.as_array().map(Vec::len), Some(1), "{runs}");
+    assert_eq!(
+        (&runs[0]["state"], &runs[0]["done"]),
+        (&"finished".into(), &(2 * VENTURES).into())
+    );
+
+    // Nothing failed now: the same command is a new run of every pair (--force).
+    let (code, stdout, stderr) = output(&mut inncopilot(folder.path(), &server, &arguments))?;
+    assert_eq!(code, Some(0), "{stderr}");
+    let report: Value = serde_json::from_str(&stdout)?;
+    assert_ne!(report["run_id"], run_id.as_str());
+    assert_eq!(report["totals"]["resumed"], 0);
+    assert_eq!(report["totals"]["pairs"], 2 * VENTURES);
     Ok(())
 }

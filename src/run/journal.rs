@@ -283,6 +283,23 @@ impl Journal {
         )
     }
 
+    /// The latest run of `command` asked `args` when pairs of it failed (it may have finished):
+    /// `--retry-failed` resumes it and asks those pairs again, where a new run of a `--force`
+    /// selection would ask every pair again. `None` when the latest such run failed nothing.
+    pub fn latest_with_failures(&self, command: &str, args: &str) -> Result<Option<String>, Error> {
+        let Some(id) = self.latest_run("command = ?1 AND args = ?2", command, args)? else {
+            return Ok(None);
+        };
+        let failed: bool = self.with(|db| {
+            db.query_row(
+                "SELECT EXISTS (SELECT 1 FROM pairs WHERE run_id = ?1 AND state = 'failed')",
+                params![id],
+                |row| row.get(0),
+            )
+        })?;
+        Ok(failed.then_some(id))
+    }
+
     /// The latest run of `command` left in `state` (a submitted batch, say).
     pub fn latest_in_state(&self, command: &str, state: &str) -> Result<Option<String>, Error> {
         self.latest_run("command = ?1 AND state = ?2", command, state)

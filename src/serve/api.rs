@@ -603,7 +603,7 @@ async fn start_enrich(state: &AppState, asked: EnrichJob) -> Result<JobStatus, A
             let (engine, plan) = asked.plan(&state, graph)?;
             let run_id = match &asked.resume {
                 Some(id) => id.clone(),
-                None => enrich::run_id_for(&engine, &asked.selection)?,
+                None => enrich::run_id_for(&engine, &asked.selection, asked.retry_failed)?,
             };
             Ok((plan, asked, run_id))
         })

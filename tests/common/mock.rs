@@ -119,6 +119,8 @@ pub struct Recorder {
     pub refuse: Option<ResponseTemplate>,
     /// The first this many requests are answered 429 (Retry-After: 0).
     pub storm: usize,
+    /// Requests for this venture are answered with text that is no draft (its pairs fail).
+    pub broken: Option<&'static str>,
     pub seen: Arc<Mutex<Vec<Seen>>>,
 }
 
@@ -131,6 +133,7 @@ impl Recorder {
             delay,
             refuse,
             storm: 0,
+            broken: None,
             seen: Arc::default(),
         })
         .await
@@ -205,6 +208,9 @@ impl Respond for Recorder {
         });
         match &self.refuse {
             Some(refusal) => refusal.clone(),
+            None if self.broken == Some(venture.as_str()) => {
+                streamed("No ideas today.").set_delay(self.delay)
+            }
             None => streamed(&answer).set_delay(self.delay),
         }
     }
