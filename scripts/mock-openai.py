@@ -6,7 +6,7 @@ schema (response_format json_schema, or json_object with a schema), after a fixe
 Names are made of plain words chosen by a hash of the request, so every (venture, block) gets
 names of its own and the junk checks pass. Streams (server-sent events) when asked to.
 
-    scripts/mock-openai.py [--port 8790] [--latency-ms 200]
+    scripts/mock-openai.py [--port 8790] [--latency-ms 200] [--no-draft-for TEXT]...
 
 Then: OPENAI_API_KEY=anything OPENAI_BASE_URL=http://127.0.0.1:8790/v1 inncopilot enrich ...
 Standard library only. GET /stats gives the number of requests served.
@@ -86,9 +86,12 @@ def answer(body: dict) -> str:
     return json.dumps({"items": items})
 
 
-def completion(body: dict) -> tuple[str, bytes]:
-    """The response to a chat completions request: (content type, body)."""
-    content = answer(body)
+def completion(body: dict, no_draft_for: list[str]) -> tuple[str, bytes]:
+    """The response to a chat completions request: (content type, body); text that is no
+    draft when the request's messages contain one of `no_draft_for`."""
+    messages = json.dumps(body.get("messages", []), ensure_ascii=False)
+    broken = any(text in messages for text in no_draft_for)
+    content = "No ideas today." if broken else answer(body)
     usage = {"prompt_tokens": 900, "completion_tokens": 120, "total_tokens": 1020}
     model = body.get("model", "mock")
     if body.get("stream"):
@@ -118,8 +121,9 @@ class Server:
     thread per connection under the GIL added up to 20 ms to a request at that load, with any
     client). Each response goes out in one write, Nagle's algorithm off."""
 
-    def __init__(self, latency: float):
+    def __init__(self, latency: float, no_draft_for: list[str]):
         self.latency = latency
+        self.no_draft_for = no_draft_for
 
     async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         global served
@@ -146,7 +150,7 @@ class Server:
                     # it runs, so a burst of requests is not answered one parse after another.
                     due = loop.time() + self.latency
                     served += 1
-                    kind, data = completion(json.loads(raw or b"{}"))
+                    kind, data = completion(json.loads(raw or b"{}"), self.no_draft_for)
                     await asyncio.sleep(max(0.0, due - loop.time()))
                 else:
                     kind, data = "application/json", json.dumps({"requests": served}).encode()
@@ -172,9 +176,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8790)
     parser.add_argument("--latency-ms", type=float, default=200)
+    parser.add_argument("--no-draft-for", action="append", default=[], metavar="TEXT",
+                        help="answer text that is no draft to requests whose messages contain "
+                             "TEXT (a venture's name, say: its pairs fail); repeatable")
     arguments = parser.parse_args()
     try:
-        asyncio.run(Server(arguments.latency_ms / 1000).serve(arguments.port))
+        server = Server(arguments.latency_ms / 1000, arguments.no_draft_for)
+        asyncio.run(server.serve(arguments.port))
     except KeyboardInterrupt:
         pass
 

@@ -166,7 +166,7 @@ pub async fn run(
     let writer = Writer::open(&engine, request.dry_run)?;
     let args = JournalArgs::new(&engine, &request.selection).key();
     let mut run_id = None;
-    let mut skip = BTreeSet::new();
+    let (mut skip, mut retry) = (BTreeSet::new(), BTreeSet::new());
     let resumable = match (&request.resume, writer.journal()) {
         _ if request.dry_run => None,
         (Some(id), _) => Some(id.clone()),
@@ -176,9 +176,12 @@ pub async fn run(
     if let Some(id) = resumable {
         if let Some(journal) = writer.journal() {
             for ((venture, block), state) in journal.pair_states(&id)? {
-                if state == "done" || (state == "failed" && !request.retry_failed) {
-                    skip.insert((venture, block));
-                }
+                match state.as_str() {
+                    "done" => skip.insert((venture, block)),
+                    "failed" if request.retry_failed => retry.insert((venture, block)),
+                    "failed" => skip.insert((venture, block)),
+                    _ => false,
+                };
             }
         }
         tracing::info!("resuming run {id}: {} pair(s) finished already", skip.len());
@@ -207,6 +210,7 @@ pub async fn run(
         append: false,
         stop_on_model_error: false,
         skip,
+        retry,
         imported: request.imported.clone(),
         live: !request.no_live,
         cancel: request.cancel.clone(),

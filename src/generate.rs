@@ -93,6 +93,7 @@ pub async fn run(
         concurrency: 1,
         append: options.append,
         stop_on_model_error: true,
+        retry: Default::default(),
         skip: Default::default(),
         imported: Default::default(),
         live: true,

@@ -881,14 +881,14 @@ async fn an_unreachable_server_stops_the_run_and_the_same_command_resumes_it() -
 #[tokio::test(flavor = "multi_thread")]
 async fn retry_failed_asks_only_the_failed_pairs_of_the_finished_run_again() -> TestResult {
     // Space X is answered text that is no draft: its two pairs fail, the others are written.
-    let (server, _) = Recorder::start_with(Recorder {
+    let broken = Recorder {
         delay: Duration::ZERO,
         refuse: None,
         storm: 0,
         broken: Some("Space X"),
         seen: Arc::default(),
-    })
-    .await;
+    };
+    let (server, _) = Recorder::start_with(broken.clone()).await;
     let folder = common::sample_graph_copy()?;
     let (code, stdout, stderr) = output(&mut inncopilot(folder.path(), &server, &FORCE))?;
     assert_eq!(code, Some(1), "{stdout}\n{stderr}");
@@ -896,18 +896,24 @@ async fn retry_failed_asks_only_the_failed_pairs_of_the_finished_run_again() -> 
         stdout.contains("the same command with --retry-failed asks the failed pairs again"),
         "{stdout}"
     );
-    let (_, runs, _) = output(&mut command(folder.path(), &["runs", "--json"]))?;
-    let runs: Value = serde_json::from_str(&runs)?;
+    let runs = runs_of(folder.path())?;
     assert_eq!(
         (&runs[0]["state"], &runs[0]["failed"]),
         (&"finished".into(), &2.into()),
         "{runs}"
     );
     let run_id = runs[0]["id"].as_str().ok_or("no run id")?.to_string();
+    let spent = runs[0]["cost_usd"].as_f64().ok_or("no cost")?;
 
-    // The server answers Space X now: with --retry-failed, the finished run is resumed and only
-    // its failed pairs are asked, though --force selects every pair.
-    let (server, recorder) = Recorder::start(Duration::ZERO, None).await;
+    // The same server answers Space X now: with --retry-failed, the finished run is resumed and
+    // only its failed pairs are asked, though --force selects every pair; asked afresh, not
+    // from the cache, which holds the answers they failed with for the same requests.
+    let recorder = Recorder {
+        broken: None,
+        seen: Arc::default(),
+        ..broken.clone()
+    };
+    recorder.clone().answer_on(&server).await;
     let mut arguments = FORCE.to_vec();
     arguments.extend(["--retry-failed", "--json"]);
     let (code, stdout, stderr) = output(&mut inncopilot(folder.path(), &server, &arguments))?;
@@ -915,18 +921,25 @@ async fn retry_failed_asks_only_the_failed_pairs_of_the_finished_run_again() -> 
     let report: Value = serde_json::from_str(&stdout)?;
     assert_eq!(report["run_id"], run_id.as_str(), "{stdout}");
     assert_eq!(report["totals"]["resumed"], 2 * VENTURES - 2);
+    assert_eq!(report["totals"]["from_cache"], 0, "{stdout}");
     let asked: Vec<_> = recorder
         .seen()
         .iter()
         .map(|seen| seen.venture.clone())
         .collect();
     assert_eq!(asked, ["Space X", "Space X"], "{stdout}");
-    let (_, runs, _) = output(&mut command(folder.path(), &["runs", "--json"]))?;
-    let runs: Value = serde_json::from_str(&runs)?;
+    let runs = runs_of(folder.path())?;
     assert_eq!(runs.as_array().map(Vec::len), Some(1), "{runs}");
     assert_eq!(
         (&runs[0]["state"], &runs[0]["done"]),
         (&"finished".into(), &(2 * VENTURES).into())
+    );
+    // The run's record says what both tries spent.
+    let retried = report["totals"]["cost_usd"].as_f64().ok_or("no cost")?;
+    let recorded = runs[0]["cost_usd"].as_f64().ok_or("no cost")?;
+    assert!(
+        retried > 0.0 && (recorded - (spent + retried)).abs() < 1e-9,
+        "{runs}"
     );
 
     // Nothing failed now: the same command is a new run of every pair (--force).
@@ -937,4 +950,9 @@ async fn retry_failed_asks_only_the_failed_pairs_of_the_finished_run_again() -> 
     assert_eq!(report["totals"]["resumed"], 0);
     assert_eq!(report["totals"]["pairs"], 2 * VENTURES);
     Ok(())
+}
+
+fn runs_of(graph: &Path) -> Result<Value, Box<dyn std::error::Error>> {
+    let (_, runs, _) = output(&mut command(graph, &["runs", "--json"]))?;
+    Ok(serde_json::from_str(&runs)?)
 }

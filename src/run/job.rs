@@ -71,6 +71,8 @@ pub struct Answers<'s> {
     pub imported: Option<Completion>,
     /// Ask the model for what the imported answer (or the cache) does not give.
     pub live: bool,
+    /// Do not read the cache: the pair failed before with the answers it holds.
+    pub fresh: bool,
     /// The pair's place among the requests out at once. The caller keeps it: after a failed
     /// request the place is still held when the pair ends, and the run decides whether to stop
     /// before it is given back.
@@ -122,6 +124,7 @@ pub async fn draft_pair(
     let Answers {
         mut imported,
         live,
+        fresh,
         slot,
     } = answers;
     let started = Instant::now();
@@ -242,7 +245,10 @@ pub async fn draft_pair(
                 );
             imported_attempts += 1;
         }
-        let cached = imported_now.or_else(|| engine.cache.get(&key));
+        let cached = imported_now.or_else(|| match fresh {
+            true => None,
+            false => engine.cache.get(&key),
+        });
         events.send(
             &venture.name,
             &block.id,

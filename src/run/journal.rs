@@ -357,7 +357,9 @@ impl Journal {
     /// Record pairs that started (`running`) and how others ended, `done` (their drafts are on
     /// disk) or `failed`, and how the run ended when it did ([`finish_run`](Self::finish_run)),
     /// in one transaction: a pair's record is durable when this returns, and never there
-    /// before. A pair in both lists ends as it finished.
+    /// before. A pair in both lists ends as it finished. A pair that ended before (failed, then
+    /// asked again by `--retry-failed`) adds its attempts, tokens and cost to those recorded:
+    /// the run's record says what it spent.
     pub fn pairs_progress(
         &self,
         run_id: &str,
@@ -383,10 +385,10 @@ impl Journal {
                        prompt_tokens, completion_tokens, cost_usd, reason, draft_file, updated_at)
                      VALUES (?1, ?2, ?3, -1, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                      ON CONFLICT(run_id, venture, block) DO UPDATE SET state = excluded.state,
-                       attempts = excluded.attempts, items = excluded.items,
-                       prompt_tokens = excluded.prompt_tokens,
-                       completion_tokens = excluded.completion_tokens,
-                       cost_usd = excluded.cost_usd, reason = excluded.reason,
+                       attempts = attempts + excluded.attempts, items = excluded.items,
+                       prompt_tokens = prompt_tokens + excluded.prompt_tokens,
+                       completion_tokens = completion_tokens + excluded.completion_tokens,
+                       cost_usd = cost_usd + excluded.cost_usd, reason = excluded.reason,
                        draft_file = excluded.draft_file, updated_at = excluded.updated_at",
                 )?;
                 let at = now();

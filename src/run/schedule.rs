@@ -47,6 +47,9 @@ pub struct RunSpec {
     pub stop_on_model_error: bool,
     /// Pairs a resumed run finished already (they are skipped).
     pub skip: BTreeSet<(String, String)>,
+    /// Pairs an earlier try of the run failed, asked again (`--retry-failed`): the model is
+    /// asked afresh, the cached answers that failed them are not read again.
+    pub retry: BTreeSet<(String, String)>,
     /// Answers to pairs' first requests given by a Batch API result file.
     pub imported: BTreeMap<(String, String), Completion>,
     /// Ask the model for what the cache and the imported answers do not give.
@@ -488,6 +491,7 @@ pub async fn execute(
         append,
         stop_on_model_error,
         skip,
+        retry,
         mut imported,
         live,
         cancel,
@@ -619,11 +623,13 @@ pub async fn execute(
             let (engine, events, run_id) = (engine.clone(), events.clone(), run_id.clone());
             let (block_id, count) = (pair.block.clone(), pair.count);
             let first_answer = imported.remove(&(pair.venture.clone(), pair.block.clone()));
+            let fresh = retry.contains(&(pair.venture.clone(), pair.block.clone()));
             let mut slot = Slot::new(pace.places.clone(), place);
             in_flight.spawn(async move {
                 let answers = Answers {
                     imported: first_answer,
                     live,
+                    fresh,
                     slot: &mut slot,
                 };
                 let outcome = match engine.graph.find_block(&block_id) {

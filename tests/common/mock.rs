@@ -141,12 +141,18 @@ impl Recorder {
 
     pub async fn start_with(recorder: Recorder) -> (MockServer, Recorder) {
         let server = MockServer::start().await;
+        recorder.clone().answer_on(&server).await;
+        (server, recorder)
+    }
+
+    /// Answer `server`'s chat completions from now on, in place of whatever answered before.
+    pub async fn answer_on(self, server: &MockServer) {
+        server.reset().await;
         Mock::given(method("POST"))
             .and(path("/v1/chat/completions"))
-            .respond_with(recorder.clone())
-            .mount(&server)
+            .respond_with(self)
+            .mount(server)
             .await;
-        (server, recorder)
     }
 
     pub fn seen(&self) -> Vec<Seen> {
