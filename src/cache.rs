@@ -1,6 +1,8 @@
 //! The response cache: a model's answer on disk, keyed by everything that shapes it (provider,
 //! endpoint or model file, model, messages, schema, parameters, asked format), so a re-run is
-//! free and repeatable. Only answers are stored; errors never are.
+//! free and repeatable. Only answers are stored; errors never are, nor the answers of a pair
+//! they left short of items (the run's writer leaves those out: a re-run would fail the pair
+//! with them again).
 //!
 //! One JSON file per key (`<sha256>.json`), written atomically; an unreadable entry is a miss.
 //! Entries are not flushed to disk before the answer is used: a power cut can lose the newest

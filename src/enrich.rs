@@ -166,7 +166,7 @@ pub async fn run(
     let writer = Writer::open(&engine, request.dry_run)?;
     let args = JournalArgs::new(&engine, &request.selection).key();
     let mut run_id = None;
-    let (mut skip, mut retry) = (BTreeSet::new(), BTreeSet::new());
+    let (mut skip, mut retry) = (BTreeSet::new(), BTreeMap::new());
     let resumable = match (&request.resume, writer.journal()) {
         _ if request.dry_run => None,
         (Some(id), _) => Some(id.clone()),
@@ -175,13 +175,19 @@ pub async fn run(
     };
     if let Some(id) = resumable {
         if let Some(journal) = writer.journal() {
-            for ((venture, block), state) in journal.pair_states(&id)? {
+            for (pair, (state, attempts)) in journal.pair_tries(&id)? {
                 match state.as_str() {
-                    "done" => skip.insert((venture, block)),
-                    "failed" if request.retry_failed => retry.insert((venture, block)),
-                    "failed" => skip.insert((venture, block)),
-                    _ => false,
-                };
+                    "done" => {
+                        skip.insert(pair);
+                    }
+                    "failed" if request.retry_failed => {
+                        retry.insert(pair, attempts);
+                    }
+                    "failed" => {
+                        skip.insert(pair);
+                    }
+                    _ => {}
+                }
             }
         }
         tracing::info!("resuming run {id}: {} pair(s) finished already", skip.len());

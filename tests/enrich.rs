@@ -889,6 +889,12 @@ async fn retry_failed_asks_only_the_failed_pairs_of_the_finished_run_again() -> 
         seen: Arc::default(),
     };
     let (server, _) = Recorder::start_with(broken.clone()).await;
+    let seeds_of = |recorder: &Recorder| -> Vec<Option<i64>> {
+        let seen = recorder.seen().into_iter();
+        seen.filter(|seen| seen.venture == "Space X")
+            .map(|seen| seen.seed)
+            .collect()
+    };
     let folder = common::sample_graph_copy()?;
     let (code, stdout, stderr) = output(&mut inncopilot(folder.path(), &server, &FORCE))?;
     assert_eq!(code, Some(1), "{stdout}\n{stderr}");
@@ -904,10 +910,13 @@ async fn retry_failed_asks_only_the_failed_pairs_of_the_finished_run_again() -> 
     );
     let run_id = runs[0]["id"].as_str().ok_or("no run id")?.to_string();
     let spent = runs[0]["cost_usd"].as_f64().ok_or("no cost")?;
+    let first_seeds = seeds_of(&broken);
+    assert_eq!(first_seeds.len(), 6, "three attempts of each pair");
 
     // The same server answers Space X now: with --retry-failed, the finished run is resumed and
     // only its failed pairs are asked, though --force selects every pair; asked afresh, not
-    // from the cache, which holds the answers they failed with for the same requests.
+    // from the cache, which holds the answers they failed with for the same requests, and
+    // with seeds of their own (the same seeds give a seeded model's same answers).
     let recorder = Recorder {
         broken: None,
         seen: Arc::default(),
@@ -928,6 +937,13 @@ async fn retry_failed_asks_only_the_failed_pairs_of_the_finished_run_again() -> 
         .map(|seen| seen.venture.clone())
         .collect();
     assert_eq!(asked, ["Space X", "Space X"], "{stdout}");
+    let seeds = seeds_of(&recorder);
+    assert!(
+        seeds
+            .iter()
+            .all(|seed| seed.is_some() && !first_seeds.contains(seed)),
+        "{seeds:?} after {first_seeds:?}"
+    );
     let runs = runs_of(folder.path())?;
     assert_eq!(runs.as_array().map(Vec::len), Some(1), "{runs}");
     assert_eq!(
@@ -942,9 +958,12 @@ async fn retry_failed_asks_only_the_failed_pairs_of_the_finished_run_again() -> 
         "{runs}"
     );
 
-    // Nothing failed now: the same command is a new run of every pair (--force).
+    // Nothing failed now: the same command is a new run of every pair (--force). Space X's
+    // first requests are asked again: the answers they failed with were not cached.
+    recorder.clear();
     let (code, stdout, stderr) = output(&mut inncopilot(folder.path(), &server, &arguments))?;
     assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(seeds_of(&recorder).len(), 2, "{stdout}");
     let report: Value = serde_json::from_str(&stdout)?;
     assert_ne!(report["run_id"], run_id.as_str());
     assert_eq!(report["totals"]["resumed"], 0);

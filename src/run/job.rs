@@ -71,8 +71,10 @@ pub struct Answers<'s> {
     pub imported: Option<Completion>,
     /// Ask the model for what the imported answer (or the cache) does not give.
     pub live: bool,
-    /// Do not read the cache: the pair failed before with the answers it holds.
-    pub fresh: bool,
+    /// The pair failed before after this many attempts and is asked again: the cache is not
+    /// read (it holds the answers it failed with), and the seeds follow on from those
+    /// attempts' (the same seeds would give a seeded model's same answers).
+    pub retried: Option<u32>,
     /// The pair's place among the requests out at once. The caller keeps it: after a failed
     /// request the place is still held when the pair ends, and the run decides whether to stop
     /// before it is given back.
@@ -124,7 +126,7 @@ pub async fn draft_pair(
     let Answers {
         mut imported,
         live,
-        fresh,
+        retried,
         slot,
     } = answers;
     let started = Instant::now();
@@ -216,7 +218,7 @@ pub async fn draft_pair(
             false => 0.0,
         };
         let params = Params {
-            seed: engine.params.seed + i64::from(attempt - 1),
+            seed: engine.params.seed + i64::from(retried.unwrap_or(0) + attempt - 1),
             temperature: engine.params.temperature + hotter,
             ..engine.params.clone()
         };
@@ -245,9 +247,9 @@ pub async fn draft_pair(
                 );
             imported_attempts += 1;
         }
-        let cached = imported_now.or_else(|| match fresh {
-            true => None,
-            false => engine.cache.get(&key),
+        let cached = imported_now.or_else(|| match retried {
+            Some(_) => None,
+            None => engine.cache.get(&key),
         });
         events.send(
             &venture.name,

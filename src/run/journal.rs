@@ -110,6 +110,9 @@ pub struct PairRecord {
     pub updated_at: String,
 }
 
+/// A (venture, block) pair, by name.
+pub type Pair = (String, String);
+
 pub struct Journal {
     path: PathBuf,
     connection: Mutex<Connection>,
@@ -344,11 +347,20 @@ impl Journal {
 
     /// The state of each recorded pair of a run.
     pub fn pair_states(&self, run_id: &str) -> Result<BTreeMap<(String, String), String>, Error> {
+        Ok(self
+            .pair_tries(run_id)?
+            .into_iter()
+            .map(|(pair, (state, _))| (pair, state))
+            .collect())
+    }
+
+    /// [`pair_states`](Self::pair_states), with the attempts each pair made so far.
+    pub fn pair_tries(&self, run_id: &str) -> Result<BTreeMap<Pair, (String, u32)>, Error> {
         self.with(|db| {
             let mut query =
-                db.prepare("SELECT venture, block, state FROM pairs WHERE run_id = ?1")?;
+                db.prepare("SELECT venture, block, state, attempts FROM pairs WHERE run_id = ?1")?;
             let rows = query.query_map(params![run_id], |row| {
-                Ok(((row.get(0)?, row.get(1)?), row.get(2)?))
+                Ok(((row.get(0)?, row.get(1)?), (row.get(2)?, row.get(3)?)))
             })?;
             rows.collect()
         })

@@ -47,9 +47,10 @@ pub struct RunSpec {
     pub stop_on_model_error: bool,
     /// Pairs a resumed run finished already (they are skipped).
     pub skip: BTreeSet<(String, String)>,
-    /// Pairs an earlier try of the run failed, asked again (`--retry-failed`): the model is
-    /// asked afresh, the cached answers that failed them are not read again.
-    pub retry: BTreeSet<(String, String)>,
+    /// Pairs an earlier try of the run failed, asked again (`--retry-failed`), with the attempts
+    /// that try made: the model is asked afresh, with seeds those attempts did not use, and the
+    /// cached answers that failed them are not read again.
+    pub retry: BTreeMap<(String, String), u32>,
     /// Answers to pairs' first requests given by a Batch API result file.
     pub imported: BTreeMap<(String, String), Completion>,
     /// Ask the model for what the cache and the imported answers do not give.
@@ -180,7 +181,13 @@ impl Writer {
         let ending = self.ending.take();
         self.record_start(&marks.run_id)?;
         // The answers first: a kill before the pages are written leaves them for the re-run.
-        for (key, answer) in batch.iter().flat_map(|pair| &pair.outcome.answers) {
+        // Not those of a pair they left short of items: a re-run would fail it with them again,
+        // where asking the model again may not.
+        let answered = batch.iter().filter(|pair| {
+            (pair.outcome.failure.as_ref())
+                .is_none_or(|failure| failure.kind != FailureKind::TooFewItems)
+        });
+        for (key, answer) in answered.flat_map(|pair| &pair.outcome.answers) {
             self.cache.put(key, answer);
         }
         for pair in &mut batch {
@@ -623,13 +630,15 @@ pub async fn execute(
             let (engine, events, run_id) = (engine.clone(), events.clone(), run_id.clone());
             let (block_id, count) = (pair.block.clone(), pair.count);
             let first_answer = imported.remove(&(pair.venture.clone(), pair.block.clone()));
-            let fresh = retry.contains(&(pair.venture.clone(), pair.block.clone()));
+            let retried = retry
+                .get(&(pair.venture.clone(), pair.block.clone()))
+                .copied();
             let mut slot = Slot::new(pace.places.clone(), place);
             in_flight.spawn(async move {
                 let answers = Answers {
                     imported: first_answer,
                     live,
-                    fresh,
+                    retried,
                     slot: &mut slot,
                 };
                 let outcome = match engine.graph.find_block(&block_id) {

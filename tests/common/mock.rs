@@ -109,6 +109,8 @@ pub struct Seen {
     pub at: Instant,
     /// Answered "too many requests".
     pub refused: bool,
+    /// The request's `seed`.
+    pub seed: Option<i64>,
 }
 
 /// Answers each block with items of its schema after `delay` (or with `refuse`), and records
@@ -184,7 +186,11 @@ impl Respond for Recorder {
         let mut refused = false;
         if let Ok(mut seen) = self.seen.lock() {
             refused = seen.len() < self.storm;
+            let seed = serde_json::from_slice::<Value>(&request.body)
+                .ok()
+                .and_then(|body| body["seed"].as_i64());
             seen.push(Seen {
+                seed,
                 venture: venture.clone(),
                 block,
                 at: Instant::now(),
