@@ -335,8 +335,6 @@ fn cost_text(cost: Option<f64>) -> String {
     }
 }
 
-/// The run in one line, and what to do next; `resumable` for a command whose stopped runs the
-/// same command resumes (`enrich`).
 /// The failed pairs, one line per reason: pairs that share one are said once with their count
 /// and the first few of them, not once per pair: those a stopped run did not start, and those
 /// out when a refused key or an unreachable server stopped it (fatal failures are one reason
@@ -383,6 +381,8 @@ fn failed_text(failed: &[Failed]) -> String {
     out
 }
 
+/// The run in one line, and what to do next; `resumable` for a command whose stopped runs the
+/// same command resumes (`enrich`).
 fn summary_line(report: &RunReport, resumable: bool) -> String {
     let totals = &report.totals;
     let mut parts = vec![format!(

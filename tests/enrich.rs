@@ -914,9 +914,9 @@ async fn retry_failed_asks_only_the_failed_pairs_of_the_finished_run_again() -> 
     assert_eq!(first_seeds.len(), 6, "three attempts of each pair");
 
     // The same server answers Space X now: with --retry-failed, the finished run is resumed and
-    // only its failed pairs are asked, though --force selects every pair; asked afresh, not
-    // from the cache, which holds the answers they failed with for the same requests, and
-    // with seeds of their own (the same seeds give a seeded model's same answers).
+    // only its failed pairs are asked, though --force selects every pair; by the model (the
+    // answers they failed with were not cached), with seeds of their own (the same seeds give
+    // a seeded model's same answers).
     let recorder = Recorder {
         broken: None,
         seen: Arc::default(),

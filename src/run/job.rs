@@ -71,10 +71,10 @@ pub struct Answers<'s> {
     pub imported: Option<Completion>,
     /// Ask the model for what the imported answer (or the cache) does not give.
     pub live: bool,
-    /// The pair failed before after this many attempts and is asked again: the cache is not
-    /// read (it holds the answers it failed with), and the seeds follow on from those
-    /// attempts' (the same seeds would give a seeded model's same answers).
-    pub retried: Option<u32>,
+    /// Attempts an earlier try of the run made before the pair failed (0: none); it is asked
+    /// again with the seeds that follow on from theirs, not the same ones, which would give a
+    /// seeded model's same answers (and those of a pair left short are not in the cache).
+    pub earlier_attempts: u32,
     /// The pair's place among the requests out at once. The caller keeps it: after a failed
     /// request the place is still held when the pair ends, and the run decides whether to stop
     /// before it is given back.
@@ -126,7 +126,7 @@ pub async fn draft_pair(
     let Answers {
         mut imported,
         live,
-        retried,
+        earlier_attempts,
         slot,
     } = answers;
     let started = Instant::now();
@@ -218,7 +218,7 @@ pub async fn draft_pair(
             false => 0.0,
         };
         let params = Params {
-            seed: engine.params.seed + i64::from(retried.unwrap_or(0) + attempt - 1),
+            seed: engine.params.seed + i64::from(earlier_attempts + attempt - 1),
             temperature: engine.params.temperature + hotter,
             ..engine.params.clone()
         };
@@ -247,10 +247,7 @@ pub async fn draft_pair(
                 );
             imported_attempts += 1;
         }
-        let cached = imported_now.or_else(|| match retried {
-            Some(_) => None,
-            None => engine.cache.get(&key),
-        });
+        let cached = imported_now.or_else(|| engine.cache.get(&key));
         events.send(
             &venture.name,
             &block.id,

@@ -48,8 +48,7 @@ pub struct RunSpec {
     /// Pairs a resumed run finished already (they are skipped).
     pub skip: BTreeSet<(String, String)>,
     /// Pairs an earlier try of the run failed, asked again (`--retry-failed`), with the attempts
-    /// that try made: the model is asked afresh, with seeds those attempts did not use, and the
-    /// cached answers that failed them are not read again.
+    /// that try made: they are asked with seeds those attempts did not use.
     pub retry: BTreeMap<(String, String), u32>,
     /// Answers to pairs' first requests given by a Batch API result file.
     pub imported: BTreeMap<(String, String), Completion>,
@@ -630,15 +629,16 @@ pub async fn execute(
             let (engine, events, run_id) = (engine.clone(), events.clone(), run_id.clone());
             let (block_id, count) = (pair.block.clone(), pair.count);
             let first_answer = imported.remove(&(pair.venture.clone(), pair.block.clone()));
-            let retried = retry
+            let earlier_attempts = retry
                 .get(&(pair.venture.clone(), pair.block.clone()))
-                .copied();
+                .copied()
+                .unwrap_or(0);
             let mut slot = Slot::new(pace.places.clone(), place);
             in_flight.spawn(async move {
                 let answers = Answers {
                     imported: first_answer,
                     live,
-                    retried,
+                    earlier_attempts,
                     slot: &mut slot,
                 };
                 let outcome = match engine.graph.find_block(&block_id) {
