@@ -686,6 +686,9 @@ fn enrich(
     let shown = progress.clone();
     let listener = runtime.spawn(async move {
         let (mut done, mut cached, mut failed, mut tokens, mut cost) = (0, 0, 0, 0_u64, 0.0);
+        // A failure with the cause of the one before is not said again: the requests out when
+        // a refused key stops the run fail alike, up to --concurrency of them.
+        let mut last_failure: Option<crate::run::Failure> = None;
         while let Some(event) = receiver.recv().await {
             let EventKind::Done {
                 items,
@@ -703,14 +706,26 @@ fn enrich(
             failed += usize::from(failure.is_some());
             tokens += used.prompt_tokens + used.completion_tokens;
             cost += cost_usd;
+            let said = match failure {
+                Some(failure) => {
+                    let again = last_failure.as_ref().is_some_and(|last| {
+                        last.kind
+                            .same_cause(&last.message, failure.kind, &failure.message)
+                    });
+                    let said = match again {
+                        true => " (failed: as the failed pair before)".to_string(),
+                        false => format!(" (failed: {failure})"),
+                    };
+                    last_failure = Some(failure);
+                    said
+                }
+                None => String::new(),
+            };
             let line = format!(
-                "[{done}/{pairs}] {} / {}: {items} of {wanted} item(s){}{}",
+                "[{done}/{pairs}] {} / {}: {items} of {wanted} item(s){}{said}",
                 event.venture,
                 event.block,
                 if from_cache { ", from cache" } else { "" },
-                failure
-                    .map(|failure| format!(" (failed: {failure})"))
-                    .unwrap_or_default()
             );
             match &shown {
                 PairProgress::Bar(bar) => {

@@ -344,10 +344,7 @@ fn failed_text(failed: &[Failed]) -> String {
     let mut reasons: Vec<(bool, &str, Vec<&Failed>)> = Vec::new();
     for each in failed {
         let not_started = each.kind == FailureKind::NotAttempted;
-        let same = |pair: &Failed| match each.kind {
-            FailureKind::Fatal => pair.kind == FailureKind::Fatal,
-            _ => pair.kind != FailureKind::Fatal && pair.reason == each.reason,
-        };
+        let same = |pair: &Failed| pair.kind.same_cause(&pair.reason, each.kind, &each.reason);
         match reasons
             .iter_mut()
             .find(|(skipped, _, pairs)| *skipped == not_started && same(pairs[0]))

@@ -526,6 +526,8 @@ async fn a_429_storm_halves_the_requests_out_at_once() -> TestResult {
         stderr.contains("rate limiting: 2 request(s) at once"),
         "{stderr}"
     );
+    // Four requests out at once met the same 429: its retry is warned about once.
+    assert_eq!(stderr.matches("; retrying in").count(), 1, "{stderr}");
     let seen = recorder.seen();
     assert_eq!(seen.iter().filter(|seen| seen.refused).count(), 4);
     let answered: Vec<Instant> = seen
@@ -854,6 +856,21 @@ async fn an_unreachable_server_stops_the_run_and_the_same_command_resumes_it() -
         None => 1,
     };
     assert!((1..=4).contains(&tried), "{stdout}");
+    // On stderr too, the cause is said once: by the first retry's warning and the first failed
+    // pair's line; the other pairs out say theirs was the same.
+    assert_eq!(stderr.matches("; retrying in").count(), 1, "{stderr}");
+    assert_eq!(
+        stderr.matches("is the server running").count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr
+            .matches("(failed: as the failed pair before)")
+            .count(),
+        tried - 1,
+        "{stderr}"
+    );
     let skipped = 2 * VENTURES - tried;
     assert!(
         stdout.contains(&format!("  {skipped} more pairs: not attempted: gave up")),

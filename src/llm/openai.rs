@@ -130,7 +130,13 @@ pub struct OpenAiModel {
     tokens: Option<(Limiter, NonZeroU32)>,
     /// HTTP 429 answers seen so far (the scheduler lowers its concurrency on new ones).
     rate_limited: AtomicU64,
+    /// The last retry warned about, and when: requests out at once that meet the same trouble
+    /// (128 of them against a server that went away) are warned about once a few seconds.
+    retry_warned: Mutex<Option<(String, Instant)>>,
 }
+
+/// How long a retry's reason, once warned about, is only logged at debug level.
+const RETRY_WARNING_QUIET: Duration = Duration::from_secs(5);
 
 type Limiter = governor::DefaultDirectRateLimiter;
 
@@ -199,6 +205,7 @@ impl OpenAiModel {
             }),
             tokens: per_minute(settings.tokens_per_minute),
             rate_limited: AtomicU64::new(0),
+            retry_warned: Mutex::new(None),
             provider,
         })
     }
@@ -441,6 +448,22 @@ impl OpenAiModel {
         }
     }
 
+    /// Whether a retry for `reason` was warned about within [`RETRY_WARNING_QUIET`]; if not, it
+    /// is about to be, and counts from now.
+    fn warned_lately(&self, reason: &str) -> bool {
+        let mut warned = self
+            .retry_warned
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let lately = warned
+            .as_ref()
+            .is_some_and(|(last, at)| last == reason && at.elapsed() < RETRY_WARNING_QUIET);
+        if !lately {
+            *warned = Some((reason.to_string(), Instant::now()));
+        }
+        lately
+    }
+
     /// The wait before retry number `retry` (1-based): the server's Retry-After, else
     /// exponential backoff with full jitter on top.
     fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
@@ -511,12 +534,16 @@ impl ChatModel for OpenAiModel {
                 }
                 .into());
             }
-            tracing::warn!(
+            let retrying = format!(
                 "{}; retrying in {:.1} s (retry {retries} of {})",
                 transient.reason,
                 wait.as_secs_f64(),
                 self.max_retries
             );
+            match self.warned_lately(&transient.reason) {
+                false => tracing::warn!("{retrying}"),
+                true => tracing::debug!("{retrying}"),
+            }
             tokio::time::sleep(wait).await;
         }
     }

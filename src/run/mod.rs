@@ -295,6 +295,18 @@ pub enum FailureKind {
     Deferred,
 }
 
+impl FailureKind {
+    /// Two failures, of kinds `self` and `other` and said `reason` and `other_reason`, have one
+    /// cause, to be said once: the same kind and words, or both fatal (the requests out when a
+    /// refused key or an unreachable server stopped the run, whatever timings they say).
+    pub fn same_cause(self, reason: &str, other: FailureKind, other_reason: &str) -> bool {
+        match (self, other) {
+            (FailureKind::Fatal, FailureKind::Fatal) => true,
+            _ => self == other && reason == other_reason,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Failure {
     pub kind: FailureKind,
