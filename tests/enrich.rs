@@ -919,6 +919,13 @@ async fn retry_failed_asks_only_the_failed_pairs_of_the_finished_run_again() -> 
         stdout.contains("the same command with --retry-failed asks the failed pairs again"),
         "{stdout}"
     );
+    // Failed alike: one line.
+    assert!(
+        stdout.contains(&format!(
+            "  2 pairs (Space X / {PROFILE}, Space X / {RELATIONSHIP}): 0 of 2 items after 3 attempt(s)"
+        )),
+        "{stdout}"
+    );
     let runs = runs_of(folder.path())?;
     assert_eq!(
         (&runs[0]["state"], &runs[0]["failed"]),

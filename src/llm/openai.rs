@@ -131,7 +131,7 @@ pub struct OpenAiModel {
     /// HTTP 429 answers seen so far (the scheduler lowers its concurrency on new ones).
     rate_limited: AtomicU64,
     /// The last retry warned about, and when: requests out at once that meet the same trouble
-    /// (128 of them against a server that went away) are warned about once a few seconds.
+    /// (128 of them against a server that went away) are warned about once every few seconds.
     retry_warned: Mutex<Option<(String, Instant)>>,
 }
 
