@@ -177,13 +177,10 @@ pub async fn run(
         if let Some(journal) = writer.journal() {
             for (pair, (state, attempts)) in journal.pair_tries(&id)? {
                 match state.as_str() {
-                    "done" => {
-                        skip.insert(pair);
-                    }
                     "failed" if request.retry_failed => {
                         retry.insert(pair, attempts);
                     }
-                    "failed" => {
+                    "done" | "failed" => {
                         skip.insert(pair);
                     }
                     _ => {}

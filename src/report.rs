@@ -341,22 +341,22 @@ fn cost_text(cost: Option<f64>) -> String {
 /// whatever their timings say). Pairs tried come before pairs not started.
 fn failed_text(failed: &[Failed]) -> String {
     const NAMED: usize = 3;
-    let mut reasons: Vec<(bool, &str, Vec<&Failed>)> = Vec::new();
+    // Same cause means same kind (or both fatal): a group is all started or all not.
+    let mut groups: Vec<Vec<&Failed>> = Vec::new();
     for each in failed {
-        let not_started = each.kind == FailureKind::NotAttempted;
-        let same = |pair: &Failed| pair.kind.same_cause(&pair.reason, each.kind, &each.reason);
-        match reasons
-            .iter_mut()
-            .find(|(skipped, _, pairs)| *skipped == not_started && same(pairs[0]))
-        {
-            Some((_, _, pairs)) => pairs.push(each),
-            None => reasons.push((not_started, &each.reason, vec![each])),
+        let same = |group: &&mut Vec<&Failed>| {
+            (group[0].kind).same_cause(&group[0].reason, each.kind, &each.reason)
+        };
+        match groups.iter_mut().find(same) {
+            Some(group) => group.push(each),
+            None => groups.push(vec![each]),
         }
     }
-    reasons.sort_by_key(|(not_started, _, _)| *not_started);
+    groups.sort_by_key(|group| group[0].kind == FailureKind::NotAttempted);
     let name = |pair: &&Failed| format!("{} / {}", pair.venture, pair.block);
     let mut out = String::new();
-    for (not_started, reason, pairs) in reasons {
+    for pairs in groups {
+        let (not_started, reason) = (pairs[0].kind == FailureKind::NotAttempted, &pairs[0].reason);
         let line = match (not_started, pairs.as_slice()) {
             (_, [one]) => format!("{}: {reason}", name(one)),
             (true, _) => format!("{} more pairs: {reason}", pairs.len()),
@@ -414,13 +414,9 @@ fn summary_line(report: &RunReport, resumable: bool) -> String {
         (false, false) => "nothing was written".to_string(),
     };
     // Pairs not started are in `totals.failed` too: only the others need --retry-failed.
-    let (skipped, failed) = report
-        .failed
-        .iter()
-        .fold((false, false), |(skipped, failed), each| {
-            let not_started = each.kind == FailureKind::NotAttempted;
-            (skipped || not_started, failed || !not_started)
-        });
+    let not_started = |each: &Failed| each.kind == FailureKind::NotAttempted;
+    let skipped = report.failed.iter().any(not_started);
+    let failed = !report.failed.iter().all(not_started);
     let resume = match (resumable, skipped, failed) {
         (false, _, _) | (true, false, false) => "",
         (true, true, false) => "\nthe run stopped: the same command resumes it",

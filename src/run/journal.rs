@@ -345,16 +345,7 @@ impl Journal {
         })
     }
 
-    /// The state of each recorded pair of a run.
-    pub fn pair_states(&self, run_id: &str) -> Result<BTreeMap<(String, String), String>, Error> {
-        Ok(self
-            .pair_tries(run_id)?
-            .into_iter()
-            .map(|(pair, (state, _))| (pair, state))
-            .collect())
-    }
-
-    /// [`pair_states`](Self::pair_states), with the attempts each pair made so far.
+    /// The state of each recorded pair of a run, and the attempts it made so far.
     pub fn pair_tries(&self, run_id: &str) -> Result<BTreeMap<Pair, (String, u32)>, Error> {
         self.with(|db| {
             let mut query =
@@ -559,9 +550,9 @@ mod tests {
         assert_eq!(journal.mark_interrupted()?, 1);
         assert_eq!(journal.resumable("enrich", "{}")?.as_deref(), Some("r1"));
         assert_eq!(journal.resumable("enrich", "{\"other\":1}")?, None);
-        let states = journal.pair_states("r1")?;
-        assert_eq!(states[&pairs[0]], "done");
-        assert_eq!(states[&pairs[1]], "planned");
+        let states = journal.pair_tries("r1")?;
+        assert_eq!(states[&pairs[0]].0, "done");
+        assert_eq!(states[&pairs[1]].0, "planned");
         let run = journal.run("r1")?.ok_or("no run")?;
         assert_eq!(
             (run.state.as_str(), run.pairs, run.done),
